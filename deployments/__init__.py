@@ -1,0 +1,1 @@
+"""Schedules from the constitution, serve/worker entry points, and the `wct` CLI."""

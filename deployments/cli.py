@@ -1,0 +1,364 @@
+"""The `wct` command line: every command has --help; --json where a script reads the output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models import audit
+from models.clock import Clock, SystemClock
+from models.commands import apply_constitution, current_constitution, import_members
+from models.config import Settings, get_settings
+from models.constitution import default_constitution_path, load_constitution
+from models.db import make_engine, migrate, schema_is_current
+from models.errors import ConstitutionInvalid, MembersInvalid, WctError
+from models.members import parse_members
+from models.queries import status as status_view
+from models.tables import Person, PersonRole
+from models.uow import UnitOfWork
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Runtime:
+    """What a command needs from outside: settings, the clock (the one seam for time), an engine."""
+
+    settings: Settings = field(default_factory=get_settings)
+    clock: Clock = field(default_factory=SystemClock)
+    actor: str = "cli"
+    _engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings.resolved_database_url)
+        return self._engine
+
+    def ready_engine(self) -> Engine:
+        """The engine of an initialised database, or a clear error."""
+        engine = self.engine()
+        if not schema_is_current(engine):
+            raise WctError(
+                f"database {self.settings.resolved_database_url} is not initialised or is out of "
+                "date: run `wct init`"
+            )
+        return engine
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.ready_engine(), clock=self.clock, actor=self.actor)
+
+
+app = typer.Typer(
+    help="wct: the Wirral Children's Trust MoU (or your partnership's) as running workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+members_app = typer.Typer(help="The members' contact list (personal data).", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail any member may inspect (4.1).", no_args_is_help=True)
+app.add_typer(members_app, name="members")
+app.add_typer(audit_app, name="audit")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _runtime(ctx: typer.Context) -> Runtime:
+    if not isinstance(ctx.obj, Runtime):
+        ctx.obj = Runtime()
+    return ctx.obj
+
+
+def _fail(message: str, details: list[str] | None = None) -> typer.Exit:
+    typer.echo(f"wct: error: {message}", err=True)
+    for line in details or []:
+        typer.echo(f"  {line}", err=True)
+    return typer.Exit(1)
+
+
+def _errors(command: Callable[P, R]) -> Callable[P, R]:
+    """One clear line and exit 1 on any failure; the traceback only with WCT_DEBUG=1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except (ConstitutionInvalid, MembersInvalid) as exc:
+            noun = "problem" if len(exc.problems) == 1 else "problems"
+            raise _fail(
+                f"{exc.source}: {len(exc.problems)} {noun}, nothing written",
+                [str(p) for p in exc.problems],
+            ) from None
+        except WctError as exc:
+            raise _fail(str(exc)) from None
+        except Exception as exc:
+            if os.environ.get("WCT_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise _fail(
+                f"{type(exc).__name__}: {first} (set WCT_DEBUG=1 to see the traceback)"
+            ) from None
+
+    return wrapper
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+@app.command()
+@_errors
+def init(
+    ctx: typer.Context,
+    constitution: Annotated[
+        Path | None,
+        typer.Option(help="Constitution YAML; default: the Wirral Children's Trust's."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create or upgrade the database and load the constitution (safe to run again)."""
+    rt = _runtime(ctx)
+    path = constitution or default_constitution_path()
+    checked = load_constitution(path)  # before any write: a bad file changes nothing
+    engine = rt.engine()
+    migrate(engine)
+    with UnitOfWork(engine, clock=rt.clock, actor=rt.actor) as uow:
+        applied = apply_constitution(uow, constitution=checked, source=str(path))
+        uow.commit()
+    result = {
+        "database": rt.settings.resolved_database_url,
+        "partnership": checked.partnership.name,
+        "constitution": str(path),
+        "digest": applied.digest,
+        "changed": applied.changed,
+    }
+    if as_json:
+        _print_json(result)
+    elif applied.changed:
+        typer.echo(
+            f"Loaded {checked.partnership.name} ({len(checked.bodies)} bodies, "
+            f"{len(checked.organisations)} organisations) into {result['database']}"
+        )
+    else:
+        typer.echo(f"{checked.partnership.name}: already up to date ({applied.digest[:12]})")
+
+
+@app.command()
+@_errors
+def check(
+    path: Annotated[Path, typer.Argument(help="Constitution YAML to check.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a constitution against the schema and the MoU's structural rules; writes nothing."""
+    try:
+        checked = load_constitution(path)
+    except ConstitutionInvalid as exc:
+        if as_json:
+            _print_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
+            raise typer.Exit(1) from None
+        raise
+    if as_json:
+        _print_json({"ok": True, "digest": checked.digest(), "problems": []})
+    else:
+        rules = ", ".join(sorted(checked.rules.values()))
+        typer.echo(f"{path}: OK ({checked.partnership.name}; rules checked: {rules})")
+
+
+@app.command()
+@_errors
+def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Bodies, chairs, seats filled, members and the next meeting of each body."""
+    rt = _runtime(ctx)
+    with Session(rt.ready_engine()) as session:
+        view = status_view(session, now=rt.clock.now(), meetings=3 if as_json else 1)
+    if as_json:
+        _print_json(view.as_dict())
+        return
+    typer.echo(f"{view.partnership} ({view.short_name})")
+    typer.echo(
+        f"constitution {view.constitution_digest[:12]}, loaded {view.constitution_loaded_at}; "
+        f"{view.members} members; {view.audit_events} audit events"
+    )
+    typer.echo("")
+    rows = [("BODY", "NAME", "CHAIR", "SEATS FILLED", "NEXT MEETING")]
+    for b in view.bodies:
+        chair = f"{b.chair_role}: {b.chair or 'vacant'}"
+        nxt = b.next_meetings[0].replace("T", " ")[:16] if b.next_meetings else "-"
+        rows.append((b.id, b.name, chair, f"{b.seats_filled}/{b.seats}", nxt))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for warning in view.warnings:
+        typer.echo(f"warning: {warning}")
+
+
+@members_app.command("import")
+@_errors
+def members_import(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with columns name,email,organisation,roles[,teams_webhook,channels]; "
+            "roles and channels separated by ';'."
+        ),
+    ],
+    prune: Annotated[
+        bool, typer.Option(help="Deactivate members who are not in this file.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add or update members by email; a bad row is reported by line and nothing is written."""
+    rt = _runtime(ctx)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WctError(f"{file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise WctError(f"{file}: not UTF-8 text (save the CSV as UTF-8)") from None
+    with rt.uow() as uow:
+        rows = parse_members(text, current_constitution(uow.session), source=str(file))
+        result = import_members(uow, rows=rows, prune=prune)
+        uow.commit()
+    if as_json:
+        _print_json(asdict(result))
+        return
+    typer.echo(
+        f"{file}: {len(result.added)} added, {len(result.updated)} updated, "
+        f"{len(result.unchanged)} unchanged"
+        + (f", {len(result.deactivated)} deactivated" if prune else "")
+    )
+    if result.not_in_file and not prune:
+        typer.echo(
+            f"note: {len(result.not_in_file)} active members are not in this file "
+            "(use --prune to deactivate them)"
+        )
+
+
+@members_app.command("list")
+@_errors
+def members_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Active members with their organisation, roles and channels."""
+    rt = _runtime(ctx)
+    with Session(rt.ready_engine()) as session:
+        people = session.exec(
+            select(Person).where(col(Person.active).is_(True)).order_by(col(Person.name))
+        ).all()
+        roles: dict[int, list[str]] = {}
+        for person_id, role_id in session.exec(select(PersonRole.person_id, PersonRole.role_id)):
+            roles.setdefault(person_id, []).append(role_id)
+    listing = [
+        {
+            "pseudonym": p.pseudonym,
+            "name": p.name,
+            "email": p.email,
+            "organisation": p.organisation_id,
+            "roles": sorted(roles.get(p.id or 0, [])),
+            "channels": p.channels.split(","),
+        }
+        for p in people
+    ]
+    if as_json:
+        _print_json(listing)
+        return
+    for m in listing:
+        typer.echo(
+            f"{m['pseudonym']}  {m['name']} <{m['email']}>  {m['organisation']}  "
+            f"{';'.join(m['roles'])}  [{','.join(m['channels'])}]"  # type: ignore[arg-type]
+        )
+
+
+@audit_app.command("verify")
+@_errors
+def audit_verify(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(help="SEQ:HASH published earlier by `wct audit checkpoint`."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check the hash chain; name every edited, deleted or reordered event. Exit 1 if any."""
+    rt = _runtime(ctx)
+    expected = audit.parse_checkpoint(checkpoint) if checkpoint else None
+    with Session(rt.ready_engine()) as session:
+        findings = audit.verify(session, checkpoint=expected)
+        count, head = audit.checkpoint(session)
+    if as_json:
+        _print_json(
+            {"ok": not findings, "events": count, "head": head, "findings": [asdict(f) for f in findings]}
+        )
+    elif findings:
+        for finding in findings:
+            typer.echo(f"{finding.kind}: {finding.message}", err=True)
+    else:
+        typer.echo(f"audit trail intact: {count} events, head {count}:{head}")
+    if findings:
+        if not as_json:
+            typer.echo(f"wct: error: audit trail broken ({len(findings)} findings)", err=True)
+        raise typer.Exit(1)
+
+
+class ExportFormat(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+@audit_app.command("export")
+@_errors
+def audit_export(
+    ctx: typer.Context,
+    export_format: Annotated[
+        ExportFormat, typer.Option("--format", help="jsonl or csv.", case_sensitive=False)
+    ] = ExportFormat.JSONL,
+    organisation: Annotated[
+        str | None, typer.Option(help="Only the records concerning this organisation id.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Export the audit records (4.1), with their hashes so anyone can check them."""
+    rt = _runtime(ctx)
+    with Session(rt.ready_engine()) as session:
+        if organisation is not None:
+            known = {o.id for o in current_constitution(session).organisations}
+            if organisation not in known:
+                raise WctError(
+                    f"unknown organisation '{organisation}' (known: {', '.join(sorted(known))})"
+                )
+        rows = audit.export_rows(session, organisation=organisation)
+    text = audit.to_jsonl(rows) if export_format is ExportFormat.JSONL else audit.to_csv(rows)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(rows)} events written to {output}", err=True)
+
+
+@audit_app.command("checkpoint")
+@_errors
+def audit_checkpoint(ctx: typer.Context) -> None:
+    """Print SEQ:HASH of the chain head; publish it outside the database to detect rewrites."""
+    rt = _runtime(ctx)
+    with Session(rt.ready_engine()) as session:
+        count, head = audit.checkpoint(session)
+    typer.echo(f"{count}:{head}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""The governance domain: constitution, tables, MoU rules, commands. Imports no orchestration."""

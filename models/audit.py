@@ -1,0 +1,257 @@
+"""4.1: the partnership's audit records, hash-chained so any edit, deletion or reordering shows."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.errors import WctError
+from models.tables import GENESIS, AuditEvent, AuditHead
+
+
+def canonical(value: Any) -> str:
+    """The one JSON form that is hashed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _content(
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    organisations: str,
+    before: str,
+    after: str,
+) -> str:
+    return canonical(
+        {
+            "seq": seq,
+            "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "organisations": organisations,
+            "before": before,
+            "after": after,
+        }
+    )
+
+
+def chain_hash(prev_hash: str, content: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+
+
+def event_hash(event: AuditEvent, *, seq: int | None = None) -> str:
+    """The hash `event` should carry, optionally as if it sat at position `seq`."""
+    content = _content(
+        seq=event.seq if seq is None else seq,
+        at=event.at,
+        actor=event.actor,
+        action=event.action,
+        subject=event.subject,
+        organisations=event.organisations,
+        before=event.before,
+        after=event.after,
+    )
+    return chain_hash(event.prev_hash, content)
+
+
+def append(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    before: Any,
+    after: Any,
+    organisations: Iterable[str] = (),
+) -> AuditEvent:
+    """Add one event after the head, in the caller's transaction; the head row is locked."""
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    # Rounded to microseconds as stored, so the hash survives the database round trip.
+    event = AuditEvent(
+        seq=head.seq + 1,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        organisations=",".join(sorted(set(organisations))),
+        before=canonical(before),
+        after=canonical(after),
+        prev_hash=head.hash,
+        hash="",
+    )
+    event.hash = event_hash(event)
+    head.seq, head.hash = event.seq, event.hash
+    session.add(event)
+    session.add(head)
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One way the stored trail differs from the trail as written."""
+
+    seq: int
+    kind: str  # edited | deleted | reordered | truncated | checkpoint
+    message: str
+
+
+def verify(session: Session, *, checkpoint: tuple[int, str] | None = None) -> list[Finding]:
+    """Walk the chain; name each event that was edited, deleted or moved, and a cut tail."""
+    events = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))))
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one()
+    findings = list(_walk(events))
+    last = events[-1] if events else None
+    last_seq = last.seq if last else 0
+    if head.seq > last_seq:
+        findings.append(
+            Finding(
+                last_seq + 1,
+                "truncated",
+                f"events {last_seq + 1}..{head.seq} are missing: the chain head says {head.seq} "
+                "events were written",
+            )
+        )
+    elif last is not None and last.hash != head.hash and not findings:
+        findings.append(
+            Finding(last.seq, "edited", f"event {last.seq} does not match the recorded chain head")
+        )
+    if checkpoint is not None:
+        findings.extend(_against_checkpoint(events, checkpoint))
+    return findings
+
+
+def _walk(events: Sequence[AuditEvent]) -> Iterator[Finding]:
+    expected_seq, prev_hash = 1, GENESIS
+    for event in events:
+        if event.seq > expected_seq:
+            missing = (
+                f"event {expected_seq} is"
+                if event.seq == expected_seq + 1
+                else f"events {expected_seq}..{event.seq - 1} are"
+            )
+            yield Finding(expected_seq, "deleted", f"{missing} missing (deleted)")
+        elif event_hash(event) != event.hash:
+            moved_from = _original_position(event, len(events) + 1)
+            if moved_from is not None:
+                yield Finding(
+                    event.seq,
+                    "reordered",
+                    f"event {event.seq} holds what was written as event {moved_from} (reordered)",
+                )
+            else:
+                yield Finding(
+                    event.seq, "edited", f"event {event.seq} was changed after it was written"
+                )
+        elif event.prev_hash != prev_hash and event.seq == expected_seq:
+            yield Finding(
+                event.seq,
+                "reordered",
+                f"event {event.seq} does not follow event {event.seq - 1} "
+                "(events were reordered or replaced)",
+            )
+        expected_seq, prev_hash = event.seq + 1, event.hash
+
+
+def _original_position(event: AuditEvent, upper: int) -> int | None:
+    for seq in range(1, upper + 1):
+        if seq != event.seq and event_hash(event, seq=seq) == event.hash:
+            return seq
+    return None
+
+
+def _against_checkpoint(events: Sequence[AuditEvent], checkpoint: tuple[int, str]) -> list[Finding]:
+    count, digest = checkpoint
+    at = next((e for e in events if e.seq == count), None)
+    if at is None:
+        return [Finding(count, "checkpoint", f"event {count} of the checkpoint is not in the trail")]
+    if at.hash != digest:
+        return [
+            Finding(
+                count,
+                "checkpoint",
+                f"event {count} differs from the published checkpoint: the trail was rewritten",
+            )
+        ]
+    return []
+
+
+def parse_checkpoint(text: str) -> tuple[int, str]:
+    """'SEQ:HASH' as printed by `wct audit checkpoint`."""
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise WctError(f"checkpoint '{text}' is not SEQ:SHA256 (as `wct audit checkpoint` prints)")
+    return int(seq), digest
+
+
+def checkpoint(session: Session) -> tuple[int, str]:
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one()
+    return head.seq, head.hash
+
+
+EXPORT_FIELDS = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "subject",
+    "organisations",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+]
+
+
+def export_rows(session: Session, *, organisation: str | None = None) -> list[dict[str, Any]]:
+    """The records any member may inspect (4.1), optionally only those concerning one organisation."""
+    rows = []
+    for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))):
+        orgs = event.organisations.split(",") if event.organisations else []
+        if organisation is not None and organisation not in orgs:
+            continue
+        rows.append(
+            {
+                "seq": event.seq,
+                "at": event.at.isoformat(),
+                "actor": event.actor,
+                "action": event.action,
+                "subject": event.subject,
+                "organisations": orgs,
+                "before": json.loads(event.before),
+                "after": json.loads(event.after),
+                "prev_hash": event.prev_hash,
+                "hash": event.hash,
+            }
+        )
+    return rows
+
+
+def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    return "".join(canonical(row) + "\n" for row in rows)
+
+
+def to_csv(rows: Iterable[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        flat = dict(row)
+        flat["organisations"] = ";".join(row["organisations"])
+        flat["before"] = canonical(row["before"])
+        flat["after"] = canonical(row["after"])
+        writer.writerow(flat)
+    return out.getvalue()

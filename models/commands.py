@@ -1,0 +1,262 @@
+"""Commands: each checks its input, changes state, and audits it, inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, delete, select
+
+from models.constitution import Constitution
+from models.errors import NotInitialised, WctError
+from models.members import MemberRow
+from models.tables import (
+    Body,
+    ConstitutionRecord,
+    Organisation,
+    Person,
+    PersonRole,
+    Role,
+    Seat,
+)
+from models.uow import UnitOfWork
+
+
+def current_constitution(session: Session) -> Constitution:
+    """The constitution in force, as loaded by `apply_constitution`."""
+    record = session.exec(
+        select(ConstitutionRecord).where(col(ConstitutionRecord.current).is_(True))
+    ).first()
+    if record is None:
+        raise NotInitialised()
+    return Constitution.model_validate_json(record.document)
+
+
+@dataclass(frozen=True)
+class ConstitutionApplied:
+    changed: bool
+    digest: str
+    previous_digest: str | None
+
+
+def apply_constitution(
+    uow: UnitOfWork, *, constitution: Constitution, source: str
+) -> ConstitutionApplied:
+    """Load a checked constitution; the same content twice changes nothing and audits nothing."""
+    session = uow.session
+    digest = constitution.digest()
+    previous = session.exec(
+        select(ConstitutionRecord).where(col(ConstitutionRecord.current).is_(True))
+    ).first()
+    if previous is not None and previous.digest == digest:
+        return ConstitutionApplied(False, digest, digest)
+    _refuse_orphans(session, constitution)
+    _sync_structure(session, constitution)
+    if previous is not None:
+        previous.current = False
+        session.add(previous)
+    session.add(
+        ConstitutionRecord(
+            partnership_id=constitution.partnership.id,
+            digest=digest,
+            source=source[-500:],
+            document=constitution.model_dump_json(),
+            loaded_at=uow.clock.now(),
+        )
+    )
+    uow.record(
+        "constitution.loaded" if previous is None else "constitution.amended",
+        f"partnership:{constitution.partnership.id}",
+        before={"digest": previous.digest} if previous else None,
+        after={
+            "digest": digest,
+            "bodies": sorted(b.id for b in constitution.bodies),
+            "organisations": sorted(o.id for o in constitution.organisations),
+        },
+        organisations=[o.id for o in constitution.organisations],
+    )
+    return ConstitutionApplied(True, digest, previous.digest if previous else None)
+
+
+def _refuse_orphans(session: Session, c: Constitution) -> None:
+    """An amendment may not remove an organisation or role that an active member still has."""
+    orgs = {o.id for o in c.organisations}
+    roles = {r.id for r in c.roles}
+    problems = []
+    for person in session.exec(select(Person).where(col(Person.active).is_(True))):
+        if person.organisation_id not in orgs:
+            problems.append(f"member {person.pseudonym} belongs to '{person.organisation_id}'")
+    held = session.exec(
+        select(PersonRole.role_id, Person.pseudonym)
+        .join(Person, col(Person.id) == col(PersonRole.person_id))
+        .where(col(Person.active).is_(True))
+    )
+    for role_id, pseudonym in held:
+        if role_id not in roles:
+            problems.append(f"member {pseudonym} holds role '{role_id}'")
+    if problems:
+        raise WctError(
+            "the new constitution removes what members still use: "
+            + "; ".join(sorted(set(problems))[:10])
+            + " (re-import members first)"
+        )
+
+
+def _sync_structure(session: Session, c: Constitution) -> None:
+    for org in c.organisations:
+        session.merge(
+            Organisation(
+                id=org.id,
+                name=org.name,
+                statutory_partner=org.statutory_partner,
+                category=org.category,
+                active=True,
+            )
+        )
+    for role in c.roles:
+        session.merge(
+            Role(
+                id=role.id,
+                name=role.name,
+                kind=role.kind.value,
+                organisation_id=role.organisation,
+                active=True,
+            )
+        )
+    session.flush()
+    session.exec(delete(Seat))
+    for body in c.bodies:
+        cadence = body.cadence
+        session.merge(
+            Body(
+                id=body.id,
+                name=body.name,
+                kind=body.kind.value,
+                chair_role_id=body.chair,
+                deputy_role_id=body.deputy,
+                outcome=body.outcome,
+                cadence_rrule=cadence.rrule if cadence else None,
+                cadence_first=cadence.first_local if cadence else None,
+                duration_minutes=cadence.duration_minutes if cadence else 120,
+                location=cadence.location if cadence else None,
+                active=True,
+            )
+        )
+    session.flush()
+    for body in c.bodies:
+        for seat in body.members:
+            session.add(
+                Seat(
+                    body_id=body.id,
+                    role_id=seat.role,
+                    organisation_id=seat.organisation,
+                    count=seat.count,
+                )
+            )
+    keep = {
+        Organisation: {o.id for o in c.organisations},
+        Role: {r.id for r in c.roles},
+        Body: {b.id for b in c.bodies},
+    }
+    for table, ids in keep.items():
+        for row in session.exec(select(table)):
+            if row.id not in ids and row.active:
+                row.active = False  # kept for history: meetings and cases may still refer to it
+                session.add(row)
+
+
+@dataclass
+class MembersImported:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    not_in_file: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+
+
+def _public(person: Person, roles: list[str]) -> dict[str, object]:
+    """What the audit may say about a person: no name, no email, no webhook."""
+    return {
+        "organisation": person.organisation_id,
+        "roles": sorted(roles),
+        "channels": person.channels,
+        "teams": bool(person.teams_webhook),
+        "active": person.active,
+    }
+
+
+def import_members(uow: UnitOfWork, *, rows: list[MemberRow], prune: bool = False) -> MembersImported:
+    """Add or update each member by email; with `prune`, deactivate members not in the file."""
+    session = uow.session
+    current_constitution(session)  # refuse before a constitution is loaded
+    result = MembersImported()
+    now = uow.clock.now()
+    emails = {row.email for row in rows}
+    for row in rows:
+        person = session.exec(select(Person).where(Person.email == row.email)).first()
+        before = None
+        if person is None:
+            person = Person(
+                pseudonym=f"p-{secrets.token_hex(6)}",
+                name=row.name,
+                email=row.email,
+                organisation_id=row.organisation,
+                updated_at=now,
+            )
+        else:
+            before = _public(person, _roles_of(session, person))
+            personal_before = (person.name, person.teams_webhook)
+        person.name = row.name
+        person.organisation_id = row.organisation
+        person.teams_webhook = row.teams_webhook
+        person.channels = ",".join(c.value for c in row.channels)
+        person.active = True
+        after = _public(person, list(row.roles))
+        if before is not None and before == after and personal_before == (
+            person.name,
+            person.teams_webhook,
+        ):
+            result.unchanged.append(person.pseudonym)
+            continue
+        person.updated_at = now
+        session.add(person)
+        session.flush()
+        assert person.id is not None
+        session.exec(delete(PersonRole).where(col(PersonRole.person_id) == person.id))
+        for role_id in sorted(set(row.roles)):
+            session.add(PersonRole(person_id=person.id, role_id=role_id))
+        action = "member.added" if before is None else "member.updated"
+        (result.added if before is None else result.updated).append(person.pseudonym)
+        uow.record(
+            action,
+            f"person:{person.pseudonym}",
+            before=before,
+            after=after,
+            organisations=[person.organisation_id],
+        )
+    others = session.exec(
+        select(Person).where(col(Person.active).is_(True), col(Person.email).not_in(emails))
+    ).all()
+    for person in others:
+        result.not_in_file.append(person.pseudonym)
+        if prune:
+            before = _public(person, _roles_of(session, person))
+            person.active = False
+            person.updated_at = now
+            session.add(person)
+            result.deactivated.append(person.pseudonym)
+            uow.record(
+                "member.deactivated",
+                f"person:{person.pseudonym}",
+                before=before,
+                after=_public(person, before["roles"]),  # type: ignore[arg-type]
+                organisations=[person.organisation_id],
+            )
+    session.flush()
+    return result
+
+
+def _roles_of(session: Session, person: Person) -> list[str]:
+    return list(
+        session.exec(select(PersonRole.role_id).where(PersonRole.person_id == person.id)).all()
+    )

@@ -1,0 +1,606 @@
+"""The constitution: a partnership's MoU as data (YAML), its schema, and the MoU's structural rules.
+
+Loading never touches the database: `load_constitution` returns a checked `Constitution` or raises
+`ConstitutionInvalid` with every problem found, each naming its clause and where it is in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from models.calendar import meeting_dates, parse_cadence
+from models.clock import LONDON
+from models.errors import ConstitutionInvalid, Problem
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
+
+SCHEMA = "schema"
+
+
+class RoleKind(StrEnum):
+    """What a role means to the MoU's rules; the partnership names its own roles."""
+
+    LEAD_MEMBER = "lead_member"
+    DCS = "director_of_childrens_services"
+    WSCB_INDEPENDENT_CHAIR = "safeguarding_independent_chair"
+    CHIEF_EXECUTIVE = "chief_executive"
+    STRATEGY_LEAD = "strategy_lead"
+    ELECTED_MEMBER = "elected_member"
+    LAY_MEMBER = "lay_member"
+    FAMILY_REPRESENTATIVE = "family_representative"
+    REPRESENTATIVE = "representative"
+    COORDINATOR = "coordinator"
+    OFFICER = "officer"
+
+
+class BodyKind(StrEnum):
+    BOARD = "board"
+    EXECUTIVE = "executive"
+    STRATEGY_GROUP = "strategy_group"
+    SAFEGUARDING_BOARD = "safeguarding_board"
+    COMMISSIONING_GROUP = "commissioning_group"
+    OTHER = "other"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Partnership(_Strict):
+    id: Slug
+    name: Text
+    short_name: Text
+    mou: Text = Field(description="Title of the memorandum this constitution encodes.")
+    timezone: str = "Europe/London"
+    accountable_body: Slug = Field(
+        description="Organisation accountable for the partnership (8.1)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _london_only(cls, value: str) -> str:
+        if value != "Europe/London":
+            raise ValueError("wct schedules in Europe/London only (England's working-day calendar)")
+        return value
+
+
+class Outcome(_Strict):
+    id: Slug
+    name: Text
+
+
+class Organisation(_Strict):
+    id: Slug
+    name: Text
+    statutory_partner: bool = Field(
+        default=False, description="Under the duty to co-operate; must sit on the Board (20.3.3)."
+    )
+    category: Text | None = Field(default=None, description="The 20.3.4 heading it represents.")
+
+
+class Role(_Strict):
+    id: Slug
+    name: Text
+    kind: RoleKind
+    organisation: Slug | None = Field(
+        default=None, description="Set when the role belongs to one organisation."
+    )
+
+
+class Seat(_Strict):
+    """A place on a body: a role, optionally held for one organisation."""
+
+    role: Slug
+    organisation: Slug | None = None
+    count: int = Field(default=1, ge=1, le=20)
+
+
+class Cadence(_Strict):
+    rrule: Text = Field(description="RFC 5545 RRULE, e.g. FREQ=MONTHLY;INTERVAL=2;BYDAY=2TU")
+    first: datetime = Field(description="First meeting, Europe/London wall time.")
+    duration_minutes: int = Field(default=120, ge=15, le=600)
+    location: Text | None = None
+
+    @property
+    def first_local(self) -> datetime:
+        return self.first if self.first.tzinfo else self.first.replace(tzinfo=LONDON)
+
+    def next_meetings(self, after: datetime, count: int) -> list[datetime]:
+        return meeting_dates(self.rrule, self.first_local, after=after, count=count)
+
+
+class Body(_Strict):
+    id: Slug
+    name: Text
+    kind: BodyKind
+    chair: Slug = Field(description="Role id of the chair.")
+    deputy: Slug | None = Field(default=None, description="Role id of the deputy, once appointed.")
+    members: list[Seat] = Field(min_length=1)
+    cadence: Cadence | None = None
+    outcome: Slug | None = Field(default=None, description="Outcome area of a strategy group.")
+    accountable_to: list[Slug] = Field(default_factory=list)
+
+    def seats_role(self, role_id: str) -> bool:
+        return any(seat.role == role_id for seat in self.members)
+
+
+class Reminders(_Strict):
+    """Offsets, in working days, of each step of a meeting cycle and of a report request."""
+
+    call_for_items: int = Field(default=15, ge=1, le=60)
+    items_deadline: int = Field(default=8, ge=1, le=60)
+    agenda: int = Field(default=5, ge=1, le=30)
+    meeting_reminder: int = Field(default=1, ge=0, le=10)
+    minutes_due: int = Field(default=10, ge=1, le=30)
+    report_request: int = Field(default=20, ge=1, le=60)
+    report_reminders: list[int] = Field(default_factory=lambda: [10, 5, 1])
+    report_overdue_grace: int = Field(default=3, ge=0, le=30)
+
+
+class RiskPolicy(_Strict):
+    escalation_threshold: int = Field(default=15, ge=1, le=25, description="5x5 score (16.1).")
+    review_interval_days: int = Field(default=60, ge=7, le=366)
+
+
+class DisputePolicy(_Strict):
+    """Working days allowed at each stage of the 18.2 ladder."""
+
+    informal: int = Field(default=20, ge=1, le=120)
+    chief_executives: int = Field(default=30, ge=1, le=120)
+    adr: int = Field(default=60, ge=1, le=250)
+
+
+class CallToAccountPolicy(_Strict):
+    """Bounds on the mutually agreed response deadline of 11.5.1, in working days."""
+
+    min_deadline: int = Field(default=10, ge=1, le=250)
+    max_deadline: int = Field(default=60, ge=1, le=250)
+    agreement_window: int = Field(default=10, ge=1, le=60)
+
+
+class DeliveryPolicy(_Strict):
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    first_retry_seconds: int = Field(default=30, ge=1, le=3600)
+
+
+class Review(_Strict):
+    """An annual review or report and who owes it."""
+
+    id: Slug
+    title: Text
+    clause: Text
+    owner: Slug = Field(description="Body that owns the review.")
+    due_month: int = Field(ge=1, le=12)
+    due_day: int = Field(ge=1, le=31)
+
+    @model_validator(mode="after")
+    def _real_date(self) -> Review:
+        try:
+            date(2027, self.due_month, self.due_day)  # a common year: no 29 February
+        except ValueError:
+            raise ValueError(
+                f"{self.due_day}/{self.due_month} is not a date in every year"
+            ) from None
+        return self
+
+
+class QuarterlyReport(_Strict):
+    id: Slug
+    title: Text
+    clause: Text
+    from_body: Slug | None = Field(default=None, description="Body reporting; omit for every ...")
+    from_kind: BodyKind | None = Field(default=None, description="... body of this kind.")
+    to_body: Slug
+    due_working_days_after_quarter: int = Field(default=15, ge=1, le=60)
+
+
+class StructuralRule(StrEnum):
+    """The MoU's structural rules wct can check; the constitution says which clause each is."""
+
+    DISTINCT_CHAIRS = "distinct_chairs"
+    BOARD_CHAIR_IS_LEAD_MEMBER = "board_chair_is_lead_member"
+    EXECUTIVE_CHAIR_IS_DCS = "executive_chair_is_dcs"
+    DCS_ON_TRUST_AND_SAFEGUARDING_BOARD = "dcs_on_trust_and_safeguarding_board"
+    STATUTORY_PARTNERS_ON_BOARD = "statutory_partners_on_board"
+    STRATEGY_LEADS_ON_EXECUTIVE = "strategy_leads_on_executive"
+    FAMILY_REPRESENTATION_IN_STRATEGY_GROUPS = "family_representation_in_strategy_groups"
+    SAFEGUARDING_CHAIR_ON_TRUST = "safeguarding_chair_on_trust"
+    STRATEGY_GROUP_PER_OUTCOME = "strategy_group_per_outcome"
+
+
+class Constitution(_Strict):
+    version: int = Field(ge=1, le=1)
+    partnership: Partnership
+    outcomes: list[Outcome] = Field(default_factory=list)
+    organisations: list[Organisation] = Field(min_length=1)
+    roles: list[Role] = Field(min_length=1)
+    bodies: list[Body] = Field(min_length=1)
+    reminders: Reminders = Reminders()
+    risk: RiskPolicy = RiskPolicy()
+    disputes: DisputePolicy = DisputePolicy()
+    call_to_account: CallToAccountPolicy = CallToAccountPolicy()
+    delivery: DeliveryPolicy = DeliveryPolicy()
+    reviews: list[Review] = Field(default_factory=list)
+    quarterly_reports: list[QuarterlyReport] = Field(default_factory=list)
+    rules: dict[StructuralRule, Text] = Field(
+        default_factory=dict, description="Which MoU clause each structural rule enforces."
+    )
+
+    def body(self, body_id: str) -> Body:
+        for body in self.bodies:
+            if body.id == body_id:
+                return body
+        raise KeyError(body_id)
+
+    def role(self, role_id: str) -> Role:
+        for role in self.roles:
+            if role.id == role_id:
+                return role
+        raise KeyError(role_id)
+
+    def bodies_of(self, kind: BodyKind) -> list[Body]:
+        return [b for b in self.bodies if b.kind is kind]
+
+    def roles_of(self, kind: RoleKind) -> set[str]:
+        return {r.id for r in self.roles if r.kind is kind}
+
+    def digest(self) -> str:
+        """A stable hash of the content, so a reload of the same file changes nothing."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: YAML -> schema -> references -> structural rules. Every problem is collected.
+
+
+def default_constitution_path() -> Path:
+    """The Wirral Children's Trust constitution shipped with wct."""
+    return Path(str(resources.files("models") / "constitutions" / "wirral.yaml"))
+
+
+def load_constitution(path: Path | None = None) -> Constitution:
+    """Read, validate and check a constitution file; raise ConstitutionInvalid listing all problems."""
+    path = path or default_constitution_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConstitutionInvalid(
+            str(path), [Problem("file", "", exc.strerror or str(exc))]
+        ) from None
+    return parse_constitution(text, source=str(path))
+
+
+def parse_constitution(text: str, *, source: str = "<constitution>") -> Constitution:
+    """Validate constitution YAML text; raise ConstitutionInvalid listing all problems."""
+    lines, problems = _index_lines(text)
+    if problems:
+        raise ConstitutionInvalid(source, problems)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConstitutionInvalid(source, [Problem(SCHEMA, "", "expected a mapping at the top")])
+    try:
+        constitution = Constitution.model_validate(data)
+    except ValidationError as exc:
+        raise ConstitutionInvalid(source, _schema_problems(exc, lines)) from None
+    found = reference_problems(constitution)
+    if not found:  # rules assume every reference resolves
+        found = structural_problems(constitution)
+    if found:
+        for problem in found:
+            problem.line = _line_for(lines, problem.path)
+        raise ConstitutionInvalid(source, found)
+    return constitution
+
+
+def _schema_problems(exc: ValidationError, lines: dict[str, int]) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        path = _path(error["loc"])
+        problems.append(Problem(SCHEMA, path, error["msg"], _line_for(lines, path)))
+    return problems
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_for(lines: dict[str, int], path: str) -> int | None:
+    probe = path
+    while probe:
+        if probe in lines:
+            return lines[probe]
+        cut = max(probe.rfind("."), probe.rfind("["))
+        probe = probe[:cut] if cut > 0 else ""
+    return None
+
+
+def _index_lines(text: str) -> tuple[dict[str, int], list[Problem]]:
+    """Map each path in the YAML document to its 1-based line; report syntax errors and dup keys."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        return {}, [Problem("yaml", "", f"not valid YAML: {reason}", line)]
+    lines: dict[str, int] = {}
+    problems: list[Problem] = []
+
+    def walk(node: yaml.Node, path: str) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                name = str(key.value)
+                child = f"{path}.{name}" if path else name
+                if name in seen:
+                    problems.append(
+                        Problem("yaml", child, "key appears twice", key.start_mark.line + 1)
+                    )
+                seen.add(name)
+                lines.setdefault(child, key.start_mark.line + 1)
+                walk(value, child)
+                lines[child] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for n, item in enumerate(node.value):
+                walk(item, f"{path}[{n}]")
+
+    if root is not None:
+        walk(root, "")
+    return lines, problems
+
+
+def reference_problems(c: Constitution) -> list[Problem]:
+    """Ids are unique and every reference to an organisation, role, body or outcome resolves."""
+    problems: list[Problem] = []
+    org_ids = _unique(problems, "organisations", [o.id for o in c.organisations])
+    role_ids = _unique(problems, "roles", [r.id for r in c.roles])
+    body_ids = _unique(problems, "bodies", [b.id for b in c.bodies])
+    outcome_ids = _unique(problems, "outcomes", [o.id for o in c.outcomes])
+    _unique(problems, "reviews", [r.id for r in c.reviews])
+    _unique(problems, "quarterly_reports", [r.id for r in c.quarterly_reports])
+
+    def need(ref: str | None, known: set[str], what: str, path: str) -> None:
+        if ref is not None and ref not in known:
+            problems.append(Problem(SCHEMA, path, f"unknown {what} '{ref}'"))
+
+    need(c.partnership.accountable_body, org_ids, "organisation", "partnership.accountable_body")
+    for n, role in enumerate(c.roles):
+        need(role.organisation, org_ids, "organisation", f"roles[{n}].organisation")
+    for n, body in enumerate(c.bodies):
+        at = f"bodies[{n}]"
+        need(body.chair, role_ids, "role", f"{at}.chair")
+        need(body.deputy, role_ids, "role", f"{at}.deputy")
+        need(body.outcome, outcome_ids, "outcome", f"{at}.outcome")
+        for m, target in enumerate(body.accountable_to):
+            need(target, body_ids, "body", f"{at}.accountable_to[{m}]")
+        for m, seat in enumerate(body.members):
+            need(seat.role, role_ids, "role", f"{at}.members[{m}].role")
+            need(seat.organisation, org_ids, "organisation", f"{at}.members[{m}].organisation")
+        for field, ref in (("chair", body.chair), ("deputy", body.deputy)):
+            if ref in role_ids and ref is not None and not body.seats_role(ref):
+                problems.append(
+                    Problem(SCHEMA, f"{at}.{field}", f"role '{ref}' has no seat on {body.id}")
+                )
+        if body.cadence is not None:
+            try:
+                parse_cadence(body.cadence.rrule, body.cadence.first_local)
+            except (ValueError, TypeError) as exc:
+                problems.append(Problem(SCHEMA, f"{at}.cadence.rrule", f"not a valid RRULE: {exc}"))
+    for n, review in enumerate(c.reviews):
+        need(review.owner, body_ids, "body", f"reviews[{n}].owner")
+    for n, report in enumerate(c.quarterly_reports):
+        need(report.from_body, body_ids, "body", f"quarterly_reports[{n}].from_body")
+        need(report.to_body, body_ids, "body", f"quarterly_reports[{n}].to_body")
+        if (report.from_body is None) == (report.from_kind is None):
+            problems.append(
+                Problem(
+                    SCHEMA, f"quarterly_reports[{n}]", "give exactly one of from_body, from_kind"
+                )
+            )
+    if c.call_to_account.min_deadline > c.call_to_account.max_deadline:
+        problems.append(
+            Problem(SCHEMA, "call_to_account.min_deadline", "is greater than max_deadline")
+        )
+    return problems
+
+
+def _unique(problems: list[Problem], section: str, ids: list[str]) -> set[str]:
+    seen: set[str] = set()
+    for n, item in enumerate(ids):
+        if item in seen:
+            problems.append(Problem(SCHEMA, f"{section}[{n}].id", f"duplicate id '{item}'"))
+        seen.add(item)
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# The MoU's structural rules. Each yields (path, message); the constitution maps it to its clause.
+
+Finding = tuple[str, str]
+
+
+def _index(c: Constitution, body: Body) -> int:
+    return c.bodies.index(body)
+
+
+def _the(c: Constitution, kind: BodyKind) -> Body | None:
+    found = c.bodies_of(kind)
+    return found[0] if len(found) == 1 else None
+
+
+def _needs_one(c: Constitution, kind: BodyKind) -> Iterator[Finding]:
+    count = len(c.bodies_of(kind))
+    if count != 1:
+        yield "bodies", f"expected exactly one body of kind '{kind}', found {count}"
+
+
+def _distinct_chairs(c: Constitution) -> Iterator[Finding]:
+    """11.1.3: the Board and the Safeguarding Board are chaired by different people."""
+    yield from _needs_one(c, BodyKind.BOARD)
+    yield from _needs_one(c, BodyKind.SAFEGUARDING_BOARD)
+    board, wscb = _the(c, BodyKind.BOARD), _the(c, BodyKind.SAFEGUARDING_BOARD)
+    if board and wscb and board.chair == wscb.chair:
+        yield (
+            f"bodies[{_index(c, wscb)}].chair",
+            f"{wscb.id} is chaired by role '{wscb.chair}', the same role that chairs {board.id}; "
+            "the two bodies must be chaired by different people",
+        )
+
+
+def _chair_kind(kind: BodyKind, role_kind: RoleKind) -> Callable[[Constitution], Iterator[Finding]]:
+    def rule(c: Constitution) -> Iterator[Finding]:
+        yield from _needs_one(c, kind)
+        body = _the(c, kind)
+        if body and c.role(body.chair).kind is not role_kind:
+            yield (
+                f"bodies[{_index(c, body)}].chair",
+                f"{body.id} must be chaired by a role of kind '{role_kind}', "
+                f"not '{body.chair}' ({c.role(body.chair).kind})",
+            )
+
+    return rule
+
+
+def _role_kind_sits_on(c: Constitution, role_kind: RoleKind, *kinds: BodyKind) -> Iterator[Finding]:
+    holders = c.roles_of(role_kind)
+    if not holders:
+        yield "roles", f"no role of kind '{role_kind}' is defined"
+        return
+    for kind in kinds:
+        yield from _needs_one(c, kind)
+        body = _the(c, kind)
+        if body and not any(body.seats_role(r) for r in holders):
+            yield (
+                f"bodies[{_index(c, body)}].members",
+                f"{body.id} has no seat for the {role_kind.replace('_', ' ')} "
+                f"({', '.join(sorted(holders))})",
+            )
+
+
+def _dcs_on_both(c: Constitution) -> Iterator[Finding]:
+    """11.1.5: the DCS is a member of both the Trust (its Board) and the Safeguarding Board."""
+    yield from _role_kind_sits_on(c, RoleKind.DCS, BodyKind.BOARD, BodyKind.SAFEGUARDING_BOARD)
+
+
+def _safeguarding_chair_on_trust(c: Constitution) -> Iterator[Finding]:
+    """11.2.5: the WSCB Independent Chair is also a member of the Trust (its Board)."""
+    yield from _role_kind_sits_on(c, RoleKind.WSCB_INDEPENDENT_CHAIR, BodyKind.BOARD)
+
+
+def _statutory_partners_on_board(c: Constitution) -> Iterator[Finding]:
+    """20.3.3-20.3.4: every partner under the statutory duty to co-operate sits on the Board."""
+    yield from _needs_one(c, BodyKind.BOARD)
+    board = _the(c, BodyKind.BOARD)
+    if board is None:
+        return
+    roles = {r.id: r for r in c.roles}
+    represented = {seat.organisation or roles[seat.role].organisation for seat in board.members} - {
+        None
+    }
+    for n, org in enumerate(c.organisations):
+        if org.statutory_partner and org.id not in represented:
+            yield (
+                f"organisations[{n}]",
+                f"statutory partner '{org.id}' has no seat on {board.id} "
+                f"(bodies[{_index(c, board)}].members)",
+            )
+
+
+def _strategy_leads_on_executive(c: Constitution) -> Iterator[Finding]:
+    """21.3.3: the Executive includes the Strategy Lead of each strategy group."""
+    yield from _needs_one(c, BodyKind.EXECUTIVE)
+    executive = _the(c, BodyKind.EXECUTIVE)
+    if executive is None:
+        return
+    for group in c.bodies_of(BodyKind.STRATEGY_GROUP):
+        if not executive.seats_role(group.chair):
+            yield (
+                f"bodies[{_index(c, executive)}].members",
+                f"the strategy lead of {group.id} (role '{group.chair}') has no seat on "
+                f"{executive.id}",
+            )
+
+
+def _family_representation(c: Constitution) -> Iterator[Finding]:
+    """22.3.2: every strategy group includes family representation."""
+    family = c.roles_of(RoleKind.FAMILY_REPRESENTATIVE)
+    for group in c.bodies_of(BodyKind.STRATEGY_GROUP):
+        if not any(seat.role in family for seat in group.members):
+            yield (
+                f"bodies[{_index(c, group)}].members",
+                f"strategy group {group.id} has no family representative seat",
+            )
+
+
+def _strategy_group_per_outcome(c: Constitution) -> Iterator[Finding]:
+    """21.2.1: one strategy group for each outcome area, each led by a strategy lead."""
+    groups = c.bodies_of(BodyKind.STRATEGY_GROUP)
+    for group in groups:
+        at = f"bodies[{_index(c, group)}]"
+        if group.outcome is None:
+            yield f"{at}.outcome", f"strategy group {group.id} names no outcome area"
+        if c.role(group.chair).kind is not RoleKind.STRATEGY_LEAD:
+            yield f"{at}.chair", f"strategy group {group.id} must be chaired by a strategy lead"
+    covered = {g.outcome for g in groups}
+    for n, outcome in enumerate(c.outcomes):
+        if outcome.id not in covered:
+            yield f"outcomes[{n}]", f"outcome '{outcome.id}' has no strategy group"
+
+
+RULES: dict[StructuralRule, Callable[[Constitution], Iterator[Finding]]] = {
+    StructuralRule.DISTINCT_CHAIRS: _distinct_chairs,
+    StructuralRule.BOARD_CHAIR_IS_LEAD_MEMBER: _chair_kind(BodyKind.BOARD, RoleKind.LEAD_MEMBER),
+    StructuralRule.EXECUTIVE_CHAIR_IS_DCS: _chair_kind(BodyKind.EXECUTIVE, RoleKind.DCS),
+    StructuralRule.DCS_ON_TRUST_AND_SAFEGUARDING_BOARD: _dcs_on_both,
+    StructuralRule.STATUTORY_PARTNERS_ON_BOARD: _statutory_partners_on_board,
+    StructuralRule.STRATEGY_LEADS_ON_EXECUTIVE: _strategy_leads_on_executive,
+    StructuralRule.FAMILY_REPRESENTATION_IN_STRATEGY_GROUPS: _family_representation,
+    StructuralRule.SAFEGUARDING_CHAIR_ON_TRUST: _safeguarding_chair_on_trust,
+    StructuralRule.STRATEGY_GROUP_PER_OUTCOME: _strategy_group_per_outcome,
+}
+
+
+def structural_problems(c: Constitution) -> list[Problem]:
+    """Every breach of the structural rules the constitution switches on, with its clause."""
+    problems = []
+    for rule, clause in c.rules.items():
+        for path, message in RULES[rule](c):
+            problems.append(Problem(clause, path, message))
+    return problems
+
+
+def next_meetings(c: Constitution, after: datetime, count: int = 1) -> dict[str, list[datetime]]:
+    """The next `count` meeting starts of every body with a cadence."""
+    return {b.id: b.cadence.next_meetings(after, count) for b in c.bodies if b.cadence is not None}
+
+
+def review_due(review: Review, year: int) -> date:
+    return date(year, review.due_month, review.due_day)
+
+
+def constitution_json(c: Constitution) -> dict[str, Any]:
+    return c.model_dump(mode="json")

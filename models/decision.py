@@ -1,0 +1,114 @@
+"""6.2: how a body reaches a decision on a motion."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from models.errors import WctError
+
+
+class Vote(StrEnum):
+    """A show of hands: for, against, or abstain (an abstention is not a vote cast)."""
+
+    FOR = "for"
+    AGAINST = "against"
+    ABSTAIN = "abstain"
+
+
+class Outcome(StrEnum):
+    CARRIED = "carried"
+    REJECTED = "rejected"
+    NO_DECISION = "no_decision"
+
+
+class Method(StrEnum):
+    CONSENSUS = "consensus"
+    MAJORITY = "majority"
+    CASTING_VOTE = "casting_vote"
+    NONE = "none"
+
+
+class InvalidVote(WctError):
+    """The recorded votes contradict each other or the meeting's attendance."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What 6.2 made of a motion, with the counts and a one-line explanation for the minutes."""
+
+    outcome: Outcome
+    method: Method
+    votes_for: int
+    votes_against: int
+    abstentions: int
+    casting_vote: Vote | None
+    explanation: str
+
+
+def decide(
+    *,
+    present: Collection[str],
+    votes: Mapping[str, Vote],
+    chair: str,
+    consensus: bool = False,
+    casting_vote: Vote | None = None,
+) -> Decision:
+    """6.2: consensus where possible; else a simple majority of those present and voting;
+    on a tie the person chairing may give a second, casting vote; otherwise no decision.
+
+    `consensus` is the chair's record that the meeting agreed without a vote. Voters must be
+    present; abstentions are not votes cast; a casting vote is accepted only on a tie of at
+    least one vote each way and only from a chair who is present.
+    """
+    if not present:
+        raise InvalidVote("no one present: a motion cannot be decided")
+    absent_voters = sorted(set(votes) - set(present))
+    if absent_voters:
+        raise InvalidVote(f"votes recorded for people not present: {', '.join(absent_voters)}")
+    if chair not in present and casting_vote is not None:
+        raise InvalidVote(f"casting vote recorded but the chair ({chair}) is not present")
+    if casting_vote is Vote.ABSTAIN:
+        raise InvalidVote("a casting vote must be for or against")
+    votes_for = sum(1 for v in votes.values() if v is Vote.FOR)
+    against = sum(1 for v in votes.values() if v is Vote.AGAINST)
+    abstain = sum(1 for v in votes.values() if v is Vote.ABSTAIN)
+
+    def result(outcome: Outcome, method: Method, why: str, cast: Vote | None = None) -> Decision:
+        return Decision(outcome, method, votes_for, against, abstain, cast, why)
+
+    if consensus:
+        if against or casting_vote is not None:
+            raise InvalidVote("consensus recorded, but so were votes against or a casting vote")
+        return result(Outcome.CARRIED, Method.CONSENSUS, "Agreed by consensus (6.2).")
+    tally = f"{votes_for} for, {against} against, {abstain} abstaining"
+    if votes_for != against:
+        if casting_vote is not None:
+            raise InvalidVote(f"casting vote recorded but the vote was not tied ({tally})")
+        won = votes_for > against
+        return result(
+            Outcome.CARRIED if won else Outcome.REJECTED,
+            Method.MAJORITY,
+            f"{'Carried' if won else 'Rejected'} by simple majority of those present and voting: "
+            f"{tally} (6.2).",
+        )
+    if votes_for == 0:
+        if casting_vote is not None:
+            raise InvalidVote("casting vote recorded but no votes were cast: there is no tie")
+        return result(
+            Outcome.NO_DECISION, Method.NONE, f"No decision: no votes were cast ({tally}) (6.2)."
+        )
+    if casting_vote is None:
+        return result(
+            Outcome.NO_DECISION,
+            Method.NONE,
+            f"No decision: tied {tally}, and the chair gave no casting vote (6.2).",
+        )
+    won = casting_vote is Vote.FOR
+    return result(
+        Outcome.CARRIED if won else Outcome.REJECTED,
+        Method.CASTING_VOTE,
+        f"{'Carried' if won else 'Rejected'} on the chair's casting vote after a tie: {tally} (6.2).",
+        casting_vote,
+    )

@@ -1,0 +1,1 @@
+"""Render messages, deliver them through apprise, drain the outbox with retries."""

@@ -1,0 +1,1 @@
+"""Jinja2 message templates (data only; no logic beyond display)."""
