@@ -2,125 +2,40 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import os
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from deployments.cli_base import (
+    JsonFlag,
+    Runtime,
+    app,
+    audit_app,
+    errors,
+    members_app,
+    print_json,
+    runtime,
+)
 from models import audit
-from models.clock import Clock, SystemClock
 from models.commands import apply_constitution, current_constitution, import_members
-from models.config import Settings, get_settings
 from models.constitution import default_constitution_path, load_constitution
-from models.db import make_engine, migrate, schema_is_current
-from models.errors import ConstitutionInvalid, MembersInvalid, WctError
+from models.db import migrate
+from models.errors import ConstitutionInvalid, WctError
 from models.members import parse_members
 from models.queries import status as status_view
 from models.tables import Person, PersonRole
 from models.uow import UnitOfWork
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-@dataclass
-class Runtime:
-    """What a command needs from outside: settings, the clock (the one seam for time), an engine."""
-
-    settings: Settings = field(default_factory=get_settings)
-    clock: Clock = field(default_factory=SystemClock)
-    actor: str = "cli"
-    _engine: Engine | None = None
-
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.settings.resolved_database_url)
-        return self._engine
-
-    def ready_engine(self) -> Engine:
-        """The engine of an initialised database, or a clear error."""
-        engine = self.engine()
-        if not schema_is_current(engine):
-            raise WctError(
-                f"database {self.settings.resolved_database_url} is not initialised or is out of "
-                "date: run `wct init`"
-            )
-        return engine
-
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.ready_engine(), clock=self.clock, actor=self.actor)
-
-
-app = typer.Typer(
-    help="wct: the Wirral Children's Trust MoU (or your partnership's) as running workflows.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-members_app = typer.Typer(help="The members' contact list (personal data).", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit trail any member may inspect (4.1).", no_args_is_help=True)
-app.add_typer(members_app, name="members")
-app.add_typer(audit_app, name="audit")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _runtime(ctx: typer.Context) -> Runtime:
-    if not isinstance(ctx.obj, Runtime):
-        ctx.obj = Runtime()
-    return ctx.obj
-
-
-def _fail(message: str, details: list[str] | None = None) -> typer.Exit:
-    typer.echo(f"wct: error: {message}", err=True)
-    for line in details or []:
-        typer.echo(f"  {line}", err=True)
-    return typer.Exit(1)
-
-
-def _errors(command: Callable[P, R]) -> Callable[P, R]:
-    """One clear line and exit 1 on any failure; the traceback only with WCT_DEBUG=1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except (ConstitutionInvalid, MembersInvalid) as exc:
-            noun = "problem" if len(exc.problems) == 1 else "problems"
-            raise _fail(
-                f"{exc.source}: {len(exc.problems)} {noun}, nothing written",
-                [str(p) for p in exc.problems],
-            ) from None
-        except WctError as exc:
-            raise _fail(str(exc)) from None
-        except Exception as exc:
-            if os.environ.get("WCT_DEBUG"):
-                raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise _fail(
-                f"{type(exc).__name__}: {first} (set WCT_DEBUG=1 to see the traceback)"
-            ) from None
-
-    return wrapper
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
+__all__ = ["Runtime", "app", "main"]
 
 
 @app.command()
-@_errors
+@errors
 def init(
     ctx: typer.Context,
     constitution: Annotated[
@@ -130,7 +45,7 @@ def init(
     as_json: JsonFlag = False,
 ) -> None:
     """Create or upgrade the database and load the constitution (safe to run again)."""
-    rt = _runtime(ctx)
+    rt = runtime(ctx)
     path = constitution or default_constitution_path()
     checked = load_constitution(path)  # before any write: a bad file changes nothing
     engine = rt.engine()
@@ -146,7 +61,7 @@ def init(
         "changed": applied.changed,
     }
     if as_json:
-        _print_json(result)
+        print_json(result)
     elif applied.changed:
         typer.echo(
             f"Loaded {checked.partnership.name} ({len(checked.bodies)} bodies, "
@@ -157,7 +72,7 @@ def init(
 
 
 @app.command()
-@_errors
+@errors
 def check(
     path: Annotated[Path, typer.Argument(help="Constitution YAML to check.")],
     as_json: JsonFlag = False,
@@ -167,25 +82,25 @@ def check(
         checked = load_constitution(path)
     except ConstitutionInvalid as exc:
         if as_json:
-            _print_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
+            print_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
             raise typer.Exit(1) from None
         raise
     if as_json:
-        _print_json({"ok": True, "digest": checked.digest(), "problems": []})
+        print_json({"ok": True, "digest": checked.digest(), "problems": []})
     else:
         rules = ", ".join(sorted(checked.rules.values()))
         typer.echo(f"{path}: OK ({checked.partnership.name}; rules checked: {rules})")
 
 
 @app.command()
-@_errors
+@errors
 def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Bodies, chairs, seats filled, members and the next meeting of each body."""
-    rt = _runtime(ctx)
+    rt = runtime(ctx)
     with Session(rt.ready_engine()) as session:
         view = status_view(session, now=rt.clock.now(), meetings=3 if as_json else 1)
     if as_json:
-        _print_json(view.as_dict())
+        print_json(view.as_dict())
         return
     typer.echo(f"{view.partnership} ({view.short_name})")
     typer.echo(
@@ -206,7 +121,7 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 @members_app.command("import")
-@_errors
+@errors
 def members_import(
     ctx: typer.Context,
     file: Annotated[
@@ -222,7 +137,7 @@ def members_import(
     as_json: JsonFlag = False,
 ) -> None:
     """Add or update members by email; a bad row is reported by line and nothing is written."""
-    rt = _runtime(ctx)
+    rt = runtime(ctx)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
@@ -234,7 +149,7 @@ def members_import(
         result = import_members(uow, rows=rows, prune=prune)
         uow.commit()
     if as_json:
-        _print_json(asdict(result))
+        print_json(asdict(result))
         return
     typer.echo(
         f"{file}: {len(result.added)} added, {len(result.updated)} updated, "
@@ -249,10 +164,10 @@ def members_import(
 
 
 @members_app.command("list")
-@_errors
+@errors
 def members_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Active members with their organisation, roles and channels."""
-    rt = _runtime(ctx)
+    rt = runtime(ctx)
     with Session(rt.ready_engine()) as session:
         people = session.exec(
             select(Person).where(col(Person.active).is_(True)).order_by(col(Person.name))
@@ -272,17 +187,17 @@ def members_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         for p in people
     ]
     if as_json:
-        _print_json(listing)
+        print_json(listing)
         return
     for m in listing:
         typer.echo(
             f"{m['pseudonym']}  {m['name']} <{m['email']}>  {m['organisation']}  "
-            f"{';'.join(m['roles'])}  [{','.join(m['channels'])}]"  # type: ignore[arg-type]
+            f"{';'.join(m['roles'])}  [{','.join(m['channels'])}]"
         )
 
 
 @audit_app.command("verify")
-@_errors
+@errors
 def audit_verify(
     ctx: typer.Context,
     checkpoint: Annotated[
@@ -292,14 +207,19 @@ def audit_verify(
     as_json: JsonFlag = False,
 ) -> None:
     """Check the hash chain; name every edited, deleted or reordered event. Exit 1 if any."""
-    rt = _runtime(ctx)
+    rt = runtime(ctx)
     expected = audit.parse_checkpoint(checkpoint) if checkpoint else None
     with Session(rt.ready_engine()) as session:
         findings = audit.verify(session, checkpoint=expected)
         count, head = audit.checkpoint(session)
     if as_json:
-        _print_json(
-            {"ok": not findings, "events": count, "head": head, "findings": [asdict(f) for f in findings]}
+        print_json(
+            {
+                "ok": not findings,
+                "events": count,
+                "head": head,
+                "findings": [asdict(f) for f in findings],
+            }
         )
     elif findings:
         for finding in findings:
@@ -318,7 +238,7 @@ class ExportFormat(StrEnum):
 
 
 @audit_app.command("export")
-@_errors
+@errors
 def audit_export(
     ctx: typer.Context,
     export_format: Annotated[
@@ -332,7 +252,7 @@ def audit_export(
     ] = None,
 ) -> None:
     """Export the audit records (4.1), with their hashes so anyone can check them."""
-    rt = _runtime(ctx)
+    rt = runtime(ctx)
     with Session(rt.ready_engine()) as session:
         if organisation is not None:
             known = {o.id for o in current_constitution(session).organisations}
@@ -350,10 +270,10 @@ def audit_export(
 
 
 @audit_app.command("checkpoint")
-@_errors
+@errors
 def audit_checkpoint(ctx: typer.Context) -> None:
     """Print SEQ:HASH of the chain head; publish it outside the database to detect rewrites."""
-    rt = _runtime(ctx)
+    rt = runtime(ctx)
     with Session(rt.ready_engine()) as session:
         count, head = audit.checkpoint(session)
     typer.echo(f"{count}:{head}")
@@ -361,4 +281,8 @@ def audit_checkpoint(ctx: typer.Context) -> None:
 
 def main() -> None:
     """Console entry point."""
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # `wct audit export | head`: the reader left; not an error
+        sys.stderr.close()
+        sys.exit(0)

@@ -177,7 +177,9 @@ def _against_checkpoint(events: Sequence[AuditEvent], checkpoint: tuple[int, str
     count, digest = checkpoint
     at = next((e for e in events if e.seq == count), None)
     if at is None:
-        return [Finding(count, "checkpoint", f"event {count} of the checkpoint is not in the trail")]
+        return [
+            Finding(count, "checkpoint", f"event {count} of the checkpoint is not in the trail")
+        ]
     if at.hash != digest:
         return [
             Finding(
@@ -217,7 +219,7 @@ EXPORT_FIELDS = [
 
 
 def export_rows(session: Session, *, organisation: str | None = None) -> list[dict[str, Any]]:
-    """The records any member may inspect (4.1), optionally only those concerning one organisation."""
+    """The records any member may inspect (4.1), optionally only those about one organisation."""
     rows = []
     for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))):
         orgs = event.organisations.split(",") if event.organisations else []

@@ -1,8 +1,9 @@
-"""Commands: each checks its input, changes state, and audits it, inside the caller's unit of work."""
+"""Commands: each checks its input, changes state and audits it, in the caller's unit of work."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, delete, select
@@ -153,16 +154,18 @@ def _sync_structure(session: Session, c: Constitution) -> None:
                     count=seat.count,
                 )
             )
-    keep = {
-        Organisation: {o.id for o in c.organisations},
-        Role: {r.id for r in c.roles},
-        Body: {b.id for b in c.bodies},
-    }
-    for table, ids in keep.items():
-        for row in session.exec(select(table)):
-            if row.id not in ids and row.active:
-                row.active = False  # kept for history: meetings and cases may still refer to it
-                session.add(row)
+    # Rows the constitution no longer names are kept for history (meetings and cases refer to
+    # them) but marked inactive.
+    _retire(session, session.exec(select(Organisation)).all(), {o.id for o in c.organisations})
+    _retire(session, session.exec(select(Role)).all(), {r.id for r in c.roles})
+    _retire(session, session.exec(select(Body)).all(), {b.id for b in c.bodies})
+
+
+def _retire(session: Session, rows: Sequence[Organisation | Role | Body], keep: set[str]) -> None:
+    for row in rows:
+        if row.id not in keep and row.active:
+            row.active = False
+            session.add(row)
 
 
 @dataclass
@@ -185,7 +188,9 @@ def _public(person: Person, roles: list[str]) -> dict[str, object]:
     }
 
 
-def import_members(uow: UnitOfWork, *, rows: list[MemberRow], prune: bool = False) -> MembersImported:
+def import_members(
+    uow: UnitOfWork, *, rows: list[MemberRow], prune: bool = False
+) -> MembersImported:
     """Add or update each member by email; with `prune`, deactivate members not in the file."""
     session = uow.session
     current_constitution(session)  # refuse before a constitution is loaded
@@ -212,9 +217,14 @@ def import_members(uow: UnitOfWork, *, rows: list[MemberRow], prune: bool = Fals
         person.channels = ",".join(c.value for c in row.channels)
         person.active = True
         after = _public(person, list(row.roles))
-        if before is not None and before == after and personal_before == (
-            person.name,
-            person.teams_webhook,
+        if (
+            before is not None
+            and before == after
+            and personal_before
+            == (
+                person.name,
+                person.teams_webhook,
+            )
         ):
             result.unchanged.append(person.pseudonym)
             continue

@@ -279,7 +279,7 @@ def default_constitution_path() -> Path:
 
 
 def load_constitution(path: Path | None = None) -> Constitution:
-    """Read, validate and check a constitution file; raise ConstitutionInvalid listing all problems."""
+    """Read and check a constitution file; raise ConstitutionInvalid listing every problem."""
     path = path or default_constitution_path()
     try:
         text = path.read_text(encoding="utf-8")

@@ -109,6 +109,7 @@ def decide(
     return result(
         Outcome.CARRIED if won else Outcome.REJECTED,
         Method.CASTING_VOTE,
-        f"{'Carried' if won else 'Rejected'} on the chair's casting vote after a tie: {tally} (6.2).",
+        f"{'Carried' if won else 'Rejected'} on the chair's casting vote after a tie: "
+        f"{tally} (6.2).",
         casting_vote,
     )

@@ -1,0 +1,109 @@
+"""What every `wct` command shares: the runtime (settings, clock, engine), apps, errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from sqlalchemy.engine import Engine
+
+from models.clock import Clock, SystemClock
+from models.config import Settings, get_settings
+from models.db import make_engine, schema_is_current
+from models.errors import ConstitutionInvalid, MembersInvalid, WctError
+from models.uow import UnitOfWork
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Runtime:
+    """What a command needs from outside: settings, the clock (the one seam for time), an engine."""
+
+    settings: Settings = field(default_factory=get_settings)
+    clock: Clock = field(default_factory=SystemClock)
+    actor: str = "cli"
+    _engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings.resolved_database_url)
+        return self._engine
+
+    def ready_engine(self) -> Engine:
+        """The engine of an initialised database, or a clear error."""
+        engine = self.engine()
+        if not schema_is_current(engine):
+            raise WctError(
+                f"database {self.settings.resolved_database_url} is not initialised or is out of "
+                "date: run `wct init`"
+            )
+        return engine
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.ready_engine(), clock=self.clock, actor=self.actor)
+
+
+app = typer.Typer(
+    help="wct: the Wirral Children's Trust MoU (or your partnership's) as running workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+members_app = typer.Typer(help="The members' contact list (personal data).", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail any member may inspect (4.1).", no_args_is_help=True)
+app.add_typer(members_app, name="members")
+app.add_typer(audit_app, name="audit")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    if not isinstance(ctx.obj, Runtime):
+        ctx.obj = Runtime()
+    return ctx.obj
+
+
+def fail(message: str, details: list[str] | None = None) -> typer.Exit:
+    typer.echo(f"wct: error: {message}", err=True)
+    for line in details or []:
+        typer.echo(f"  {line}", err=True)
+    return typer.Exit(1)
+
+
+def errors(command: Callable[P, R]) -> Callable[P, R]:
+    """One clear line and exit 1 on any failure; the traceback only with WCT_DEBUG=1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except (ConstitutionInvalid, MembersInvalid) as exc:
+            noun = "problem" if len(exc.problems) == 1 else "problems"
+            raise fail(
+                f"{exc.source}: {len(exc.problems)} {noun}, nothing written",
+                [str(p) for p in exc.problems],
+            ) from None
+        except WctError as exc:
+            raise fail(str(exc)) from None
+        except Exception as exc:
+            if os.environ.get("WCT_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise fail(
+                f"{type(exc).__name__}: {first} (set WCT_DEBUG=1 to see the traceback)"
+            ) from None
+
+    return wrapper
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
