@@ -135,35 +135,54 @@ def verify(session: Session, *, checkpoint: tuple[int, str] | None = None) -> li
 
 
 def _walk(events: Sequence[AuditEvent]) -> Iterator[Finding]:
-    expected_seq, prev_hash = 1, GENESIS
+    # Pass 1: which position was each row written at? Its own if its hash holds; another one if
+    # its hash holds there (it was moved); unknown if it was edited.
+    written_at: dict[int, str] = {}
+    valid: set[int] = set()
+    found: list[Finding] = []
     for event in events:
-        if event.seq > expected_seq:
-            missing = (
-                f"event {expected_seq} is"
-                if event.seq == expected_seq + 1
-                else f"events {expected_seq}..{event.seq - 1} are"
+        if event_hash(event) == event.hash:
+            written_at[event.seq] = event.hash
+            valid.add(event.seq)
+            continue
+        moved_from = _original_position(event, len(events) + 1)
+        if moved_from is None:
+            found.append(
+                Finding(event.seq, "edited", f"event {event.seq} was changed after it was written")
             )
-            yield Finding(expected_seq, "deleted", f"{missing} missing (deleted)")
-        elif event_hash(event) != event.hash:
-            moved_from = _original_position(event, len(events) + 1)
-            if moved_from is not None:
-                yield Finding(
+        else:
+            written_at[moved_from] = event.hash
+            found.append(
+                Finding(
                     event.seq,
                     "reordered",
                     f"event {event.seq} holds what was written as event {moved_from} (reordered)",
                 )
-            else:
-                yield Finding(
-                    event.seq, "edited", f"event {event.seq} was changed after it was written"
-                )
-        elif event.prev_hash != prev_hash and event.seq == expected_seq:
-            yield Finding(
-                event.seq,
-                "reordered",
-                f"event {event.seq} does not follow event {event.seq - 1} "
-                "(events were reordered or replaced)",
             )
-        expected_seq, prev_hash = event.seq + 1, event.hash
+    # Pass 2: gaps, and links that do not match the row written just before.
+    present = {e.seq for e in events}
+    expected = 1
+    for seq in sorted(present):
+        if seq > expected:
+            missing = (
+                f"event {expected} is"
+                if seq == expected + 1
+                else f"events {expected}..{seq - 1} are"
+            )
+            found.append(Finding(expected, "deleted", f"{missing} missing (deleted)"))
+        expected = seq + 1
+    for event in events:
+        before = GENESIS if event.seq == 1 else written_at.get(event.seq - 1)
+        if event.seq in valid and before is not None and event.prev_hash != before:
+            found.append(
+                Finding(
+                    event.seq,
+                    "reordered",
+                    f"event {event.seq} does not follow event {event.seq - 1} "
+                    "(events were replaced or reordered)",
+                )
+            )
+    yield from sorted(found, key=lambda f: f.seq)
 
 
 def _original_position(event: AuditEvent, upper: int) -> int | None:

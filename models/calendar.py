@@ -40,9 +40,10 @@ def add_working_days(day: date, days: int) -> date:
 
 
 def working_days_between(start: date, end: date) -> int:
-    """Working days after `start` up to and including `end` (negative when `end` is earlier)."""
+    """The `n` with add_working_days(start, n) == end when `end` is a working day: working days
+    in (start, end], or minus those in [end, start) when `end` is earlier."""
     if end < start:
-        return -working_days_between(end, start)
+        return -sum(1 for n in range((start - end).days) if is_working_day(end + timedelta(n)))
     return sum(1 for n in range(1, (end - start).days + 1) if is_working_day(start + timedelta(n)))
 
 

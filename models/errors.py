@@ -35,6 +35,9 @@ class Problem:
     def __str__(self) -> str:
         return f"[{self.clause}] {self.where()}: {self.message}"
 
+    def __repr__(self) -> str:
+        return f"Problem({str(self)!r})"
+
     def as_dict(self) -> dict[str, object]:
         return {
             "clause": self.clause,

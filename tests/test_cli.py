@@ -1,0 +1,202 @@
+"""The `wct` command line as a coordinator uses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlmodel import Session, select
+
+from deployments.cli import app
+from models.constitution import default_constitution_path
+from models.tables import AuditEvent, Person
+
+from .conftest import DATA, Cli
+
+
+def audit_count(cli: Cli) -> int:
+    with Session(cli.runtime.engine()) as s:
+        return len(s.exec(select(AuditEvent)).all())
+
+
+def broken_constitution(tmp_path: Path) -> Path:
+    data = yaml.safe_load(default_constitution_path().read_text())
+    data["bodies"][7]["chair"] = "lead-member"  # 11.1.3
+    data["bodies"][1]["members"] = data["bodies"][1]["members"][:2]  # 21.3.3 (four leads gone)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_init_is_idempotent_and_status_shows_the_wirral_bodies(cli: Cli) -> None:
+    first = cli("init")
+    assert first.exit_code == 0, first.output
+    assert "Loaded Wirral Children's Trust (9 bodies" in first.output
+    again = cli("init")
+    assert again.exit_code == 0 and "already up to date" in again.output
+    assert audit_count(cli) == 1
+    shown = cli("status")
+    assert shown.exit_code == 0
+    for name in (
+        "Wirral Children's Trust Board",
+        "Children's Trust Executive",
+        "Wirral Safeguarding Children Board",
+        "Joint Commissioning Group",
+        "Stay Safe Strategy Group",
+    ):
+        assert name in shown.output
+    assert "2027-01-12 14:00" in shown.output  # the Board's next meeting after 23 Nov 2026
+
+
+def test_status_json_after_importing_members(cli: Cli) -> None:
+    cli("init")
+    imported = cli("members", "import", DATA / "members.csv")
+    assert imported.exit_code == 0 and "6 added" in imported.output
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["members"] == 6
+    board = next(b for b in status["bodies"] if b["id"] == "board")
+    assert board["chair"] == "Cllr Tony Example"
+    assert board["next_meetings"][:2] == ["2027-01-12T14:00+00:00", "2027-03-09T14:00+00:00"]
+    vacant = {(v["role"], v["organisation"]) for v in board["vacancies"]}
+    assert ("representative", "merseyside-police") not in vacant
+    assert ("representative", "merseyside-fire") in vacant
+    assert any("merseyside-fire" in w and "20.3.3" in w for w in status["warnings"])
+
+
+def test_check_reports_every_failure_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
+    result = cli("check", broken_constitution(tmp_path))
+    assert result.exit_code == 1
+    assert "[11.1.3]" in result.output and "bodies[7].chair" in result.output
+    assert result.output.count("[21.3.3]") == 4
+    assert "Traceback" not in result.output
+    home = cli.runtime.settings.home
+    assert not home.exists()
+    as_json = cli("check", broken_constitution(tmp_path), "--json")
+    assert as_json.exit_code == 1
+    assert {p["clause"] for p in json.loads(as_json.stdout)["problems"]} == {"11.1.3", "21.3.3"}
+    good = cli("check", default_constitution_path())
+    assert good.exit_code == 0 and "OK" in good.output
+
+
+def test_init_with_a_bad_constitution_changes_nothing(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    before = audit_count(cli)
+    result = cli("init", "--constitution", broken_constitution(tmp_path))
+    assert result.exit_code == 1 and "nothing written" in result.output
+    assert audit_count(cli) == before
+
+
+def test_amending_the_constitution_is_audited(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    data = yaml.safe_load(default_constitution_path().read_text())
+    data["risk"]["escalation_threshold"] = 12
+    amended = tmp_path / "amended.yaml"
+    amended.write_text(yaml.safe_dump(data))
+    assert cli("init", "--constitution", amended).exit_code == 0
+    with Session(cli.runtime.engine()) as s:
+        actions = [e.action for e in s.exec(select(AuditEvent))]
+    assert actions == ["constitution.loaded", "constitution.amended"]
+
+
+def test_removing_an_organisation_members_belong_to_is_refused(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    cli("members", "import", DATA / "members.csv")
+    data = yaml.safe_load(default_constitution_path().read_text())
+    data["rules"].pop("statutory_partners_on_board")
+    data["organisations"] = [o for o in data["organisations"] if o["id"] != "merseyside-police"]
+    for body in data["bodies"]:
+        body["members"] = [
+            m for m in body["members"] if m.get("organisation") != "merseyside-police"
+        ]
+    path = tmp_path / "no-police.yaml"
+    path.write_text(yaml.safe_dump(data))
+    before = audit_count(cli)
+    result = cli("init", "--constitution", path)
+    assert result.exit_code == 1 and "merseyside-police" in result.output
+    assert audit_count(cli) == before
+
+
+def test_members_import_bad_row_exits_1_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    bad = tmp_path / "bad.csv"
+    bad.write_text((DATA / "members.csv").read_text() + "Eve,eve@x.example,atlantis,dcs,,email\n")
+    result = cli("members", "import", bad)
+    assert result.exit_code == 1
+    assert "line 8, organisation: unknown organisation 'atlantis'" in result.output
+    assert "nothing written" in result.output
+    with Session(cli.runtime.engine()) as s:
+        assert s.exec(select(Person)).all() == []
+    assert audit_count(cli) == 1
+
+
+def test_members_import_of_a_missing_or_binary_file(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    missing = cli("members", "import", tmp_path / "nope.csv")
+    assert missing.exit_code == 1 and "No such file" in missing.output
+    binary = tmp_path / "x.csv"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    result = cli("members", "import", binary)
+    assert result.exit_code == 1 and "UTF-8" in result.output
+
+
+def test_commands_before_init_say_what_to_do(cli: Cli) -> None:
+    for args in (("status",), ("audit", "verify"), ("members", "import", DATA / "members.csv")):
+        result = cli(*args)
+        assert result.exit_code == 1
+        assert "run `wct init`" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_members_list(cli: Cli) -> None:
+    cli("init")
+    cli("members", "import", DATA / "members.csv")
+    listing = json.loads(cli("members", "list", "--json").stdout)
+    assert [m["name"] for m in listing][:2] == ["Alex Health", "Cllr Tony Example"]
+    julia = next(m for m in listing if m["email"] == "dcs@wirral.example")
+    assert (julia["channels"], julia["roles"]) == (["email", "teams"], ["dcs"])
+    assert julia["pseudonym"].startswith("p-")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["init"],
+        ["check"],
+        ["status"],
+        ["members"],
+        ["members", "import"],
+        ["members", "list"],
+        ["audit"],
+        ["audit", "verify"],
+        ["audit", "export"],
+        ["audit", "checkpoint"],
+    ],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_the_console_script_runs_in_a_fresh_home(tmp_path: Path) -> None:
+    """`wct` as installed: init, status, and a one-line error with a non-zero exit."""
+    env = {"WCT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    wct = [sys.executable, "-c", "from deployments.cli import main; main()"]
+    init = subprocess.run([*wct, "init"], env=env, capture_output=True, text=True, check=False)
+    assert init.returncode == 0, init.stderr
+    assert (tmp_path / "home" / "wct.db").exists()
+    bad = subprocess.run(
+        [*wct, "members", "import", str(tmp_path / "none.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("wct: error:")

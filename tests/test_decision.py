@@ -1,0 +1,142 @@
+"""6.2: consensus, else simple majority of those present and voting; casting vote on a tie."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.decision import InvalidVote, Method, Outcome, Vote, decide
+
+PEOPLE = [f"p{n}" for n in range(12)]
+
+
+def test_consensus_carries_without_a_count() -> None:
+    d = decide(present=["a", "b", "c"], votes={}, chair="a", consensus=True)
+    assert (d.outcome, d.method) == (Outcome.CARRIED, Method.CONSENSUS)
+    assert "consensus" in d.explanation and "6.2" in d.explanation
+
+
+@pytest.mark.parametrize(
+    ("votes", "outcome", "method", "words"),
+    [
+        (
+            {"a": Vote.FOR, "b": Vote.FOR, "c": Vote.AGAINST},
+            Outcome.CARRIED,
+            Method.MAJORITY,
+            "2 for",
+        ),
+        (
+            {"a": Vote.AGAINST, "b": Vote.AGAINST, "c": Vote.FOR},
+            Outcome.REJECTED,
+            Method.MAJORITY,
+            "",
+        ),
+        # abstentions are not votes: 1 for, 0 against carries
+        (
+            {"a": Vote.FOR, "b": Vote.ABSTAIN, "c": Vote.ABSTAIN},
+            Outcome.CARRIED,
+            Method.MAJORITY,
+            "",
+        ),
+        ({"a": Vote.FOR, "b": Vote.AGAINST}, Outcome.NO_DECISION, Method.NONE, "tied"),
+        ({"a": Vote.ABSTAIN}, Outcome.NO_DECISION, Method.NONE, "no votes"),
+    ],
+)
+def test_table(votes: dict[str, Vote], outcome: Outcome, method: Method, words: str) -> None:
+    d = decide(present=["a", "b", "c"], votes=votes, chair="a")
+    assert (d.outcome, d.method) == (outcome, method)
+    assert words in d.explanation
+
+
+@pytest.mark.parametrize(
+    ("cast", "outcome"), [(Vote.FOR, Outcome.CARRIED), (Vote.AGAINST, Outcome.REJECTED)]
+)
+def test_chair_breaks_a_tie_with_a_second_vote(cast: Vote, outcome: Outcome) -> None:
+    votes = {"chair": Vote.FOR, "b": Vote.AGAINST, "c": Vote.FOR, "d": Vote.AGAINST}
+    d = decide(present=list(votes), votes=votes, chair="chair", casting_vote=cast)
+    assert (d.outcome, d.method, d.casting_vote) == (outcome, Method.CASTING_VOTE, cast)
+    assert "casting vote" in d.explanation and "2 for, 2 against" in d.explanation
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"votes": {"x": Vote.FOR}}, "not present"),
+        (
+            {"votes": {"a": Vote.FOR, "b": Vote.AGAINST, "c": Vote.FOR}, "casting_vote": Vote.FOR},
+            "not tied",
+        ),
+        ({"votes": {}, "casting_vote": Vote.FOR}, "no votes"),
+        (
+            {"votes": {"a": Vote.FOR, "b": Vote.AGAINST}, "casting_vote": Vote.ABSTAIN},
+            "for or against",
+        ),
+        ({"votes": {"b": Vote.AGAINST}, "consensus": True}, "consensus"),
+    ],
+)
+def test_contradictory_records_are_refused(kwargs: dict[str, object], words: str) -> None:
+    with pytest.raises(InvalidVote, match=words):
+        decide(present=["a", "b", "c"], chair="a", **kwargs)  # type: ignore[arg-type]
+
+
+def test_absent_chair_cannot_cast() -> None:
+    with pytest.raises(InvalidVote, match="chair"):
+        decide(
+            present=["b", "c"],
+            votes={"b": Vote.FOR, "c": Vote.AGAINST},
+            chair="a",
+            casting_vote=Vote.FOR,
+        )
+
+
+def test_nobody_present_is_refused() -> None:
+    with pytest.raises(InvalidVote, match="no one present"):
+        decide(present=[], votes={}, chair="a")
+
+
+ballots = st.dictionaries(
+    st.sampled_from(PEOPLE), st.sampled_from(list(Vote)), max_size=len(PEOPLE)
+)
+
+
+@given(ballots, st.sampled_from([None, Vote.FOR, Vote.AGAINST]))
+def test_casting_vote_is_only_ever_used_on_a_tie(votes: dict[str, Vote], cast: Vote | None) -> None:
+    try:
+        d = decide(present=PEOPLE, votes=votes, chair=PEOPLE[0], casting_vote=cast)
+    except InvalidVote:
+        for_, against = (
+            list(votes.values()).count(Vote.FOR),
+            list(votes.values()).count(Vote.AGAINST),
+        )
+        assert cast is not None and (for_ != against or for_ == 0)
+        return
+    if d.method is Method.CASTING_VOTE:
+        assert d.votes_for == d.votes_against > 0
+        assert d.outcome is (Outcome.CARRIED if cast is Vote.FOR else Outcome.REJECTED)
+
+
+@given(ballots, st.integers(min_value=0, max_value=5))
+def test_abstentions_do_not_count_as_votes(votes: dict[str, Vote], extra: int) -> None:
+    """Adding abstainers never changes the outcome."""
+    before = decide(present=PEOPLE, votes=votes, chair=PEOPLE[0])
+    voters = dict(votes)
+    idle = [p for p in PEOPLE if p not in voters][:extra]
+    voters.update(dict.fromkeys(idle, Vote.ABSTAIN))
+    after = decide(present=PEOPLE, votes=voters, chair=PEOPLE[0])
+    assert (after.outcome, after.method) == (before.outcome, before.method)
+    assert after.abstentions == before.abstentions + len(idle)
+
+
+@given(ballots)
+def test_majority_matches_the_count(votes: dict[str, Vote]) -> None:
+    d = decide(present=PEOPLE, votes=votes, chair=PEOPLE[0])
+    for_, against = d.votes_for, d.votes_against
+    assert for_ + against + d.abstentions == len(votes)
+    if for_ > against:
+        assert d.outcome is Outcome.CARRIED
+    elif for_ < against:
+        assert d.outcome is Outcome.REJECTED
+    else:
+        assert d.outcome is Outcome.NO_DECISION
+    assert d.explanation.endswith("(6.2).")
