@@ -213,6 +213,50 @@ class QuarterlyReport(_Strict):
     due_working_days_after_quarter: int = Field(default=15, ge=1, le=60)
 
 
+class ApprovalGate(_Strict):
+    """A proposal from one body that needs another body's approval first (11.3.5, 21.1.1)."""
+
+    id: Slug
+    title: Text
+    clause: Text
+    from_body: Slug
+    approver_body: Slug
+
+
+class CaseAction(StrEnum):
+    """Steps of the event-driven cases whose takers the constitution names."""
+
+    RISK_RAISE = "risk.raise"
+    RISK_REVIEW = "risk.review"
+    RISK_ESCALATE = "risk.escalate"
+    RISK_ASSESS = "risk.assess"
+    RISK_CLOSE = "risk.close"
+    DISPUTE_OPEN = "dispute.open"
+    DISPUTE_OUTCOME = "dispute.outcome"
+    DISPUTE_ADR = "dispute.adr"
+    ACCOUNT_OPEN = "account.open"
+    ACCOUNT_AGREE_FOR_WSCB = "account.agree_for_wscb"
+    ACCOUNT_AGREE_FOR_PARTNER = "account.agree_for_partner"
+    ACCOUNT_RESPOND = "account.respond"
+    ACCOUNT_CONCLUDE = "account.conclude"
+    APPROVAL_REQUEST = "approval.request"
+    APPROVAL_DECIDE = "approval.decide"
+
+
+GRANT_FORMS = (
+    "anyone",
+    "party",
+    "party-chief-executive",
+    "approver-chair",
+    "proposer-member",
+    "role:ROLE",
+    "kind:ROLE_KIND",
+    "chair:BODY",
+    "deputy:BODY",
+    "member:BODY",
+)
+
+
 class StructuralRule(StrEnum):
     """The MoU's structural rules wct can check; the constitution says which clause each is."""
 
@@ -243,6 +287,11 @@ class Constitution(_Strict):
     quarterly_reports: list[QuarterlyReport] = Field(default_factory=list)
     rules: dict[StructuralRule, Text] = Field(
         default_factory=dict, description="Which MoU clause each structural rule enforces."
+    )
+    approval_gates: list[ApprovalGate] = Field(default_factory=list)
+    permissions: dict[CaseAction, list[Text]] = Field(
+        default_factory=dict,
+        description="Who may take each step of a case: " + ", ".join(GRANT_FORMS),
     )
 
     def body(self, body_id: str) -> Body:
@@ -382,6 +431,7 @@ def reference_problems(c: Constitution) -> list[Problem]:
     outcome_ids = _unique(problems, "outcomes", [o.id for o in c.outcomes])
     _unique(problems, "reviews", [r.id for r in c.reviews])
     _unique(problems, "quarterly_reports", [r.id for r in c.quarterly_reports])
+    _unique(problems, "approval_gates", [g.id for g in c.approval_gates])
 
     def need(ref: str | None, known: set[str], what: str, path: str) -> None:
         if ref is not None and ref not in known:
@@ -421,11 +471,33 @@ def reference_problems(c: Constitution) -> list[Problem]:
                     SCHEMA, f"quarterly_reports[{n}]", "give exactly one of from_body, from_kind"
                 )
             )
+    for n, gate in enumerate(c.approval_gates):
+        need(gate.from_body, body_ids, "body", f"approval_gates[{n}].from_body")
+        need(gate.approver_body, body_ids, "body", f"approval_gates[{n}].approver_body")
+    for action, grants in c.permissions.items():
+        for m, grant in enumerate(grants):
+            problem = _grant_problem(grant, role_ids, body_ids)
+            if problem:
+                problems.append(Problem(SCHEMA, f"permissions.{action.value}[{m}]", problem))
     if c.call_to_account.min_deadline > c.call_to_account.max_deadline:
         problems.append(
             Problem(SCHEMA, "call_to_account.min_deadline", "is greater than max_deadline")
         )
     return problems
+
+
+def _grant_problem(grant: str, role_ids: set[str], body_ids: set[str]) -> str | None:
+    form, _, ref = grant.partition(":")
+    if not ref:
+        simple = ("anyone", "party", "party-chief-executive", "approver-chair", "proposer-member")
+        return None if form in simple else f"'{grant}' is not one of: {', '.join(GRANT_FORMS)}"
+    if form == "role":
+        return None if ref in role_ids else f"unknown role '{ref}'"
+    if form == "kind":
+        return None if ref in {k.value for k in RoleKind} else f"unknown role kind '{ref}'"
+    if form in ("chair", "deputy", "member"):
+        return None if ref in body_ids else f"unknown body '{ref}'"
+    return f"'{grant}' is not one of: {', '.join(GRANT_FORMS)}"
 
 
 def _unique(problems: list[Problem], section: str, ids: list[str]) -> set[str]:
