@@ -8,12 +8,12 @@ import json
 import threading
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from models import audit
 from models.clock import FixedClock
+from models.tables import AuditEvent, AuditHead
 from models.uow import UnitOfWork
 
 from .conftest import Cli
@@ -88,9 +88,11 @@ def test_a_rewritten_chain_is_caught_by_a_published_checkpoint(
     # Someone with write access rebuilds the whole chain consistently from event 2 on.
     sql(loaded, "DELETE FROM audit_event WHERE seq >= 2")
     with Session(loaded) as session:
-        first = session.get(audit.AuditEvent, 1)
-        assert first is not None
-        session.exec(sa.update(audit.AuditHead).values(seq=1, hash=first.hash))  # type: ignore[call-overload]
+        first = session.get(AuditEvent, 1)
+        head = session.get(AuditHead, 1)
+        assert first is not None and head is not None
+        head.seq, head.hash = 1, first.hash
+        session.add(head)
         session.commit()
     write_events(loaded, clock, 3, org="merseyside-police")
     assert findings(loaded) == []
