@@ -28,7 +28,7 @@ from pydantic import (
 
 from models.calendar import meeting_dates, parse_cadence
 from models.clock import LONDON
-from models.errors import ConstitutionInvalid, Problem
+from models.errors import ConstitutionInvalid, Problem, WctError
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
@@ -308,6 +308,15 @@ class Constitution(_Strict):
 
     def bodies_of(self, kind: BodyKind) -> list[Body]:
         return [b for b in self.bodies if b.kind is kind]
+
+    def sole(self, kind: BodyKind) -> Body:
+        """The one body of `kind` (the Board, the Executive, the Safeguarding Board)."""
+        found = self.bodies_of(kind)
+        if len(found) != 1:
+            raise WctError(
+                f"the constitution needs exactly one body of kind '{kind}' here, has {len(found)}"
+            )
+        return found[0]
 
     def roles_of(self, kind: RoleKind) -> set[str]:
         return {r.id for r in self.roles if r.kind is kind}

@@ -223,23 +223,32 @@ class Review(SQLModel, table=True):
 
 
 class Risk(SQLModel, table=True):
+    """A risk to the delivery of the CYPP, managed by the Executive (16.1, 13.2)."""
+
     id: int | None = Field(default=None, primary_key=True)
+    trigger_key: str = Field(max_length=200, unique=True)
     title: str = Field(max_length=300)
     owner_person_id: int = Field(foreign_key="person.id")
     likelihood: int = Field(ge=1, le=5)
     impact: int = Field(ge=1, le=5)
-    status: str = Field(default="managed", max_length=32)
+    status: str = Field(default="managed", max_length=32, index=True)
     review_due_on: date
     escalated_at: datetime | None = _ts(nullable=True)
+    escalation_reason: str | None = Field(default=None, max_length=500)
     board_assessment: str | None = Field(default=None, max_length=2000)
     raised_at: datetime = _ts()
+    closed_at: datetime | None = _ts(nullable=True)
 
 
 class Dispute(SQLModel, table=True):
+    """A conflict within the partnership on the 18.2 ladder."""
+
     id: int | None = Field(default=None, primary_key=True)
     trigger_key: str = Field(max_length=200, unique=True)
     title: str = Field(max_length=300)
-    stage: str = Field(max_length=32, description="informal | chief_executives | adr | closed")
+    stage: str = Field(
+        max_length=32, index=True, description="informal|chief_executives|adr|closed"
+    )
     stage_deadline: date | None = None
     outcome: str | None = Field(default=None, max_length=32)
     opened_at: datetime = _ts()
@@ -264,14 +273,18 @@ class DisputeStageRecord(SQLModel, table=True):
 
 
 class CallToAccount(SQLModel, table=True):
+    """The WSCB calls a partner to account, or asks for evidence of rigour (11.5.1)."""
+
     id: int | None = Field(default=None, primary_key=True)
     trigger_key: str = Field(max_length=200, unique=True)
     organisation_id: str = Field(foreign_key="organisation.id", max_length=64)
     kind: str = Field(default="call_to_account", max_length=32, description="or evidence_request")
     evidence: str = Field(max_length=4000)
-    status: str = Field(max_length=32)
+    status: str = Field(max_length=32, index=True)
     proposed_deadline: date | None = None
-    proposed_by: str | None = Field(default=None, max_length=32)
+    proposed_by: str | None = Field(default=None, max_length=16, description="wscb | partner")
+    negotiation_ends_on: date | None = None
+    stalemate_escalated: bool = False
     agreed_deadline: date | None = None
     response: str | None = Field(default=None, max_length=4000)
     opened_at: datetime = _ts()
@@ -279,13 +292,17 @@ class CallToAccount(SQLModel, table=True):
 
 
 class ApprovalRequest(SQLModel, table=True):
+    """A proposal waiting on another body's approval (11.3.5, 21.1.1)."""
+
     id: int | None = Field(default=None, primary_key=True)
     trigger_key: str = Field(max_length=200, unique=True)
+    gate: str = Field(max_length=64)
     title: str = Field(max_length=300)
     clause: str = Field(max_length=32)
     from_body_id: str = Field(foreign_key="body.id", max_length=64)
-    approver_body_id: str = Field(foreign_key="body.id", max_length=64)
-    status: str = Field(default="waiting", max_length=32)
+    approver_body_id: str = Field(foreign_key="body.id", max_length=64, index=True)
+    status: str = Field(default="waiting", max_length=32, index=True)
+    requested_at: datetime = _ts()
     decided_at: datetime | None = _ts(nullable=True)
     decision_note: str | None = Field(default=None, max_length=2000)
 

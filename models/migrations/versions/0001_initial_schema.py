@@ -72,6 +72,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("trigger_key"),
     )
+    with op.batch_alter_table("dispute", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_dispute_stage"), ["stage"], unique=False)
+
     op.create_table(
         "organisation",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -106,7 +109,9 @@ def upgrade() -> None:
         sa.Column("evidence", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("proposed_deadline", sa.Date(), nullable=True),
-        sa.Column("proposed_by", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("proposed_by", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("negotiation_ends_on", sa.Date(), nullable=True),
+        sa.Column("stalemate_escalated", sa.Boolean(), nullable=False),
         sa.Column("agreed_deadline", sa.Date(), nullable=True),
         sa.Column("response", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
         sa.Column("opened_at", models.tables.AwareDateTime(timezone=True), nullable=False),
@@ -118,6 +123,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("trigger_key"),
     )
+    with op.batch_alter_table("calltoaccount", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_calltoaccount_status"), ["status"], unique=False)
+
     op.create_table(
         "disputeparty",
         sa.Column("dispute_id", sa.Integer(), nullable=False),
@@ -263,6 +271,7 @@ def upgrade() -> None:
     op.create_table(
         "risk",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("trigger_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
         sa.Column("owner_person_id", sa.Integer(), nullable=False),
         sa.Column("likelihood", sa.Integer(), nullable=False),
@@ -270,23 +279,31 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("review_due_on", sa.Date(), nullable=False),
         sa.Column("escalated_at", models.tables.AwareDateTime(timezone=True), nullable=True),
+        sa.Column("escalation_reason", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("board_assessment", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
         sa.Column("raised_at", models.tables.AwareDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", models.tables.AwareDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["owner_person_id"],
             ["person.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("trigger_key"),
     )
+    with op.batch_alter_table("risk", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_risk_status"), ["status"], unique=False)
+
     op.create_table(
         "approvalrequest",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("trigger_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("gate", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
         sa.Column("clause", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("from_body_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("approver_body_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("requested_at", models.tables.AwareDateTime(timezone=True), nullable=False),
         sa.Column("decided_at", models.tables.AwareDateTime(timezone=True), nullable=True),
         sa.Column("decision_note", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
         sa.ForeignKeyConstraint(
@@ -300,6 +317,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("trigger_key"),
     )
+    with op.batch_alter_table("approvalrequest", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_approvalrequest_approver_body_id"), ["approver_body_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_approvalrequest_status"), ["status"], unique=False)
+
     op.create_table(
         "meeting",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -522,7 +545,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_meeting_body_id"))
 
     op.drop_table("meeting")
+    with op.batch_alter_table("approvalrequest", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_approvalrequest_status"))
+        batch_op.drop_index(batch_op.f("ix_approvalrequest_approver_body_id"))
+
     op.drop_table("approvalrequest")
+    with op.batch_alter_table("risk", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_risk_status"))
+
     op.drop_table("risk")
     op.drop_table("personrole")
     with op.batch_alter_table("outboxmessage", schema=None) as batch_op:
@@ -545,6 +575,9 @@ def downgrade() -> None:
 
     op.drop_table("disputestagerecord")
     op.drop_table("disputeparty")
+    with op.batch_alter_table("calltoaccount", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_calltoaccount_status"))
+
     op.drop_table("calltoaccount")
     with op.batch_alter_table("step", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_step_status"))
@@ -552,6 +585,9 @@ def downgrade() -> None:
 
     op.drop_table("step")
     op.drop_table("organisation")
+    with op.batch_alter_table("dispute", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dispute_stage"))
+
     op.drop_table("dispute")
     with op.batch_alter_table("constitution", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_constitution_digest"))

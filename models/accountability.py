@@ -1,0 +1,509 @@
+"""11.5.1: the WSCB calls a member organisation to account (or asks for evidence of rigour in
+commissioning); the formal response is due within a timeframe agreed mutually."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from sqlmodel import Session, select
+
+from models.calendar import add_working_days, working_days_between
+from models.casework import (
+    chairs,
+    clean_text,
+    close_of_business,
+    holders,
+    notify,
+    schedule,
+    settle,
+    trigger_key,
+)
+from models.commands import current_constitution
+from models.constitution import BodyKind, CaseAction, Constitution, RoleKind
+from models.errors import WctError
+from models.permissions import Actor, CaseScope, allowed, require
+from models.tables import CallToAccount, Person
+from models.uow import UnitOfWork
+
+CLAUSE = "11.5.1"
+
+
+class AccountKind(StrEnum):
+    CALL_TO_ACCOUNT = "call_to_account"
+    EVIDENCE_REQUEST = "evidence_request"
+
+
+class AccountStatus(StrEnum):
+    NEGOTIATING = "negotiating"
+    AWAITING_RESPONSE = "awaiting_response"
+    OVERDUE = "overdue"
+    RESPONDED = "responded"
+    CLOSED = "closed"
+
+
+class Side(StrEnum):
+    WSCB = "wscb"
+    PARTNER = "partner"
+
+
+def check_deadline(c: Constitution, today: date, deadline: date) -> None:
+    """11.5.1: the response deadline lies within the bounds the constitution sets, in working
+    days from today, and never in the past."""
+    if deadline <= today:
+        raise WctError(f"deadline {deadline.isoformat()} is not in the future")
+    days = working_days_between(today, deadline)
+    low, high = c.call_to_account.min_deadline, c.call_to_account.max_deadline
+    if not low <= days <= high:
+        raise WctError(
+            f"deadline {deadline.isoformat()} is {days} working days away; "
+            f"the constitution allows {low} to {high}"
+        )
+
+
+@dataclass(frozen=True)
+class AccountResult:
+    case_id: int
+    created: bool
+    status: AccountStatus
+    proposed_deadline: date | None
+    agreed_deadline: date | None
+    waiting_on: str | None
+
+
+def _subject(case: CallToAccount) -> str:
+    return f"account:{case.id}"
+
+
+def _state(case: CallToAccount) -> dict[str, object]:
+    return {
+        "status": case.status,
+        "proposed_deadline": str(case.proposed_deadline) if case.proposed_deadline else None,
+        "proposed_by": case.proposed_by,
+        "agreed_deadline": str(case.agreed_deadline) if case.agreed_deadline else None,
+    }
+
+
+def waiting_on(case: CallToAccount) -> str | None:
+    """Whose move it is: the side that did not make the last proposal, the partner for the
+    response, the WSCB to accept it."""
+    match AccountStatus(case.status):
+        case AccountStatus.NEGOTIATING:
+            return Side.PARTNER.value if case.proposed_by == Side.WSCB else Side.WSCB.value
+        case AccountStatus.AWAITING_RESPONSE | AccountStatus.OVERDUE:
+            return Side.PARTNER.value
+        case AccountStatus.RESPONDED:
+            return Side.WSCB.value
+    return None
+
+
+def _result(case: CallToAccount, created: bool = False) -> AccountResult:
+    assert case.id is not None
+    return AccountResult(
+        case.id,
+        created,
+        AccountStatus(case.status),
+        case.proposed_deadline,
+        case.agreed_deadline,
+        waiting_on(case),
+    )
+
+
+def _load(session: Session, case_id: int) -> CallToAccount:
+    case = session.get(CallToAccount, case_id)
+    if case is None:
+        raise WctError(f"no call to account #{case_id}")
+    return case
+
+
+def _partner_people(session: Session, c: Constitution, org: str) -> list[Person]:
+    board_roles = {seat.role for seat in c.sole(BodyKind.BOARD).members}
+    chief = c.roles_of(RoleKind.CHIEF_EXECUTIVE)
+    return holders(session, board_roles | chief, [org])
+
+
+def _wscb_people(session: Session, c: Constitution) -> list[Person]:
+    wscb = c.sole(BodyKind.SAFEGUARDING_BOARD)
+    return holders(session, [r for r in (wscb.chair, wscb.deputy) if r])
+
+
+def _chairs_of_both(session: Session, c: Constitution) -> list[Person]:
+    board, wscb = c.sole(BodyKind.BOARD), c.sole(BodyKind.SAFEGUARDING_BOARD)
+    return chairs(session, c, board.id) + chairs(session, c, wscb.id)
+
+
+def _tell(
+    uow: UnitOfWork,
+    c: Constitution,
+    case: CallToAccount,
+    people: list[Person],
+    event: str,
+    action: str,
+) -> None:
+    org = next(o.name for o in c.organisations if o.id == case.organisation_id)
+    notify(
+        uow,
+        kind="call_to_account",
+        people=people,
+        key=f"{_subject(case)}:{event}",
+        context={
+            "clause": CLAUSE,
+            "case_id": case.id,
+            "kind": case.kind,
+            "organisation": org,
+            "evidence": case.evidence,
+            "status": case.status,
+            "event": event,
+            "proposed_deadline": str(case.proposed_deadline) if case.proposed_deadline else None,
+            "agreed_deadline": str(case.agreed_deadline) if case.agreed_deadline else None,
+            "action": action,
+        },
+    )
+
+
+def open_call(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    organisation: str,
+    evidence: str,
+    proposed_deadline: date,
+    kind: AccountKind = AccountKind.CALL_TO_ACCOUNT,
+) -> AccountResult:
+    """The WSCB calls a partner to account with its evidence and proposes a response deadline;
+    the same call twice is one case (11.5.1)."""
+    session, c = uow.session, current_constitution(uow.session)
+    if organisation not in {o.id for o in c.organisations}:
+        raise WctError(f"unknown organisation '{organisation}'")
+    require(c, CaseAction.ACCOUNT_OPEN, actor, CaseScope(parties=frozenset([organisation])))
+    evidence = clean_text(evidence, what="evidence", limit=4000, multiline=True)
+    today = uow.clock.now().date()
+    key = trigger_key("account", kind.value, organisation, evidence)
+    existing = session.exec(select(CallToAccount).where(CallToAccount.trigger_key == key)).first()
+    if existing is not None:
+        return _result(existing)
+    check_deadline(c, today, proposed_deadline)
+    case = CallToAccount(
+        trigger_key=key,
+        organisation_id=organisation,
+        kind=kind.value,
+        evidence=evidence,
+        status=AccountStatus.NEGOTIATING.value,
+        proposed_deadline=proposed_deadline,
+        proposed_by=Side.WSCB.value,
+        negotiation_ends_on=add_working_days(today, c.call_to_account.agreement_window),
+        opened_at=uow.clock.now(),
+    )
+    session.add(case)
+    session.flush()
+    uow.record(
+        "account.opened",
+        _subject(case),
+        before=None,
+        after=_state(case),
+        organisations=[organisation],
+    )
+    assert case.negotiation_ends_on is not None
+    schedule(
+        session,
+        key=f"{_subject(case)}:stalemate:{case.negotiation_ends_on}",
+        kind="account.stalemate",
+        subject=_subject(case),
+        due_at=close_of_business(case.negotiation_ends_on),
+    )
+    _tell(
+        uow,
+        c,
+        case,
+        _partner_people(session, c, organisation),
+        "opened",
+        f"Accept the proposed deadline or propose another by {case.negotiation_ends_on}.",
+    )
+    return _result(case, created=True)
+
+
+def answer_deadline(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    case_id: int,
+    accept: bool,
+    counter: date | None = None,
+) -> AccountResult:
+    """The side that did not propose accepts the deadline, or counter-proposes within bounds."""
+    session, c = uow.session, current_constitution(uow.session)
+    case = _load(session, case_id)
+    if case.status != AccountStatus.NEGOTIATING:
+        agreed = f" (agreed: {case.agreed_deadline})" if case.agreed_deadline else ""
+        raise WctError(
+            f"call to account #{case_id} is {case.status}{agreed}: the deadline is no longer "
+            "open to proposals"
+        )
+    side = Side.PARTNER if case.proposed_by == Side.WSCB else Side.WSCB
+    action = (
+        CaseAction.ACCOUNT_AGREE_FOR_PARTNER
+        if side is Side.PARTNER
+        else CaseAction.ACCOUNT_AGREE_FOR_WSCB
+    )
+    require(c, action, actor, CaseScope(parties=frozenset([case.organisation_id])))
+    if accept == (counter is not None):
+        raise WctError("either accept the proposed deadline or give a counter-proposal, not both")
+    before = _state(case)
+    if accept:
+        assert case.proposed_deadline is not None
+        case.agreed_deadline = case.proposed_deadline
+        case.status = AccountStatus.AWAITING_RESPONSE.value
+        session.add(case)
+        settle(session, subject=_subject(case), now=uow.clock.now(), kinds=["account.stalemate"])
+        uow.record(
+            "account.deadline_agreed",
+            _subject(case),
+            before=before,
+            after=_state(case),
+            organisations=[case.organisation_id],
+        )
+        _schedule_response_steps(uow, c, case)
+        _tell(
+            uow,
+            c,
+            case,
+            _partner_people(session, c, case.organisation_id) + _wscb_people(session, c),
+            "agreed",
+            f"The formal response or action is due by {case.agreed_deadline}.",
+        )
+    else:
+        assert counter is not None
+        check_deadline(c, uow.clock.now().date(), counter)
+        case.proposed_deadline, case.proposed_by = counter, side.value
+        session.add(case)
+        uow.record(
+            "account.deadline_proposed",
+            _subject(case),
+            before=before,
+            after=_state(case),
+            organisations=[case.organisation_id],
+        )
+        other = (
+            _wscb_people(session, c)
+            if side is Side.PARTNER
+            else _partner_people(session, c, case.organisation_id)
+        )
+        _tell(
+            uow,
+            c,
+            case,
+            other,
+            f"counter-{counter.isoformat()}",
+            f"Accept {counter} as the deadline or propose another by {case.negotiation_ends_on}.",
+        )
+    return _result(case)
+
+
+def _schedule_response_steps(uow: UnitOfWork, c: Constitution, case: CallToAccount) -> None:
+    assert case.agreed_deadline is not None
+    today = uow.clock.now().date()
+    for days in c.reminders.report_reminders:
+        day = add_working_days(case.agreed_deadline, -days)
+        if day > today:
+            schedule(
+                uow.session,
+                key=f"{_subject(case)}:reminder:{case.agreed_deadline}:{days}",
+                kind="account.reminder",
+                subject=_subject(case),
+                due_at=close_of_business(day).replace(hour=9),
+            )
+    schedule(
+        uow.session,
+        key=f"{_subject(case)}:overdue:{case.agreed_deadline}",
+        kind="account.overdue",
+        subject=_subject(case),
+        due_at=close_of_business(case.agreed_deadline),
+    )
+
+
+def stalemate(uow: UnitOfWork, *, case_id: int) -> bool:
+    """No deadline agreed within the agreement window: escalate once to both chairs."""
+    session, c = uow.session, current_constitution(uow.session)
+    case = _load(session, case_id)
+    if case.status != AccountStatus.NEGOTIATING or case.stalemate_escalated:
+        return False
+    assert case.negotiation_ends_on is not None
+    if uow.clock.now() < close_of_business(case.negotiation_ends_on):
+        return False
+    before = _state(case)
+    case.stalemate_escalated = True
+    session.add(case)
+    uow.record(
+        "account.stalemate_escalated",
+        _subject(case),
+        before=before,
+        after=_state(case),
+        organisations=[case.organisation_id],
+    )
+    _tell(
+        uow,
+        c,
+        case,
+        _chairs_of_both(session, c),
+        "stalemate",
+        "No response deadline has been agreed in time: the chairs are asked to settle it.",
+    )
+    return True
+
+
+def remind(uow: UnitOfWork, *, case_id: int, key: str) -> bool:
+    """A reminder before the agreed deadline; none once the response is in."""
+    session, c = uow.session, current_constitution(uow.session)
+    case = _load(session, case_id)
+    if case.status != AccountStatus.AWAITING_RESPONSE:
+        return False
+    _tell(
+        uow,
+        c,
+        case,
+        _partner_people(session, c, case.organisation_id),
+        f"reminder-{key}",
+        f"The formal response or action is due by {case.agreed_deadline}.",
+    )
+    return True
+
+
+def deadline_passed(uow: UnitOfWork, *, case_id: int) -> bool:
+    """No response by the agreed deadline: overdue, escalated to the Board's and WSCB's chairs."""
+    session, c = uow.session, current_constitution(uow.session)
+    case = _load(session, case_id)
+    if case.status != AccountStatus.AWAITING_RESPONSE or case.agreed_deadline is None:
+        return False
+    if uow.clock.now() < close_of_business(case.agreed_deadline):
+        return False
+    before = _state(case)
+    case.status = AccountStatus.OVERDUE.value
+    session.add(case)
+    uow.record(
+        "account.overdue",
+        _subject(case),
+        before=before,
+        after=_state(case),
+        organisations=[case.organisation_id],
+    )
+    _tell(
+        uow,
+        c,
+        case,
+        _chairs_of_both(session, c),
+        f"overdue-{case.agreed_deadline}",
+        f"The response due by {case.agreed_deadline} has not been received.",
+    )
+    return True
+
+
+def record_response(uow: UnitOfWork, *, actor: Actor, case_id: int, response: str) -> AccountResult:
+    """The partner's formal response or action (11.5.1)."""
+    session, c = uow.session, current_constitution(uow.session)
+    case = _load(session, case_id)
+    require(
+        c, CaseAction.ACCOUNT_RESPOND, actor, CaseScope(parties=frozenset([case.organisation_id]))
+    )
+    if case.status not in (AccountStatus.AWAITING_RESPONSE, AccountStatus.OVERDUE):
+        raise WctError(f"call to account #{case_id} is {case.status}: no response is awaited")
+    before = _state(case)
+    case.response = clean_text(response, what="response", limit=4000, multiline=True)
+    case.status = AccountStatus.RESPONDED.value
+    session.add(case)
+    settle(session, subject=_subject(case), now=uow.clock.now())
+    uow.record(
+        "account.responded",
+        _subject(case),
+        before=before,
+        after=_state(case),
+        organisations=[case.organisation_id],
+    )
+    _tell(
+        uow,
+        c,
+        case,
+        _wscb_people(session, c),
+        f"responded-{case.agreed_deadline}",
+        "Accept the response, or reopen the case with a new proposed deadline.",
+    )
+    return _result(case)
+
+
+def conclude(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    case_id: int,
+    accept: bool,
+    note: str,
+    new_deadline: date | None = None,
+) -> AccountResult:
+    """The WSCB accepts the response (closing the case) or reopens it with a new proposal."""
+    session, c = uow.session, current_constitution(uow.session)
+    case = _load(session, case_id)
+    require(
+        c, CaseAction.ACCOUNT_CONCLUDE, actor, CaseScope(parties=frozenset([case.organisation_id]))
+    )
+    if case.status != AccountStatus.RESPONDED:
+        raise WctError(
+            f"call to account #{case_id} is {case.status}: there is no response to judge"
+        )
+    text = clean_text(note, what="note", limit=2000, multiline=True)
+    before = _state(case)
+    if accept:
+        if new_deadline is not None:
+            raise WctError("a new deadline is only for reopening")
+        case.status, case.closed_at = AccountStatus.CLOSED.value, uow.clock.now()
+        session.add(case)
+        uow.record(
+            "account.closed",
+            _subject(case),
+            before=before,
+            after=_state(case) | {"note": text},
+            organisations=[case.organisation_id],
+        )
+        return _result(case)
+    if new_deadline is None:
+        raise WctError("reopening needs a new proposed deadline")
+    today = uow.clock.now().date()
+    check_deadline(c, today, new_deadline)
+    case.status = AccountStatus.NEGOTIATING.value
+    case.proposed_deadline, case.proposed_by = new_deadline, Side.WSCB.value
+    case.agreed_deadline, case.stalemate_escalated = None, False
+    case.negotiation_ends_on = add_working_days(today, c.call_to_account.agreement_window)
+    session.add(case)
+    uow.record(
+        "account.reopened",
+        _subject(case),
+        before=before,
+        after=_state(case) | {"note": text},
+        organisations=[case.organisation_id],
+    )
+    schedule(
+        session,
+        key=f"{_subject(case)}:stalemate:{case.negotiation_ends_on}",
+        kind="account.stalemate",
+        subject=_subject(case),
+        due_at=close_of_business(case.negotiation_ends_on),
+    )
+    _tell(
+        uow,
+        c,
+        case,
+        _partner_people(session, c, case.organisation_id),
+        f"reopened-{new_deadline}",
+        f"The WSCB reopened the case: accept {new_deadline} or propose another deadline.",
+    )
+    return _result(case)
+
+
+def may_answer_for(c: Constitution, actor: Actor, case: CallToAccount) -> list[Side]:
+    """The sides `actor` may speak for in this case (for the UI's form)."""
+    scope = CaseScope(parties=frozenset([case.organisation_id]))
+    sides = []
+    if allowed(c, CaseAction.ACCOUNT_AGREE_FOR_WSCB, actor, scope):
+        sides.append(Side.WSCB)
+    if allowed(c, CaseAction.ACCOUNT_AGREE_FOR_PARTNER, actor, scope):
+        sides.append(Side.PARTNER)
+    return sides

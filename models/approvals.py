@@ -1,0 +1,142 @@
+"""Approval gates: commissioning linked to safeguarding needs the WSCB's approval (11.3.5); the
+Executive's key strategic developments need the Board's final approval (21.1.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from models.casework import chairs, clean_text, notify, trigger_key
+from models.commands import current_constitution
+from models.constitution import ApprovalGate, CaseAction, Constitution
+from models.errors import WctError
+from models.permissions import Actor, CaseScope, require
+from models.tables import ApprovalRequest
+from models.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    request_id: int
+    created: bool
+    status: str
+    approver_body: str
+
+
+def gate(c: Constitution, gate_id: str) -> ApprovalGate:
+    for g in c.approval_gates:
+        if g.id == gate_id:
+            return g
+    known = ", ".join(g.id for g in c.approval_gates) or "none"
+    raise WctError(f"unknown approval gate '{gate_id}' (known: {known})")
+
+
+def _scope(g: ApprovalGate) -> CaseScope:
+    return CaseScope(approver_body=g.approver_body, proposer_body=g.from_body)
+
+
+def _subject(request: ApprovalRequest) -> str:
+    return f"approval:{request.id}"
+
+
+def _result(request: ApprovalRequest, created: bool = False) -> ApprovalResult:
+    assert request.id is not None
+    return ApprovalResult(request.id, created, request.status, request.approver_body_id)
+
+
+def request_approval(uow: UnitOfWork, *, actor: Actor, gate_id: str, title: str) -> ApprovalResult:
+    """Ask the approving body; the request waits on its next agenda. The same title twice at the
+    same gate is one request."""
+    session, c = uow.session, current_constitution(uow.session)
+    g = gate(c, gate_id)
+    require(c, CaseAction.APPROVAL_REQUEST, actor, _scope(g))
+    title = clean_text(title, what="title", limit=300)
+    key = trigger_key("approval", g.id, title)
+    existing = session.exec(
+        select(ApprovalRequest).where(ApprovalRequest.trigger_key == key)
+    ).first()
+    if existing is not None:
+        return _result(existing)
+    request = ApprovalRequest(
+        trigger_key=key,
+        gate=g.id,
+        title=title,
+        clause=g.clause,
+        from_body_id=g.from_body,
+        approver_body_id=g.approver_body,
+        requested_at=uow.clock.now(),
+    )
+    session.add(request)
+    session.flush()
+    uow.record(
+        "approval.requested",
+        _subject(request),
+        before=None,
+        after={"gate": g.id, "status": request.status, "approver": g.approver_body},
+    )
+    notify(
+        uow,
+        kind="approval_request",
+        people=chairs(session, c, g.approver_body),
+        key=f"{_subject(request)}:requested",
+        context={
+            "clause": g.clause,
+            "request_id": request.id,
+            "title": title,
+            "gate": g.title,
+            "from_body": c.body(g.from_body).name,
+            "approver_body": c.body(g.approver_body).name,
+            "action": "The proposal is on your body's next agenda for a decision.",
+        },
+    )
+    return _result(request, created=True)
+
+
+def decide_approval(
+    uow: UnitOfWork, *, actor: Actor, request_id: int, approve: bool, note: str
+) -> ApprovalResult:
+    """Record the approving body's decision, once."""
+    session, c = uow.session, current_constitution(uow.session)
+    request = session.get(ApprovalRequest, request_id)
+    if request is None:
+        raise WctError(f"no approval request #{request_id}")
+    g = gate(c, request.gate)
+    require(c, CaseAction.APPROVAL_DECIDE, actor, _scope(g))
+    if request.status != "waiting":
+        raise WctError(f"approval request #{request_id} was already {request.status}")
+    before = {"status": request.status}
+    request.status = "approved" if approve else "refused"
+    request.decided_at = uow.clock.now()
+    request.decision_note = clean_text(note, what="note", limit=2000, multiline=True)
+    session.add(request)
+    uow.record(
+        "approval.decided", _subject(request), before=before, after={"status": request.status}
+    )
+    notify(
+        uow,
+        kind="approval_request",
+        people=chairs(session, c, request.from_body_id),
+        key=f"{_subject(request)}:decided",
+        context={
+            "clause": g.clause,
+            "request_id": request.id,
+            "title": request.title,
+            "gate": g.title,
+            "from_body": c.body(g.from_body).name,
+            "approver_body": c.body(g.approver_body).name,
+            "decision": request.status,
+            "action": f"{c.body(g.approver_body).name} {request.status} the proposal.",
+        },
+    )
+    return _result(request)
+
+
+def waiting_for(session: Session, body_id: str) -> list[ApprovalRequest]:
+    """Requests awaiting `body_id`'s decision: a standing item of its agenda."""
+    query = (
+        select(ApprovalRequest)
+        .where(ApprovalRequest.approver_body_id == body_id, ApprovalRequest.status == "waiting")
+        .order_by(col(ApprovalRequest.requested_at))
+    )
+    return list(session.exec(query).all())

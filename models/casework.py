@@ -1,0 +1,131 @@
+"""What every case shares: finding the people to tell, telling them, and recording due steps."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.clock import LONDON
+from models.constitution import Constitution, RoleKind
+from models.errors import WctError
+from models.outbox import channels_of, enqueue
+from models.tables import Person, PersonRole, Step
+from models.uow import UnitOfWork
+
+CLOSE_OF_BUSINESS = time(17, 0)
+
+
+def close_of_business(day: date) -> datetime:
+    """A deadline day ends at 17:00 in Europe/London."""
+    return datetime.combine(day, CLOSE_OF_BUSINESS, tzinfo=LONDON)
+
+
+def holders(
+    session: Session, roles: Iterable[str], organisations: Iterable[str] | None = None
+) -> list[Person]:
+    """Active members holding any of `roles` (within `organisations`, when given)."""
+    query = (
+        select(Person)
+        .join(PersonRole, col(PersonRole.person_id) == col(Person.id))
+        .where(col(Person.active).is_(True), col(PersonRole.role_id).in_(list(roles)))
+        .order_by(col(Person.id))
+    )
+    if organisations is not None:
+        query = query.where(col(Person.organisation_id).in_(list(organisations)))
+    return distinct(session.exec(query).all())
+
+
+def distinct(people: Iterable[Person]) -> list[Person]:
+    """Each person once, in first-seen order."""
+    seen: dict[int | None, Person] = {}
+    for person in people:
+        seen.setdefault(person.id, person)
+    return list(seen.values())
+
+
+def chairs(session: Session, c: Constitution, body_id: str) -> list[Person]:
+    return holders(session, [c.body(body_id).chair])
+
+
+def coordinators(session: Session, c: Constitution) -> list[Person]:
+    return holders(session, c.roles_of(RoleKind.COORDINATOR))
+
+
+def notify(
+    uow: UnitOfWork, *, kind: str, people: Iterable[Person], key: str, context: dict[str, Any]
+) -> int:
+    """Queue `kind` for each person on each of their channels; a key already queued is skipped."""
+    queued = 0
+    for person in distinct(people):
+        for channel in channels_of(person):
+            message = enqueue(
+                uow.session,
+                key=f"{key}:{person.pseudonym}:{channel.value}",
+                kind=kind,
+                person=person,
+                channel=channel,
+                context={**context, "recipient": person.name},
+                now=uow.clock.now(),
+            )
+            queued += message is not None
+    return queued
+
+
+def schedule(session: Session, *, key: str, kind: str, subject: str, due_at: datetime) -> Step:
+    """Record a step due at `due_at` once; the same key again returns the existing step."""
+    step = session.exec(select(Step).where(Step.key == key)).first()
+    if step is None:
+        step = Step(key=key, kind=kind, subject=subject, due_at=due_at)
+        session.add(step)
+        session.flush()
+    return step
+
+
+def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str] = ()) -> int:
+    """Mark the pending steps of `subject` (of `kinds`, when given) done: they no longer fire."""
+    query = select(Step).where(Step.subject == subject, Step.status == "pending")
+    wanted = list(kinds)
+    if wanted:
+        query = query.where(col(Step.kind).in_(wanted))
+    steps = session.exec(query).all()
+    for step in steps:
+        step.status, step.done_at = "settled", now
+        session.add(step)
+    return len(steps)
+
+
+def due_steps(session: Session, *, now: datetime, prefix: str = "") -> list[Step]:
+    """Pending steps whose time has come, oldest first (for timers and the reconcile sweep)."""
+    query = select(Step).where(Step.status == "pending", col(Step.due_at) <= now)
+    if prefix:
+        query = query.where(col(Step.key).startswith(prefix))
+    return list(session.exec(query.order_by(col(Step.due_at), col(Step.id))).all())
+
+
+def mark_done(session: Session, step: Step, now: datetime) -> None:
+    step.status, step.done_at = "done", now
+    session.add(step)
+
+
+def clean_text(value: str, *, what: str, limit: int, multiline: bool = False) -> str:
+    """User text for a case: not empty, not too long, no control characters (CR/LF only when
+    `multiline`, since single-line text ends up in email subjects)."""
+    text = value.strip()
+    if not text:
+        raise WctError(f"{what} is empty")
+    if len(text) > limit:
+        raise WctError(f"{what} is longer than {limit} characters")
+    allowed = {"\n", "\r", "\t"} if multiline else set()
+    if any((ord(ch) < 32 or ord(ch) == 127) and ch not in allowed for ch in text):
+        raise WctError(f"{what} contains a control character (line breaks are not allowed here)")
+    return text
+
+
+def trigger_key(kind: str, *parts: str) -> str:
+    """The identity of a case's trigger: the same trigger twice opens one case."""
+    normal = "\x1f".join(" ".join(p.lower().split()) for p in parts)
+    return f"{kind}:{hashlib.sha256(normal.encode()).hexdigest()[:24]}"

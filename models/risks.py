@@ -1,0 +1,260 @@
+"""16.1 (with 13.2): risks to the CYPP, managed by the Executive and escalated to the Board."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+
+from models.casework import (
+    chairs,
+    clean_text,
+    close_of_business,
+    notify,
+    schedule,
+    settle,
+    trigger_key,
+)
+from models.commands import current_constitution
+from models.constitution import BodyKind, CaseAction, Constitution
+from models.errors import WctError
+from models.permissions import Actor, CaseScope, find_actor, require
+from models.tables import Person, Risk
+from models.uow import UnitOfWork
+
+CLAUSE = "16.1"
+OPEN = ("managed", "escalated")
+
+
+def score(likelihood: int, impact: int) -> int:
+    """The 5x5 risk score: likelihood times impact, each 1 (low) to 5 (high)."""
+    for name, value in (("likelihood", likelihood), ("impact", impact)):
+        if not 1 <= value <= 5:
+            raise WctError(f"{name} must be a whole number from 1 to 5, not {value}")
+    return likelihood * impact
+
+
+def must_escalate(c: Constitution, likelihood: int, impact: int) -> bool:
+    """16.1: a risk whose score reaches the constitution's threshold goes to the Board."""
+    return score(likelihood, impact) >= c.risk.escalation_threshold
+
+
+@dataclass(frozen=True)
+class RiskResult:
+    risk_id: int
+    created: bool
+    status: str
+    score: int
+
+
+def _subject(risk: Risk) -> str:
+    return f"risk:{risk.id}"
+
+
+def _state(risk: Risk) -> dict[str, object]:
+    return {
+        "status": risk.status,
+        "likelihood": risk.likelihood,
+        "impact": risk.impact,
+        "review_due_on": risk.review_due_on.isoformat(),
+    }
+
+
+def _load(session: Session, risk_id: int) -> Risk:
+    risk = session.get(Risk, risk_id)
+    if risk is None:
+        raise WctError(f"no risk #{risk_id}")
+    return risk
+
+
+def _context(c: Constitution, risk: Risk, **extra: object) -> dict[str, object]:
+    return {
+        "clause": CLAUSE,
+        "risk_id": risk.id,
+        "title": risk.title,
+        "likelihood": risk.likelihood,
+        "impact": risk.impact,
+        "score": risk.likelihood * risk.impact,
+        "threshold": c.risk.escalation_threshold,
+        **extra,
+    }
+
+
+def raise_risk(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    title: str,
+    owner: str,
+    likelihood: int,
+    impact: int,
+) -> RiskResult:
+    """Record a risk to the CYPP, managed by the Executive; the same title twice is one risk."""
+    session, c = uow.session, current_constitution(uow.session)
+    require(c, CaseAction.RISK_RAISE, actor, CaseScope())
+    title = clean_text(title, what="title", limit=300)
+    risk_score = score(likelihood, impact)
+    owner_actor = find_actor(session, owner)
+    key = trigger_key("risk", title)
+    existing = session.exec(select(Risk).where(Risk.trigger_key == key)).first()
+    if existing is not None and existing.id is not None:
+        return RiskResult(
+            existing.id, False, existing.status, existing.likelihood * existing.impact
+        )
+    today = uow.clock.now().date()
+    risk = Risk(
+        trigger_key=key,
+        title=title,
+        owner_person_id=owner_actor.person_id,
+        likelihood=likelihood,
+        impact=impact,
+        review_due_on=today + timedelta(days=c.risk.review_interval_days),
+        raised_at=uow.clock.now(),
+    )
+    session.add(risk)
+    session.flush()
+    uow.record("risk.raised", _subject(risk), before=None, after=_state(risk))
+    _schedule_review(uow, risk)
+    if must_escalate(c, likelihood, impact):
+        _escalate(uow, c, risk, f"score {risk_score} reached the threshold")
+    assert risk.id is not None
+    return RiskResult(risk.id, True, risk.status, risk_score)
+
+
+def review_risk(
+    uow: UnitOfWork, *, actor: Actor, risk_id: int, likelihood: int, impact: int
+) -> RiskResult:
+    """The Executive reviews a risk at its meeting: new scores, next review date, and escalation
+    if the score now reaches the threshold (16.1)."""
+    session, c = uow.session, current_constitution(uow.session)
+    require(c, CaseAction.RISK_REVIEW, actor, CaseScope())
+    risk = _load(session, risk_id)
+    new_score = score(likelihood, impact)
+    if risk.status not in OPEN:
+        raise WctError(f"risk #{risk_id} is {risk.status}: it is no longer reviewed")
+    before = _state(risk)
+    risk.likelihood, risk.impact = likelihood, impact
+    risk.review_due_on = uow.clock.now().date() + timedelta(days=c.risk.review_interval_days)
+    session.add(risk)
+    uow.record("risk.reviewed", _subject(risk), before=before, after=_state(risk))
+    settle(session, subject=_subject(risk), now=uow.clock.now(), kinds=["risk.review"])
+    _schedule_review(uow, risk)
+    if risk.status == "managed" and must_escalate(c, likelihood, impact):
+        _escalate(uow, c, risk, f"score {new_score} reached the threshold at review")
+    return RiskResult(risk_id, False, risk.status, new_score)
+
+
+def escalate_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, reason: str) -> RiskResult:
+    """The Executive decides to escalate a risk to the Board for formal assessment (16.1)."""
+    session, c = uow.session, current_constitution(uow.session)
+    require(c, CaseAction.RISK_ESCALATE, actor, CaseScope())
+    risk = _load(session, risk_id)
+    reason = clean_text(reason, what="reason", limit=500)
+    if risk.status != "managed":
+        raise WctError(f"risk #{risk_id} is already {risk.status}")
+    _escalate(uow, c, risk, reason)
+    return RiskResult(risk_id, False, risk.status, risk.likelihood * risk.impact)
+
+
+def _escalate(uow: UnitOfWork, c: Constitution, risk: Risk, reason: str) -> None:
+    before = _state(risk)
+    risk.status, risk.escalated_at, risk.escalation_reason = "escalated", uow.clock.now(), reason
+    uow.session.add(risk)
+    uow.record(
+        "risk.escalated", _subject(risk), before=before, after=_state(risk) | {"reason": reason}
+    )
+    board = c.sole(BodyKind.BOARD).id
+    notify(
+        uow,
+        kind="risk_escalated",
+        people=chairs(uow.session, c, board),
+        key=f"{_subject(risk)}:escalated",
+        context=_context(
+            c,
+            risk,
+            reason=reason,
+            body=c.body(board).name,
+            action="The risk will be on the Board's next agenda for formal assessment.",
+        ),
+    )
+
+
+def assess_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, assessment: str) -> RiskResult:
+    """The Board's formal assessment of an escalated risk (16.1)."""
+    session, c = uow.session, current_constitution(uow.session)
+    require(c, CaseAction.RISK_ASSESS, actor, CaseScope())
+    risk = _load(session, risk_id)
+    text = clean_text(assessment, what="assessment", limit=2000, multiline=True)
+    if risk.status != "escalated":
+        raise WctError(f"risk #{risk_id} is {risk.status}: only an escalated risk is assessed")
+    before = _state(risk)
+    risk.status, risk.board_assessment = "assessed", text
+    session.add(risk)
+    uow.record("risk.assessed", _subject(risk), before=before, after=_state(risk))
+    return RiskResult(risk_id, False, risk.status, risk.likelihood * risk.impact)
+
+
+def close_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int) -> RiskResult:
+    session, c = uow.session, current_constitution(uow.session)
+    require(c, CaseAction.RISK_CLOSE, actor, CaseScope())
+    risk = _load(session, risk_id)
+    if risk.status == "closed":
+        raise WctError(f"risk #{risk_id} is already closed")
+    before = _state(risk)
+    risk.status, risk.closed_at = "closed", uow.clock.now()
+    session.add(risk)
+    settle(session, subject=_subject(risk), now=uow.clock.now())
+    uow.record("risk.closed", _subject(risk), before=before, after=_state(risk))
+    return RiskResult(risk_id, False, risk.status, risk.likelihood * risk.impact)
+
+
+def _schedule_review(uow: UnitOfWork, risk: Risk) -> None:
+    schedule(
+        uow.session,
+        key=f"{_subject(risk)}:review:{risk.review_due_on.isoformat()}",
+        kind="risk.review",
+        subject=_subject(risk),
+        due_at=close_of_business(risk.review_due_on),
+    )
+
+
+def chase_review(uow: UnitOfWork, *, risk_id: int) -> bool:
+    """A risk left unreviewed past its review date: tell its owner and the Executive's chair.
+    A risk reviewed (or closed) meanwhile is left alone."""
+    session, c = uow.session, current_constitution(uow.session)
+    risk = _load(session, risk_id)
+    if risk.status not in OPEN or risk.review_due_on > uow.clock.now().date():
+        return False
+    owner = session.get(Person, risk.owner_person_id)
+    people = [p for p in [owner, *chairs(session, c, c.sole(BodyKind.EXECUTIVE).id)] if p]
+    queued = notify(
+        uow,
+        kind="risk_review_overdue",
+        people=people,
+        key=f"{_subject(risk)}:review-chase:{risk.review_due_on.isoformat()}",
+        context=_context(
+            c,
+            risk,
+            due=risk.review_due_on.isoformat(),
+            action="Review the risk at the Executive and record its new scores.",
+        ),
+    )
+    if queued:
+        uow.record(
+            "risk.review_chased",
+            _subject(risk),
+            before=None,
+            after={"due": str(risk.review_due_on)},
+        )
+    return queued > 0
+
+
+def open_risks(session: Session) -> list[Risk]:
+    return list(session.exec(select(Risk).where(col(Risk.status).in_(OPEN))).all())
+
+
+def risks_for_board(session: Session) -> list[Risk]:
+    """Escalated risks awaiting the Board's formal assessment: a standing item of its agenda."""
+    query = select(Risk).where(Risk.status == "escalated").order_by(col(Risk.escalated_at))
+    return list(session.exec(query).all())

@@ -1,0 +1,63 @@
+"""Helpers for the case tests: a partnership with people in it, and before/after snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from models.clock import FixedClock
+from models.commands import current_constitution, import_members
+from models.members import parse_members
+from models.permissions import Actor, find_actor
+from models.tables import AuditHead, OutboxMessage, Step
+from models.uow import UnitOfWork
+
+from .conftest import DATA
+
+T = TypeVar("T")
+
+
+def populate(engine: Engine, clock: FixedClock) -> None:
+    text = (DATA / "cases-members.csv").read_text()
+    with UnitOfWork(engine, clock=clock, actor="test") as uow:
+        rows = parse_members(text, current_constitution(uow.session), source="cases-members.csv")
+        import_members(uow, rows=rows)
+        uow.commit()
+
+
+def actor(engine: Engine, email: str) -> Actor:
+    with Session(engine) as session:
+        return find_actor(session, email)
+
+
+def run(engine: Engine, clock: FixedClock, command: Callable[[UnitOfWork], T]) -> T:
+    """Run one command in its own unit of work and commit it."""
+    with UnitOfWork(engine, clock=clock, actor="test") as uow:
+        result = command(uow)
+        uow.commit()
+    return result
+
+
+def state(engine: Engine) -> tuple[int, int, int]:
+    """(audit events, outbox rows, steps): what a refused command must leave unchanged."""
+    with Session(engine) as session:
+        head = session.exec(select(AuditHead)).one()
+        outbox = session.exec(select(func.count()).select_from(OutboxMessage)).one()
+        steps = session.exec(select(func.count()).select_from(Step)).one()
+    return head.seq, outbox, steps
+
+
+def messages(engine: Engine, kind: str) -> list[tuple[str, str]]:
+    """(key, person email) of each queued message of `kind`."""
+    from models.tables import Person
+
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxMessage.key, Person.email)
+            .join(Person, Person.id == OutboxMessage.person_id)  # type: ignore[arg-type]
+            .where(OutboxMessage.kind == kind)
+        ).all()
+    return [(k, e) for k, e in rows]
