@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session, col, select
 
+from deployments import cli_cases  # noqa: F401  (registers risk, dispute, account, approval, cases)
 from deployments.cli_base import (
     JsonFlag,
     Runtime,
