@@ -200,3 +200,13 @@ def test_the_console_script_runs_in_a_fresh_home(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("wct: error:")
+
+
+def test_another_partnership_runs_its_own_constitution(cli: Cli) -> None:
+    anytown = DATA / "anytown.yaml"
+    assert cli("check", anytown).exit_code == 0
+    assert cli("init", "--constitution", anytown).exit_code == 0
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["partnership"] == "Anytown Children's Partnership"
+    assert [b["id"] for b in status["bodies"]] == ["partnership-board", "safeguarding-partnership"]
+    assert status["bodies"][0]["next_meetings"][0] == "2027-01-04T18:00+00:00"
