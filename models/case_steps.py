@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
 from models import accountability, disputes, risks
+from models.casework import due_steps, mark_done
+from models.clock import Clock
 from models.disputes import DisputeStage
 from models.errors import WctError
 from models.tables import Step
@@ -26,12 +31,24 @@ def _account_reminder(uow: UnitOfWork, step: Step) -> bool:
     return accountability.remind(uow, case_id=_case_id(step), key=step.key.rsplit(":", 2)[-2])
 
 
+def _account_stalemate(uow: UnitOfWork, step: Step) -> bool:
+    return accountability.stalemate(uow, case_id=_case_id(step))
+
+
+def _account_overdue(uow: UnitOfWork, step: Step) -> bool:
+    return accountability.deadline_passed(uow, case_id=_case_id(step))
+
+
+def _risk_review(uow: UnitOfWork, step: Step) -> bool:
+    return risks.chase_review(uow, risk_id=_case_id(step))
+
+
 HANDLERS: dict[str, Handler] = {
     "dispute.deadline": _dispute_deadline,
-    "account.stalemate": lambda uow, step: accountability.stalemate(uow, case_id=_case_id(step)),
+    "account.stalemate": _account_stalemate,
     "account.reminder": _account_reminder,
-    "account.overdue": lambda uow, step: accountability.deadline_passed(uow, case_id=_case_id(step)),
-    "risk.review": lambda uow, step: risks.chase_review(uow, risk_id=_case_id(step)),
+    "account.overdue": _account_overdue,
+    "risk.review": _risk_review,
 }
 
 
@@ -41,3 +58,23 @@ def act_on_case_step(uow: UnitOfWork, step: Step) -> bool:
     if handler is None:
         raise WctError(f"no handler for step kind '{step.kind}' ({step.key})")
     return handler(uow, step)
+
+
+def run_due(engine: Engine, clock: Clock, *, actor: str = "system:timer") -> list[str]:
+    """Act on every case step whose time has come, each in its own transaction; a step that
+    another worker took meanwhile is skipped. Returns the keys of the steps that changed state."""
+    with Session(engine) as session:
+        keys = [s.key for s in due_steps(session, now=clock.now()) if s.kind in HANDLERS]
+    acted = []
+    for key in keys:
+        with UnitOfWork(engine, clock=clock, actor=actor) as uow:
+            step = uow.session.exec(
+                select(Step).where(Step.key == key, Step.status == "pending").with_for_update()
+            ).first()
+            if step is None:
+                continue
+            if act_on_case_step(uow, step):
+                acted.append(key)
+            mark_done(uow.session, step, clock.now())
+            uow.commit()
+    return acted

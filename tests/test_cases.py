@@ -639,3 +639,23 @@ def test_cases_list_shows_stage_waiting_and_until(people: Engine, clock: FixedCl
     assert views["dispute"].stage == "informal" and views["dispute"].until == "2026-12-21"
     assert views["call_to_account"].waiting_on == "partner"
     assert views["risk"].waiting_on == "board"
+
+
+def test_the_sweep_acts_on_every_due_case_step_once(people: Engine, clock: FixedClock) -> None:
+    from models.case_steps import run_due
+
+    d = open_dispute(people, clock)
+    c = open_call(people, clock, date(2027, 1, 15))
+    raise_risk(people, clock, "dcs@council.example", likelihood=2, impact=2)
+    assert run_due(people, clock) == []  # nothing due yet
+    clock.advance(timedelta(days=45))
+    acted = run_due(people, clock)
+    assert f"dispute:{d.dispute_id}:informal:deadline" in acted
+    assert any(k.startswith(f"account:{c.case_id}:stalemate") for k in acted)
+    before = state(people)
+    assert run_due(people, clock) == []  # a second sweep finds nothing left to do
+    assert state(people) == before
+    clock.advance(timedelta(days=60))  # the Chief Executives' deadline and the risk review
+    later = run_due(people, clock)
+    assert f"dispute:{d.dispute_id}:chief_executives:deadline" in later
+    assert any(k.startswith("risk:") for k in later)
