@@ -23,7 +23,12 @@ from deployments.cli_base import (
     runtime,
 )
 from models import audit
-from models.commands import apply_constitution, current_constitution, import_members
+from models.commands import (
+    apply_constitution,
+    current_constitution,
+    erase_member,
+    import_members,
+)
 from models.constitution import default_constitution_path, load_constitution
 from models.db import migrate
 from models.errors import ConstitutionInvalid, WctError
@@ -195,6 +200,23 @@ def members_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             f"{m['pseudonym']}  {m['name']} <{m['email']}>  {m['organisation']}  "
             f"{';'.join(m['roles'])}  [{','.join(m['channels'])}]"
         )
+
+
+@members_app.command("erase")
+@errors
+def members_erase(
+    ctx: typer.Context,
+    who: Annotated[str, typer.Argument(help="Email or pseudonym of the member to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
+) -> None:
+    """Erase a member's personal data (UK GDPR); the audit trail stays verifiable."""
+    if not yes:
+        raise WctError("erasure cannot be undone: repeat with --yes")
+    rt = runtime(ctx)
+    with rt.uow() as uow:
+        pseudonym = erase_member(uow, who=who)
+        uow.commit()
+    typer.echo(f"erased {pseudonym}: name, email and webhook removed; audit trail intact")
 
 
 @audit_app.command("verify")

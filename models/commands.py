@@ -270,3 +270,32 @@ def _roles_of(session: Session, person: Person) -> list[str]:
     return list(
         session.exec(select(PersonRole.role_id).where(PersonRole.person_id == person.id)).all()
     )
+
+
+def erase_member(uow: UnitOfWork, *, who: str) -> str:
+    """UK GDPR erasure: remove a member's name, email and webhook; the audit trail, which only
+    ever held the pseudonym, stays whole and verifiable."""
+    session = uow.session
+    key = who.strip().lower()
+    person = session.exec(
+        select(Person).where((Person.email == key) | (Person.pseudonym == key))
+    ).first()
+    if person is None or person.email.endswith("@erased.invalid"):
+        raise WctError(f"no member '{who}' to erase")
+    before = _public(person, _roles_of(session, person))
+    person.name = "(erased)"
+    person.email = f"{person.pseudonym}@erased.invalid"
+    person.teams_webhook = None
+    person.channels = ""
+    person.active = False
+    person.updated_at = uow.clock.now()
+    session.add(person)
+    session.exec(delete(PersonRole).where(col(PersonRole.person_id) == person.id))
+    uow.record(
+        "member.erased",
+        f"person:{person.pseudonym}",
+        before=before,
+        after=_public(person, []),
+        organisations=[person.organisation_id],
+    )
+    return person.pseudonym

@@ -210,3 +210,21 @@ def test_another_partnership_runs_its_own_constitution(cli: Cli) -> None:
     assert status["partnership"] == "Anytown Children's Partnership"
     assert [b["id"] for b in status["bodies"]] == ["partnership-board", "safeguarding-partnership"]
     assert status["bodies"][0]["next_meetings"][0] == "2027-01-04T18:00+00:00"
+
+
+def test_erasing_a_member_keeps_the_audit_trail_whole(cli: Cli) -> None:
+    cli("init")
+    cli("members", "import", DATA / "members.csv")
+    refused = cli("members", "erase", "sam@police.example")
+    assert refused.exit_code == 1 and "--yes" in refused.output
+    done = cli("members", "erase", "sam@police.example", "--yes")
+    assert done.exit_code == 0, done.output
+    with Session(cli.runtime.engine()) as s:
+        people = s.exec(select(Person)).all()
+    assert "Sam Police" not in {p.name for p in people}
+    assert not any(p.email == "sam@police.example" for p in people)
+    assert cli("audit", "verify").exit_code == 0
+    exported = cli("audit", "export").stdout
+    assert "member.erased" in exported and "Sam" not in exported
+    again = cli("members", "erase", "sam@police.example", "--yes")
+    assert again.exit_code == 1 and "no member" in again.output
