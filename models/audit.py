@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from models.errors import WctError
 from models.tables import GENESIS, AuditEvent, AuditHead
@@ -276,3 +276,10 @@ def to_csv(rows: Iterable[dict[str, Any]]) -> str:
         flat["after"] = canonical(row["after"])
         writer.writerow(flat)
     return out.getvalue()
+
+
+def revision(session: Session, subject: str) -> int:
+    """How many audited changes `subject` has had: a case's version, for waits that go stale."""
+    return session.exec(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.subject == subject)
+    ).one()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from models.accountability import waiting_on
+from models.audit import revision
 from models.disputes import parties_of
+from models.errors import WctError
 from models.tables import ApprovalRequest, CallToAccount, Dispute, Person, Risk
 
 
@@ -86,3 +89,103 @@ def list_cases(session: Session, *, only_open: bool = False) -> list[CaseView]:
             )
         )
     return [v for v in views if v.open] if only_open else views
+
+
+class Form(StrEnum):
+    """The answer a case is waiting for (the UI shows a form of this kind)."""
+
+    DISPUTE_OUTCOME = "dispute_outcome"
+    ADR_RESULT = "adr_result"
+    DEADLINE_ANSWER = "deadline_answer"
+    FORMAL_RESPONSE = "formal_response"
+    RESPONSE_JUDGEMENT = "response_judgement"
+    RISK_ACTION = "risk_action"
+    BOARD_ASSESSMENT = "board_assessment"
+    APPROVAL_DECISION = "approval_decision"
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """What an open case waits for now; `revision` changes with every audited transition."""
+
+    subject: str
+    form: Form
+    stage: str
+    description: str
+    revision: int
+
+
+def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
+    """The answer the case waits on, or None once it is closed."""
+    subject = f"{SUBJECT_PREFIX[kind]}:{case_id}"
+    rev = revision(session, subject)
+    if kind == "dispute":
+        dispute = session.get(Dispute, case_id)
+        if dispute is None or dispute.stage == "closed":
+            return None
+        form = Form.ADR_RESULT if dispute.stage == "adr" else Form.DISPUTE_OUTCOME
+        return Awaiting(
+            subject,
+            form,
+            dispute.stage,
+            f"Dispute #{case_id} '{dispute.title}' is at {dispute.stage.replace('_', ' ')} until "
+            f"{dispute.stage_deadline}. A party's representative records the outcome (18.2).",
+            rev,
+        )
+    if kind in ("call_to_account", "evidence_request"):
+        case = session.get(CallToAccount, case_id)
+        if case is None or case.status == "closed":
+            return None
+        forms = {
+            "negotiating": Form.DEADLINE_ANSWER,
+            "awaiting_response": Form.FORMAL_RESPONSE,
+            "overdue": Form.FORMAL_RESPONSE,
+            "responded": Form.RESPONSE_JUDGEMENT,
+        }
+        return Awaiting(
+            subject,
+            forms[case.status],
+            case.status,
+            f"Call to account #{case_id} ({case.organisation_id}) is {case.status}; waiting on the "
+            f"{waiting_on(case)} (11.5.1). Proposed deadline {case.proposed_deadline}, agreed "
+            f"{case.agreed_deadline or 'not yet'}.",
+            rev,
+        )
+    if kind == "risk":
+        risk = session.get(Risk, case_id)
+        if risk is None or risk.status in ("closed", "assessed"):
+            return None
+        escalated = risk.status == "escalated"
+        return Awaiting(
+            subject,
+            Form.BOARD_ASSESSMENT if escalated else Form.RISK_ACTION,
+            risk.status,
+            f"Risk #{case_id} '{risk.title}' (score {risk.likelihood * risk.impact}) is "
+            + (
+                "escalated: the Board records its formal assessment (16.1)."
+                if escalated
+                else f"managed by the Executive; next review by {risk.review_due_on} (16.1)."
+            ),
+            rev,
+        )
+    if kind == "approval":
+        request = session.get(ApprovalRequest, case_id)
+        if request is None or request.status != "waiting":
+            return None
+        return Awaiting(
+            subject,
+            Form.APPROVAL_DECISION,
+            request.status,
+            f"'{request.title}' waits on {request.approver_body_id}'s decision ({request.clause}).",
+            rev,
+        )
+    raise WctError(f"unknown case kind '{kind}'")
+
+
+SUBJECT_PREFIX = {
+    "dispute": "dispute",
+    "call_to_account": "account",
+    "evidence_request": "account",
+    "risk": "risk",
+    "approval": "approval",
+}

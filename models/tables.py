@@ -216,6 +216,7 @@ class Review(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=2000)
     published_at: datetime | None = _ts(nullable=True)
     challenge_closes_on: date | None = None
+    challenges: int = Field(default=0, description="Challenges received in the 7.2 window.")
     completed_at: datetime | None = _ts(nullable=True)
 
 
@@ -354,6 +355,14 @@ class AuditEvent(SQLModel, table=True):
     after: str = Field(sa_type=sa.Text)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class SignalCursor(SQLModel, table=True):
+    """How far along the audit trail Prefect events have been emitted (signals, not records)."""
+
+    __tablename__ = "signal_cursor"
+    name: str = Field(primary_key=True, max_length=32)
+    seq: int = 0
 
 
 GENESIS = "0" * 64

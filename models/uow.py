@@ -22,6 +22,7 @@ class UnitOfWork:
         self.clock = clock
         self.actor = actor
         self._session: Session | None = None
+        self.recorded: list[AuditEvent] = []  # this transaction's audit events, for signals
 
     @property
     def session(self) -> Session:
@@ -58,7 +59,7 @@ class UnitOfWork:
         organisations: Iterable[str] = (),
     ) -> AuditEvent:
         """Append an audit event to this transaction (it commits or vanishes with the change)."""
-        return audit.append(
+        event = audit.append(
             self.session,
             at=self.clock.now(),
             actor=self.actor,
@@ -68,3 +69,5 @@ class UnitOfWork:
             after=after,
             organisations=organisations,
         )
+        self.recorded.append(event)
+        return event

@@ -85,6 +85,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
+        "signal_cursor",
+        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
         "step",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -385,6 +391,7 @@ def upgrade() -> None:
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
         sa.Column("published_at", models.tables.AwareDateTime(timezone=True), nullable=True),
         sa.Column("challenge_closes_on", sa.Date(), nullable=True),
+        sa.Column("challenges", sa.Integer(), nullable=False),
         sa.Column("completed_at", models.tables.AwareDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["owner_body_id"],
@@ -584,6 +591,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_step_due_at"))
 
     op.drop_table("step")
+    op.drop_table("signal_cursor")
     op.drop_table("organisation")
     with op.batch_alter_table("dispute", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dispute_stage"))

@@ -1,0 +1,52 @@
+"""The case deployments: opening forms in the UI, the case timer, and the reconcile sweep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prefect import Flow, serve
+from prefect.deployments.runner import RunnerDeployment
+
+from flows.cases import (
+    CASE_TAG,
+    approval_case,
+    call_to_account_case,
+    case_reconcile,
+    case_step,
+    dispute_case,
+    follow_case,
+    risk_case,
+)
+
+RECONCILE_EVERY = timedelta(minutes=15)
+
+
+def deployment(flow: Flow[Any, Any], name: str, **options: Any) -> RunnerDeployment:
+    """`flow.to_deployment` from synchronous code (Prefect types it as maybe-awaitable)."""
+    made = flow.to_deployment(name=name, **options)
+    assert isinstance(made, RunnerDeployment)
+    return made
+
+
+def case_deployments(*, reconcile_every: timedelta = RECONCILE_EVERY) -> list[RunnerDeployment]:
+    """One deployment per case kind (typed parameters render as a form), plus timer and sweep."""
+    tags = [CASE_TAG]
+    return [
+        deployment(dispute_case, "dispute", tags=tags),
+        deployment(call_to_account_case, "call-to-account", tags=tags),
+        deployment(risk_case, "risk", tags=tags),
+        deployment(approval_case, "approval", tags=tags),
+        deployment(follow_case, "follow-case", tags=tags),
+        deployment(case_step, "case-step", tags=tags),
+        deployment(case_reconcile, "case-reconcile", tags=tags, interval=reconcile_every),
+    ]
+
+
+def main() -> None:
+    """Serve the case deployments (until stopped)."""
+    serve(*case_deployments())
+
+
+if __name__ == "__main__":
+    main()

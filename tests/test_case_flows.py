@@ -1,0 +1,308 @@
+"""Cases as Prefect flow runs on a real Prefect server, served by a real `serve()` process that
+the tests stop and start again: forms answered, refused, timers firing once, restarts survived."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.deployments.flow_runs import arun_deployment
+from prefect.settings import PREFECT_API_URL
+from prefect.testing.utilities import prefect_test_harness
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from deployments.cli import Runtime, app
+from models.clock import LONDON, SystemClock
+from models.commands import apply_constitution, current_constitution, import_members
+from models.config import Settings
+from models.constitution import load_constitution
+from models.db import make_engine, migrate
+from models.members import parse_members
+from models.tables import AuditEvent, CallToAccount, Dispute
+from models.uow import UnitOfWork
+
+from .conftest import DATA
+
+WAIT = 90.0  # an upper bound for the server to reach a state, never an expectation of speed
+
+
+@dataclass
+class CaseServer:
+    """A Prefect server (the harness), a wct database, and a serving process we can restart."""
+
+    api_url: str
+    database_url: str
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        log = (self.workdir / "serve.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deployments.cases"], env=self.env, stdout=log, stderr=log
+        )
+        await _until_deployments_exist()
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.process = None
+
+
+async def _until_deployments_exist() -> None:
+    deadline = time.monotonic() + WAIT
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            try:
+                await client.read_deployment_by_name("case-step/case-step")
+                await client.read_deployment_by_name("dispute/dispute")
+                return
+            except Exception:  # not registered yet
+                await asyncio.sleep(0.25)
+    raise AssertionError("the serving process did not register its deployments")
+
+
+@pytest.fixture(scope="module")
+def case_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseServer]:
+    workdir = tmp_path_factory.mktemp("case-server")
+    database_url = f"sqlite:///{workdir / 'wct.db'}"
+    engine = make_engine(database_url)
+    migrate(engine)
+    with UnitOfWork(engine, clock=SystemClock(), actor="test") as uow:
+        apply_constitution(uow, constitution=load_constitution(), source="wirral.yaml")
+        text = (DATA / "cases-members.csv").read_text()
+        rows = parse_members(text, current_constitution(uow.session), source="members")
+        import_members(uow, rows=rows)
+        uow.commit()
+    engine.dispose()
+    with prefect_test_harness(server_startup_timeout=120):
+        api_url = PREFECT_API_URL.value()
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick resumed runs up promptly
+            "WCT_DATABASE_URL": database_url,
+            "WCT_HOME": str(workdir),
+        }
+        os.environ["WCT_DATABASE_URL"] = database_url  # flows called in this process agree
+        server = CaseServer(api_url, database_url, workdir, env=env)
+        asyncio.run(server.start())
+        try:
+            yield server
+        finally:
+            if server.process is not None:
+                server.stop()
+            os.environ.pop("WCT_DATABASE_URL", None)
+
+
+async def _state(run_id: UUID) -> FlowRun:
+    async with get_client() as client:
+        return await client.read_flow_run(run_id)
+
+
+async def until(run_id: UUID, kinds: set[StateType], *, key_part: str = "") -> FlowRun:
+    """Poll the server until the run is in one of `kinds` (and waits on a key with `key_part`)."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        run = await _state(run_id)
+        state = run.state
+        if state is not None and state.type in kinds:
+            key = state.state_details.pause_key or ""
+            if key_part in key:
+                return run
+        await asyncio.sleep(0.2)
+    run = await _state(run_id)
+    raise AssertionError(f"run {run.name} is {run.state}; wanted {kinds} {key_part!r}")
+
+
+async def answer(run_id: UUID, **fields: Any) -> None:
+    async with get_client() as client:
+        result = await client.resume_flow_run(run_id, run_input=fields)
+    assert result.status.value == "ACCEPT", result
+
+
+def db(server: CaseServer) -> Session:
+    return Session(make_engine(server.database_url))
+
+
+def actions(server: CaseServer, subject: str) -> list[str]:
+    with db(server) as session:
+        rows = session.exec(select(AuditEvent.action).where(AuditEvent.subject == subject))
+        return list(rows.all())
+
+
+async def timer_runs(name: str) -> list[FlowRun]:
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=10,
+        )
+
+
+async def fire_timer(key: str, as_of: datetime) -> None:
+    """What the scheduler would do when the timer comes due (the harness has no scheduler)."""
+    run = await arun_deployment(
+        "case-step/case-step", parameters={"key": key, "as_of": as_of.isoformat()}, timeout=WAIT
+    )
+    assert run.state is not None and run.state.is_completed(), run.state
+
+
+def test_dispute_answered_refused_timed_out_and_resumed_across_a_restart(
+    case_server: CaseServer,
+) -> None:
+    asyncio.run(_dispute_story(case_server))
+
+
+async def _dispute_story(server: CaseServer) -> None:
+    started = await arun_deployment(
+        "dispute/dispute",
+        parameters={
+            "request": {
+                "title": "Front door information sharing",
+                "parties": ["merseyside-police", "nhs-wirral"],
+                "opened_by": "pat@police.example",
+            }
+        },
+        timeout=0,
+    )
+    run = await until(started.id, {StateType.PAUSED}, key_part="-a0")
+    with db(server) as session:
+        dispute = session.exec(select(Dispute)).one()
+    subject = f"dispute:{dispute.id}"
+    assert run.name == f"dispute-{dispute.id}" and subject in run.tags
+    assert dispute.stage == "informal"
+    # The deadline is a timer the coordinator can see: one scheduled run, named for the step.
+    timer_name = f"dispute-{dispute.id}-informal-deadline"
+    [timer] = await timer_runs(timer_name)
+    assert timer.state is not None and timer.state.type is StateType.SCHEDULED
+    assert dispute.stage_deadline is not None
+    assert timer.expected_start_time is not None
+    assert timer.expected_start_time.date() == dispute.stage_deadline
+
+    # Someone not allowed answers: refused, nothing changes, the run waits again.
+    await answer(started.id, your_email="coord@council.example", decision="resolved", note="x")
+    await until(started.id, {StateType.PAUSED}, key_part="-a1")
+    assert actions(server, subject) == ["dispute.opened"]
+
+    # A party answers: not resolved, so it goes to the Chief Executives.
+    await answer(started.id, your_email="nina@nhs.example", decision="unresolved", note="No")
+    await until(started.id, {StateType.PAUSED}, key_part="-r2-a0")
+    assert actions(server, subject) == ["dispute.opened", "dispute.escalated"]
+
+    # The serving process stops (a clean stop deletes scheduled runs) and starts again.
+    server.stop()
+    await server.start()
+
+    # The Chief Executives' deadline passes with no outcome: the timer fires (twice, as a
+    # retried or duplicated timer would): one escalation to ADR, and the case run moves on.
+    key = f"{subject}:chief_executives:deadline"
+    late = datetime.now(LONDON) + timedelta(days=120)
+    await fire_timer(key, late)
+    await fire_timer(key, late)
+    await until(started.id, {StateType.PAUSED}, key_part="-r3-a0")
+    assert actions(server, subject).count("dispute.escalated") == 2
+
+    # ADR: the coordinator records provider and result; the case run completes.
+    await answer(
+        started.id,
+        your_email="coord@council.example",
+        provider="CEDR",
+        decision="resolved",
+        note="Mediated",
+    )
+    done = await until(started.id, {StateType.COMPLETED})
+    assert done.state is not None
+    with db(server) as session:
+        closed = session.get(Dispute, dispute.id)
+        assert closed is not None and closed.outcome == "resolved_adr"
+
+
+def test_call_to_account_by_form_overdue_by_the_sweep_closed_from_the_cli(
+    case_server: CaseServer,
+) -> None:
+    asyncio.run(_account_story(case_server))
+
+
+async def _account_story(server: CaseServer) -> None:
+    proposed = date.today() + timedelta(days=28)
+    started = await arun_deployment(
+        "call-to-account/call-to-account",
+        parameters={
+            "request": {
+                "organisation": "merseyside-police",
+                "evidence": "Section 11 audit: strategy meetings missed",
+                "proposed_deadline": proposed.isoformat(),
+                "opened_by": "chair@wscb.example",
+            }
+        },
+        timeout=0,
+    )
+    await until(started.id, {StateType.PAUSED}, key_part="-a0")
+    with db(server) as session:
+        case = session.exec(select(CallToAccount)).one()
+    subject = f"account:{case.id}"
+    # The partner agrees from the UI form; the same answer sent twice is applied once.
+    await answer(started.id, your_email="pat@police.example", decision="accept")
+    await until(started.id, {StateType.PAUSED}, key_part="-r2-a0")
+    assert actions(server, subject) == ["account.opened", "account.deadline_agreed"]
+
+    # Nobody responds; the serving process restarts; the sweep (what runs every 15 minutes)
+    # finds the passed deadline, escalates once, and wakes the case run.
+    server.stop()
+    await server.start()
+    late = datetime.now(LONDON) + timedelta(days=90)
+    for _ in range(2):
+        sweep = await arun_deployment(
+            "case-reconcile/case-reconcile",
+            parameters={"as_of": late.isoformat()},
+            timeout=WAIT,
+        )
+        assert sweep.state is not None and sweep.state.is_completed(), sweep.state
+    assert actions(server, subject).count("account.overdue") == 1
+    await until(started.id, {StateType.PAUSED}, key_part=f"-r{3}-a0")
+
+    # The partner responds from the form; the WSCB accepts from the CLI instead of the form; the
+    # sweep sees the run waiting on a stale revision, wakes it, and it completes.
+    await answer(started.id, your_email="chief@police.example", response="Action plan")
+    await until(started.id, {StateType.PAUSED}, key_part="-r4-a0")
+    runtime = Runtime(settings=Settings(database_url=server.database_url, home=server.workdir))
+    accepted = CliRunner().invoke(
+        app,
+        ["account", "accept", str(case.id), "--note", "Fine", "--as", "chair@wscb.example"],
+        obj=runtime,
+    )
+    assert accepted.exit_code == 0, accepted.output
+    await arun_deployment("case-reconcile/case-reconcile", timeout=WAIT)
+    await until(started.id, {StateType.COMPLETED})
+    assert actions(server, subject)[-1] == "account.closed"
+    assert "wct.account.closed" in await event_names(f"wct.account.{case.id}")
+
+
+async def event_names(resource_id: str) -> set[str]:
+    """The Prefect events emitted for a case (signals for the UI feed and automations)."""
+    async with get_client() as client:
+        response = await client.request(
+            "POST",
+            "/events/filter",
+            json={"filter": {"resource": {"id": [resource_id]}}, "limit": 50},
+        )
+    return {e["event"] for e in response.json()["events"]}
