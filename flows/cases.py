@@ -35,7 +35,7 @@ from flows.signals import relay
 from models import accountability, approvals, disputes, risks
 from models.audit import revision
 from models.case_steps import HANDLERS, act_on_case_step, run_due
-from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting
+from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
 from models.casework import mark_done
 from models.clock import Clock, FixedClock, SystemClock
 from models.config import get_settings
@@ -242,6 +242,7 @@ async def schedule_timers(subject: str) -> int:
             flow_run_name=step.key.replace(":", "-"),
             tags=[CASE_TAG, subject],
             timeout=0,
+            as_subflow=False,
         )
     return len(steps)
 
@@ -300,7 +301,45 @@ async def case_reconcile(as_of: datetime | None = None) -> list[str]:
     for subject in sorted(subjects):
         await schedule_timers(subject)
         await wake(subject)
+    await _follow_unwatched()
     return acted
+
+
+LIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+
+
+async def _follow_unwatched() -> int:
+    """Every open case is a visible run: start a follower for a case opened elsewhere (the CLI)
+    or whose run died. Keyed by the case's revision, so one follower per state of the case."""
+    with Session(engine()) as session:
+        cases = [
+            (v.kind, v.id, f"{SUBJECT_PREFIX[v.kind]}:{v.id}")
+            for v in list_cases(session, only_open=True)
+        ]
+        revisions = {subject: revision(session, subject) for _, _, subject in cases}
+    started = 0
+    async with get_client() as client:
+        for kind, case_id, subject in cases:
+            live = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[CASE_TAG, subject]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=LIVE)),
+                ),
+                sort=FlowRunSort.START_TIME_DESC,
+                limit=1,
+            )
+            if live:
+                continue
+            await arun_deployment(
+                "follow-case/follow-case",
+                parameters={"kind": kind, "case_id": case_id},
+                idempotency_key=f"follow:{subject}:r{revisions[subject]}",
+                tags=[CASE_TAG, subject],
+                timeout=0,
+                as_subflow=False,
+            )
+            started += 1
+    return started
 
 
 async def _stale_subjects() -> set[str]:

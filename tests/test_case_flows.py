@@ -4,6 +4,7 @@ the tests stop and start again: forms answered, refused, timers firing once, res
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
@@ -57,7 +58,7 @@ class CaseServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deployments.cases"], env=self.env, stdout=log, stderr=log
         )
-        await _until_deployments_exist()
+        await _until_deployments_exist(self)
 
     def stop(self) -> None:
         assert self.process is not None
@@ -66,10 +67,13 @@ class CaseServer:
         self.process = None
 
 
-async def _until_deployments_exist() -> None:
+async def _until_deployments_exist(server: CaseServer) -> None:
     deadline = time.monotonic() + WAIT
     async with get_client() as client:
         while time.monotonic() < deadline:
+            if server.process is not None and server.process.poll() is not None:
+                log = (server.workdir / "serve.log").read_text()[-2000:]
+                raise AssertionError(f"the serving process exited:\n{log}")
             try:
                 await client.read_deployment_by_name("case-step/case-step")
                 await client.read_deployment_by_name("dispute/dispute")
@@ -294,15 +298,68 @@ async def _account_story(server: CaseServer) -> None:
     await arun_deployment("case-reconcile/case-reconcile", timeout=WAIT)
     await until(started.id, {StateType.COMPLETED})
     assert actions(server, subject)[-1] == "account.closed"
-    assert "wct.account.closed" in await event_names(f"wct.account.{case.id}")
+    names = await event_names(f"wct.account.{case.id}", until_seen="wct.account.closed")
+    assert {"wct.account.opened", "wct.account.overdue", "wct.account.closed"} <= names
 
 
-async def event_names(resource_id: str) -> set[str]:
-    """The Prefect events emitted for a case (signals for the UI feed and automations)."""
+async def event_names(resource_id: str, *, until_seen: str) -> set[str]:
+    """The Prefect events emitted for a case (signals for the UI feed and automations); the
+    server ingests events asynchronously, so poll (bounded) until `until_seen` is there."""
+    deadline = time.monotonic() + WAIT
+    names: set[str] = set()
     async with get_client() as client:
-        response = await client.request(
-            "POST",
-            "/events/filter",
-            json={"filter": {"resource": {"id": [resource_id]}}, "limit": 50},
+        while time.monotonic() < deadline and until_seen not in names:
+            response = await client.request(
+                "POST",
+                "/events/filter",
+                json={"filter": {"resource": {"id": [resource_id]}}, "limit": 50},
+            )
+            names = {e["event"] for e in response.json()["events"]}
+            if until_seen not in names:
+                await asyncio.sleep(0.2)
+    return names
+
+
+def test_a_case_opened_from_the_cli_becomes_a_visible_run(case_server: CaseServer) -> None:
+    asyncio.run(_cli_story(case_server))
+
+
+async def _cli_story(server: CaseServer) -> None:
+    runtime = Runtime(settings=Settings(database_url=server.database_url, home=server.workdir))
+    raised = CliRunner().invoke(
+        app,
+        [
+            "risk",
+            "raise",
+            "--title",
+            "Agency staff turnover",
+            "--owner",
+            "sally@council.example",
+            "--likelihood",
+            "4",
+            "--impact",
+            "4",
+            "--as",
+            "dcs@council.example",
+            "--json",
+        ],  # fmt: skip
+        obj=runtime,
+    )
+    assert raised.exit_code == 0, raised.output
+    risk_id = json.loads(raised.stdout)["risk_id"]
+    subject = f"risk:{risk_id}"
+    for _ in range(2):  # the sweep twice: still one follower
+        await arun_deployment("case-reconcile/case-reconcile", timeout=WAIT)
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[subject])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=10,
         )
-    return {e["event"] for e in response.json()["events"]}
+    [follower] = [r for r in runs if r.name.startswith("follow") or r.name == f"risk-{risk_id}"]
+    run = await until(follower.id, {StateType.PAUSED}, key_part="-a0")
+    assert run.name == f"risk-{risk_id}"
+    # The Board assesses it from the form; the case closes and the run completes.
+    await answer(follower.id, your_email="lead@council.example", assessment="Accepted")
+    await until(follower.id, {StateType.COMPLETED})
+    assert actions(server, subject)[-1] == "risk.assessed"
