@@ -110,6 +110,18 @@ def _result(case: CallToAccount, created: bool = False) -> AccountResult:
     )
 
 
+def _audit(
+    uow: UnitOfWork, case: CallToAccount, action: str, before: object, **extra: object
+) -> None:
+    uow.record(
+        action,
+        _subject(case),
+        before=before,
+        after=_state(case) | extra,
+        organisations=[case.organisation_id],
+    )
+
+
 def _load(session: Session, case_id: int) -> CallToAccount:
     case = session.get(CallToAccount, case_id)
     if case is None:
@@ -197,13 +209,7 @@ def open_call(
     )
     session.add(case)
     session.flush()
-    uow.record(
-        "account.opened",
-        _subject(case),
-        before=None,
-        after=_state(case),
-        organisations=[organisation],
-    )
+    _audit(uow, case, "account.opened", None)
     assert case.negotiation_ends_on is not None
     schedule(
         session,
@@ -256,13 +262,7 @@ def answer_deadline(
         case.status = AccountStatus.AWAITING_RESPONSE.value
         session.add(case)
         settle(session, subject=_subject(case), now=uow.clock.now(), kinds=["account.stalemate"])
-        uow.record(
-            "account.deadline_agreed",
-            _subject(case),
-            before=before,
-            after=_state(case),
-            organisations=[case.organisation_id],
-        )
+        _audit(uow, case, "account.deadline_agreed", before)
         _schedule_response_steps(uow, c, case)
         _tell(
             uow,
@@ -277,13 +277,7 @@ def answer_deadline(
         check_deadline(c, uow.clock.now().date(), counter)
         case.proposed_deadline, case.proposed_by = counter, side.value
         session.add(case)
-        uow.record(
-            "account.deadline_proposed",
-            _subject(case),
-            before=before,
-            after=_state(case),
-            organisations=[case.organisation_id],
-        )
+        _audit(uow, case, "account.deadline_proposed", before)
         other = (
             _wscb_people(session, c)
             if side is Side.PARTNER
@@ -334,13 +328,7 @@ def stalemate(uow: UnitOfWork, *, case_id: int) -> bool:
     before = _state(case)
     case.stalemate_escalated = True
     session.add(case)
-    uow.record(
-        "account.stalemate_escalated",
-        _subject(case),
-        before=before,
-        after=_state(case),
-        organisations=[case.organisation_id],
-    )
+    _audit(uow, case, "account.stalemate_escalated", before)
     _tell(
         uow,
         c,
@@ -380,13 +368,7 @@ def deadline_passed(uow: UnitOfWork, *, case_id: int) -> bool:
     before = _state(case)
     case.status = AccountStatus.OVERDUE.value
     session.add(case)
-    uow.record(
-        "account.overdue",
-        _subject(case),
-        before=before,
-        after=_state(case),
-        organisations=[case.organisation_id],
-    )
+    _audit(uow, case, "account.overdue", before)
     _tell(
         uow,
         c,
@@ -412,13 +394,7 @@ def record_response(uow: UnitOfWork, *, actor: Actor, case_id: int, response: st
     case.status = AccountStatus.RESPONDED.value
     session.add(case)
     settle(session, subject=_subject(case), now=uow.clock.now())
-    uow.record(
-        "account.responded",
-        _subject(case),
-        before=before,
-        after=_state(case),
-        organisations=[case.organisation_id],
-    )
+    _audit(uow, case, "account.responded", before)
     _tell(
         uow,
         c,
@@ -456,13 +432,7 @@ def conclude(
             raise WctError("a new deadline is only for reopening")
         case.status, case.closed_at = AccountStatus.CLOSED.value, uow.clock.now()
         session.add(case)
-        uow.record(
-            "account.closed",
-            _subject(case),
-            before=before,
-            after=_state(case) | {"note": text},
-            organisations=[case.organisation_id],
-        )
+        _audit(uow, case, "account.closed", before, note=text)
         return _result(case)
     if new_deadline is None:
         raise WctError("reopening needs a new proposed deadline")
@@ -473,13 +443,7 @@ def conclude(
     case.agreed_deadline, case.stalemate_escalated = None, False
     case.negotiation_ends_on = add_working_days(today, c.call_to_account.agreement_window)
     session.add(case)
-    uow.record(
-        "account.reopened",
-        _subject(case),
-        before=before,
-        after=_state(case) | {"note": text},
-        organisations=[case.organisation_id],
-    )
+    _audit(uow, case, "account.reopened", before, note=text)
     schedule(
         session,
         key=f"{_subject(case)}:stalemate:{case.negotiation_ends_on}",
