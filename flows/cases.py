@@ -379,6 +379,10 @@ async def follow(kind: str, case_id: int) -> CaseSummary:
     logger = get_run_logger()
     subject = f"{SUBJECT_PREFIX[kind]}:{case_id}"
     await _label_run(f"{kind.replace('_', '-')}-{case_id}", subject)
+    elder = await _older_follower(subject)
+    if elder is not None:  # the same trigger twice: one case, one run waiting on it
+        logger.info("case %s is already followed by run %s", subject, elder)
+        return CaseSummary(kind=kind, case_id=case_id, stage=f"followed by {elder}", closed=False)
     await schedule_timers(subject)
     attempt, last_revision = 0, -1
     while True:
@@ -407,6 +411,25 @@ async def follow(kind: str, case_id: int) -> CaseSummary:
             logger.warning("answer from %r refused: %s", answer.your_email, exc)
             continue
         await schedule_timers(subject)
+
+
+async def _older_follower(subject: str) -> str | None:
+    """The name of a live run that followed this case before this one, if any."""
+    run_id = current_run.id
+    async with get_client() as client:
+        me = await client.read_flow_run(run_id) if run_id else None
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[CASE_TAG, subject]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=LIVE)),
+            ),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=20,
+        )
+    if me is None or me.created is None:
+        return None
+    older = [r for r in runs if r.id != me.id and r.created is not None and r.created < me.created]
+    return min(older, key=lambda r: r.created or me.created).name if older else None
 
 
 async def _label_run(name: str, subject: str) -> None:

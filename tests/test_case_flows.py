@@ -35,7 +35,7 @@ from models.config import Settings
 from models.constitution import load_constitution
 from models.db import make_engine, migrate
 from models.members import parse_members
-from models.tables import AuditEvent, CallToAccount, Dispute
+from models.tables import ApprovalRequest, AuditEvent, CallToAccount, Dispute
 from models.uow import UnitOfWork
 
 from .conftest import DATA
@@ -363,3 +363,31 @@ async def _cli_story(server: CaseServer) -> None:
     await answer(follower.id, your_email="lead@council.example", assessment="Accepted")
     await until(follower.id, {StateType.COMPLETED})
     assert actions(server, subject)[-1] == "risk.assessed"
+
+
+def test_same_trigger_twice_is_one_case_and_one_waiting_run(case_server: CaseServer) -> None:
+    asyncio.run(_twice_story(case_server))
+
+
+async def _twice_story(server: CaseServer) -> None:
+    request = {
+        "request": {
+            "gate": "safeguarding-commissioning",
+            "title": "Parenting support contract",
+            "requested_by": "jack@council.example",
+        }
+    }
+    first = await arun_deployment("approval/approval", parameters=request, timeout=0)
+    await until(first.id, {StateType.PAUSED}, key_part="-a0")
+    second = await arun_deployment("approval/approval", parameters=request, timeout=0)
+    done = await until(second.id, {StateType.COMPLETED})
+    assert done.name == (await _state(first.id)).name  # both name the one case
+    with db(server) as session:
+        [request_row] = session.exec(select(ApprovalRequest)).all()
+    subject = f"approval:{request_row.id}"
+    # The Board's chair may not decide for the WSCB: refused, and the run waits again.
+    await answer(first.id, your_email="lead@council.example", decision="approve", note="x")
+    await until(first.id, {StateType.PAUSED}, key_part="-a1")
+    await answer(first.id, your_email="chair@wscb.example", decision="approve", note="Agreed")
+    await until(first.id, {StateType.COMPLETED})
+    assert actions(server, subject) == ["approval.requested", "approval.decided"]
