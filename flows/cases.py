@@ -428,8 +428,9 @@ async def _older_follower(subject: str) -> str | None:
         )
     if me is None or me.created is None:
         return None
-    older = [r for r in runs if r.id != me.id and r.created is not None and r.created < me.created]
-    return min(older, key=lambda r: r.created or me.created).name if older else None
+    mine = me.created
+    older = sorted((r.created, r.name) for r in runs if r.created is not None and r.created < mine)
+    return older[0][1] if older else None
 
 
 async def _label_run(name: str, subject: str) -> None:
