@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from sqlmodel import Session, col, select
 
-from deployments import cli_cases  # noqa: F401  (registers risk, dispute, account, approval, cases)
+# Importing these registers their commands on `app`.
+from deployments import cli_cases, cli_notifications  # noqa: F401
 from deployments.cli_base import (
     JsonFlag,
     Runtime,

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class TlsMode(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    SSL = "ssl"
+
+
 class Settings(BaseSettings):
-    """All of wct's configuration; secrets come from the environment, never from the repo."""
+    """All of wct's configuration; secrets come from the environment, never from the repo.
+
+    Delivery: SMTP when WCT_SMTP_HOST is set, else `.eml` files under WCT_HOME/mail. The SMTP
+    password is a `SecretStr`, so a repr, a log line or an error message shows `**********`.
+    """
 
     model_config = SettingsConfigDict(env_prefix="WCT_", extra="ignore")
 
@@ -21,6 +32,40 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; default is a SQLite file under WCT_HOME.",
     )
+
+    smtp_host: str | None = Field(default=None, description="No host: write to the mail folder.")
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_tls: TlsMode = TlsMode.STARTTLS
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_password_block: str | None = Field(
+        default=None, description="Prefect Secret block holding the password (flows only)."
+    )
+    smtp_verify: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="Also trust this CA bundle (PEM): a private mail relay."
+    )
+    mail_from: str = Field(default="wct@localhost", description="The From address.")
+    mail_from_name: str = "wct"
+    workers: int = Field(default=4, ge=1, le=32, description="Concurrent deliveries.")
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    send_chunk: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="Messages per `sending` commit; a crash can leave this many `unknown`.",
+    )
+    lease_seconds: int = Field(default=300, ge=10, le=86400)
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.home / "mail"
+
+    @property
+    def port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {TlsMode.NONE: 25, TlsMode.STARTTLS: 587, TlsMode.SSL: 465}[self.smtp_tls]
 
     @property
     def resolved_database_url(self) -> str:
