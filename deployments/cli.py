@@ -12,7 +12,7 @@ import typer
 from sqlmodel import Session, col, select
 
 # Importing these registers their commands on `app`.
-from deployments import cli_cases, cli_notifications  # noqa: F401
+from deployments import cli_cases, cli_cycles, cli_notifications  # noqa: F401
 from deployments.cli_base import (
     JsonFlag,
     Runtime,

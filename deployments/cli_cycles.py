@@ -1,0 +1,519 @@
+"""`wct meeting|report|review|steps|up|simulate`: the recurring cycles from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlmodel import Session
+
+from deployments.cli_base import JsonFlag, Runtime, app, errors, print_json, runtime
+from models import meetings, reports, reviews
+from models.commands import current_constitution
+from models.constitution import Constitution, load_constitution
+from models.cycle_steps import overdue_steps, reconcile
+from models.errors import WctError
+from models.steps import pending_steps
+from models.uow import UnitOfWork
+
+T = TypeVar("T")
+
+meeting_app = typer.Typer(help="Meetings (20.4.1, 21.4.1, 22.4.1).", no_args_is_help=True)
+report_app = typer.Typer(help="Quarterly reports (22.2.1, 11.4.1).", no_args_is_help=True)
+review_app = typer.Typer(
+    help="Annual reviews (19.1, 11.4.2, 7.2, 11.3.4, 17.2, 20.3.5, 13.3, 11.2.4).",
+    no_args_is_help=True,
+)
+app.add_typer(meeting_app, name="meeting")
+app.add_typer(report_app, name="report")
+app.add_typer(review_app, name="review")
+
+By = Annotated[str, typer.Option("--by", help="Your email (or pseudonym): who is acting.")]
+Body = Annotated[str, typer.Argument(help="Body id, e.g. board.")]
+Day = Annotated[str, typer.Argument(help="Meeting date, YYYY-MM-DD.")]
+UI_WAIT_SECONDS = 120.0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise WctError(f"'{text}' is not a date (use YYYY-MM-DD)") from None
+
+
+def _do(rt: Runtime, command: Callable[[UnitOfWork], T]) -> T:
+    """Run one command in one transaction (all of it, or none of it)."""
+    with rt.uow() as uow:
+        result = command(uow)
+        uow.commit()
+    return result
+
+
+def _meeting_id(rt: Runtime, body: str, day: str) -> int:
+    with Session(rt.ready_engine()) as session:
+        return meetings.find_meeting(session, body, _day(day)).id or 0
+
+
+def _show(value: Any, as_json: bool, line: str) -> None:
+    if as_json:
+        print_json(value)
+    else:
+        typer.echo(line)
+
+
+# --- meetings --------------------------------------------------------------------------------
+
+
+@meeting_app.command("plan")
+@errors
+def meeting_plan(ctx: typer.Context, body: Body, day: Day, as_json: JsonFlag = False) -> None:
+    """Plan BODY's meeting on DAY (a date of its cadence) and its steps; safe to run again."""
+    rt = runtime(ctx)
+    planned = _do(rt, lambda uow: meetings.plan_meeting(uow, body_id=body, day=_day(day)))
+    state = "planned" if planned.created else "already planned"
+    lines = [f"{body} {planned.starts_at:%Y-%m-%d %H:%M} ({state})"]
+    lines += [f"  {s.due_at:%Y-%m-%d %H:%M}  {s.run_name}" for s in planned.steps]
+    _show(planned.as_dict(), as_json, "\n".join(lines))
+
+
+@meeting_app.command("item")
+@errors
+def meeting_item(
+    ctx: typer.Context,
+    body: Body,
+    day: Day,
+    title: Annotated[str, typer.Option(help="The item's title.")],
+    by: By,
+) -> None:
+    """Put an item forward for the agenda, before the items deadline."""
+    rt = runtime(ctx)
+    meeting_id = _meeting_id(rt, body, day)
+    item = _do(rt, lambda uow: meetings.submit_item(uow, meeting_id=meeting_id, title=title, by=by))
+    typer.echo(f"item #{item} submitted for {body} {day}")
+
+
+@meeting_app.command("apologies")
+@errors
+def meeting_apologies(ctx: typer.Context, body: Body, day: Day, by: By) -> None:
+    """Send apologies for a meeting (the reminder then skips you)."""
+    rt = runtime(ctx)
+    meeting_id = _meeting_id(rt, body, day)
+    _do(rt, lambda uow: meetings.send_apologies(uow, meeting_id=meeting_id, who=by))
+    typer.echo(f"apologies recorded for {body} {day}")
+
+
+@meeting_app.command("agenda")
+@errors
+def meeting_agenda(ctx: typer.Context, body: Body, day: Day, as_json: JsonFlag = False) -> None:
+    """Show a meeting's agenda (composed when its items deadline passes)."""
+    rt = runtime(ctx)
+    meeting_id = _meeting_id(rt, body, day)
+    with Session(rt.ready_engine()) as session:
+        lines = meetings.agenda(session, meeting_id)
+    _show(
+        [line.__dict__ for line in lines],
+        as_json,
+        "\n".join(f"{line.position}. {line.title}" for line in lines) or "(not composed yet)",
+    )
+
+
+@meeting_app.command("record")
+@errors
+def meeting_record(
+    ctx: typer.Context,
+    body: Body,
+    day: Day,
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            help="JSON: {present: [emails], apologies: [...], declarations: [{who, item, "
+            "nature}], motions: [{text, item, votes_for, votes_against, abstentions, consensus, "
+            "casting_vote, chaired_by}]}",
+        ),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Record attendance, declarations (18.1) and votes (6.2), and draft the minutes."""
+    from flows.cycles import MeetingRecord, _motion
+
+    rt = runtime(ctx)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WctError(f"{file}: cannot read the record: {exc}") from None
+    record = MeetingRecord.model_validate({**data, "body": body, "day": day})
+    meeting_id = _meeting_id(rt, body, day)
+    draft = _do(
+        rt,
+        lambda uow: meetings.record_meeting(
+            uow,
+            meeting_id=meeting_id,
+            present=record.present,
+            apologies=record.apologies,
+            declarations=[
+                meetings.DeclarationInput(d.who, d.item, d.nature) for d in record.declarations
+            ],
+            motions=[_motion(m) for m in record.motions],
+        ),
+    )
+    text = "\n".join(f"{m['text']}: {m['explanation']}" for m in draft.motions)
+    _show(draft.as_dict(), as_json, text or "recorded; no motions")
+
+
+@meeting_app.command("minutes")
+@errors
+def meeting_minutes(ctx: typer.Context, body: Body, day: Day) -> None:
+    """Show the minutes data of a meeting as JSON."""
+    rt = runtime(ctx)
+    meeting_id = _meeting_id(rt, body, day)
+    with Session(rt.ready_engine()) as session:
+        print_json(meetings.minutes_data(session, meeting_id).as_dict())
+
+
+@meeting_app.command("approve")
+@errors
+def meeting_approve(
+    ctx: typer.Context,
+    body: Body,
+    day: Day,
+    at: Annotated[str, typer.Option("--at", help="Date of the meeting approving them.")],
+) -> None:
+    """Approve the minutes of BODY's meeting on DAY at its next meeting."""
+    rt = runtime(ctx)
+    meeting_id, at_id = _meeting_id(rt, body, day), _meeting_id(rt, body, at)
+    _do(rt, lambda uow: meetings.approve_minutes(uow, meeting_id=meeting_id, at_meeting_id=at_id))
+    typer.echo(f"minutes of {body} {day} approved at {at}")
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+@report_app.command("open")
+@errors
+def report_open(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Argument(help="Quarter, e.g. 2027-Q1.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Open every quarterly report owed for PERIOD with its reminders; safe to run again."""
+    rt = runtime(ctx)
+    opened = _do(rt, lambda uow: reports.open_reports(uow, period=period))
+    _show(opened.as_dict(), as_json, f"{len(opened.created)} opened, {len(opened.steps)} steps")
+
+
+@report_app.command("submit")
+@errors
+def report_submit(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="Report id, e.g. wscb-quarterly.")],
+    body: Annotated[str, typer.Argument(help="Reporting body.")],
+    period: Annotated[str, typer.Argument(help="Quarter, e.g. 2027-Q1.")],
+    by: By,
+    document: Annotated[str, typer.Option(help="Link to or name of the report.")],
+) -> None:
+    """Submit a quarterly report: its reminders and escalation stop."""
+    rt = runtime(ctx)
+    report = _do(
+        rt,
+        lambda uow: reports.submit_report(
+            uow, kind=kind, from_body=body, period=period, by=by, document=document
+        ),
+    )
+    typer.echo(f"{reports.report_key(report)}: {report.status}")
+
+
+# --- reviews ---------------------------------------------------------------------------------
+
+
+@review_app.command("open")
+@errors
+def review_open(ctx: typer.Context, kind: str, year: int, as_json: JsonFlag = False) -> None:
+    """Open an annual review with its notice, reminders and escalation; safe to run again."""
+    rt = runtime(ctx)
+    opened = _do(rt, lambda uow: reviews.open_review(uow, kind=kind, year=year))
+    _show(opened.as_dict(), as_json, f"{opened.key} due {opened.due_on}")
+
+
+@review_app.command("complete")
+@errors
+def review_complete(
+    ctx: typer.Context,
+    kind: str,
+    year: int,
+    by: By,
+    outcome: Annotated[str, typer.Option(help="The outcome, for the record.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a review's outcome (a 7.2 review is published and opens to challenge)."""
+    rt = runtime(ctx)
+    done = _do(
+        rt, lambda uow: reviews.complete_review(uow, kind=kind, year=year, by=by, outcome=outcome)
+    )
+    line = f"review:{kind}:{year}: {done.status}"
+    if done.challenge_closes_on:
+        line += f" (open to challenge until {done.challenge_closes_on})"
+    for gap in done.representation_gaps:
+        line += f"\n  {gap}"
+    _show(done.as_dict(), as_json, line)
+
+
+@review_app.command("challenge")
+@errors
+def review_challenge(
+    ctx: typer.Context,
+    kind: str,
+    year: int,
+    by: Annotated[str, typer.Option("--by", help="Who challenges (any interested party).")],
+    text: Annotated[str, typer.Option("--text", help="The challenge.")],
+) -> None:
+    """7.2: challenge a published review while its window is open."""
+    rt = runtime(ctx)
+    count = _do(
+        rt,
+        lambda uow: reviews.challenge_review(uow, kind=kind, year=year, by=by, challenge=text),
+    )
+    typer.echo(f"challenge #{count} to review:{kind}:{year} sent to its owner")
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+@app.command("steps")
+@errors
+def steps_list(
+    ctx: typer.Context,
+    subject: Annotated[str, typer.Option(help="e.g. meeting:3; default: overdue steps")] = "",
+    run: Annotated[bool, typer.Option("--reconcile", help="Act on the overdue steps now.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cycle steps overdue (or pending for one subject); --reconcile acts on the overdue ones."""
+    rt = runtime(ctx)
+    engine = rt.ready_engine()
+    if run:
+        done = reconcile(engine, rt.clock, actor="cli:reconcile")
+        _show([d.as_dict() for d in done], as_json, f"{len(done)} overdue steps acted on")
+        return
+    with Session(engine) as session:
+        if subject:
+            rows = [s.as_dict() for s in pending_steps(session, subject)]
+        else:
+            rows = [
+                {"key": s.key, "kind": s.kind, "due_at": s.due_at.isoformat()}
+                for s in overdue_steps(session, now=rt.clock.now())
+            ]
+    _show(rows, as_json, "\n".join(f"{r['due_at'][:16]}  {r['key']}" for r in rows) or "none")
+
+
+# --- up and simulate -------------------------------------------------------------------------
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def prefect_server(host: str, port: int) -> Iterator[str]:
+    """PREFECT_API_URL when set; otherwise a local `prefect server start` for as long as needed."""
+    given = os.environ.get("PREFECT_API_URL")
+    if given:
+        yield given
+        return
+    api_url = f"http://{host}:{port}/api"
+    if _healthy(api_url):
+        raise WctError(
+            f"a Prefect server already answers on {host}:{port}: to use it, set "
+            f"PREFECT_API_URL={api_url}; to start another, choose --port"
+        )
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + UI_WAIT_SECONDS
+        while not _healthy(api_url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise WctError(f"the Prefect server did not start on {host}:{port}")
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = api_url
+        yield api_url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def _api(api_url: str) -> Iterator[None]:
+    """Talk to this Prefect server, whatever the settings were when prefect was imported."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
+
+
+def _constitution(rt: Runtime) -> Constitution:
+    with Session(rt.ready_engine()) as session:
+        return current_constitution(session)
+
+
+@app.command()
+@errors
+def up(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Where the local Prefect server listens.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Its port.")] = 4200,
+    register_only: Annotated[
+        bool, typer.Option(help="Register deployments and timers, then exit (no serving).")
+    ] = False,
+) -> None:
+    """Run the partnership's calendar: a Prefect server (unless PREFECT_API_URL is set), every
+    cycle as a deployment on the constitution's schedule, served until stopped."""
+    rt = runtime(ctx)
+    c = _constitution(rt)
+    os.environ.setdefault("WCT_DATABASE_URL", rt.settings.resolved_database_url)
+    os.environ.setdefault("WCT_HOME", str(rt.settings.home))
+    with prefect_server(host, port) as api_url, _api(api_url):
+        from deployments.serve import all_deployments, catch_up
+
+        deployments = all_deployments(c)
+        typer.echo(f"Prefect UI: {api_url.removesuffix('/api')}")
+        asyncio.run(catch_up(deployments, c))
+        typer.echo(f"{len(deployments)} deployments registered; cycles caught up")
+        if register_only:
+            return
+        from prefect import serve
+
+        serve(*deployments, pause_on_shutdown=False)
+
+
+@app.command()
+@errors
+def deploy(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool the workers poll.")],
+) -> None:
+    """Register every cycle on a Prefect work pool (PREFECT_API_URL), for workers on other
+    machines; the flows are named by module, so any machine with wct installed can run them."""
+    rt = runtime(ctx)
+    c = _constitution(rt)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise WctError("set PREFECT_API_URL to the Prefect server the workers use")
+    from deployments.serve import cycle_deployments, register_on_pool
+
+    with _api(os.environ["PREFECT_API_URL"]):
+        deployments = cycle_deployments(c, for_workers=True)
+        created = asyncio.run(register_on_pool(deployments, pool))
+    typer.echo(
+        f"{len(deployments)} deployments registered on work pool '{pool}'"
+        + (" (created, type process)" if created else "")
+        + f"; start workers with: prefect worker start --pool {pool}"
+    )
+
+
+@app.command()
+@errors
+def simulate(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last day, YYYY-MM-DD.")],
+    seed: Annotated[int, typer.Option(help="Seed of the members' random behaviour.")] = 7,
+    home: Annotated[
+        Path | None, typer.Option(help="Folder for the simulation's database and mail.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Play the calendar in accelerated time against a real Prefect server (a temporary one
+    unless PREFECT_API_URL is set), delivering to a mail folder, and print a summary."""
+    rt = runtime(ctx)
+    first, last = _day(start), _day(end)
+    if last < first:
+        raise WctError(f"--to {last} is before --from {first}")
+    folder = home or Path(tempfile.mkdtemp(prefix="wct-simulation-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        c = _constitution(rt)
+    except WctError:
+        c = load_constitution()
+    summary = run_simulation(c, first, last, seed, folder)
+    started = summary.pop("wall_seconds")
+    if as_json:
+        print_json({**summary, "wall_seconds": started})
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key:>20}: {value}")
+    typer.echo(f"{'wall_seconds':>20}: {started}")
+
+
+def run_simulation(
+    c: Constitution, first: date, last: date, seed: int, home: Path
+) -> dict[str, Any]:
+    """Run the simulation with its own database under `home`; the caller's is never touched."""
+    from flows.simulate import Simulation, prepare_database
+    from models.clock import LONDON, FixedClock
+    from models.config import get_settings
+    from models.db import make_engine
+
+    url = f"sqlite:///{(home / 'wct.db').resolve()}"
+    saved = {k: os.environ.get(k) for k in ("WCT_DATABASE_URL", "WCT_HOME")}
+    os.environ.update({"WCT_DATABASE_URL": url, "WCT_HOME": str(home)})
+    for name in ("prefect", "prefect.flow_runs", "prefect.engine", "prefect.server"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # hundreds of runs: keep the summary
+    get_settings.cache_clear()
+    began = time.monotonic()
+    try:
+        engine = make_engine(url)
+        start = datetime.combine(first, datetime.min.time(), tzinfo=LONDON)
+        prepare_database(engine, c, FixedClock(start))
+        simulation = Simulation(start=first, end=last, seed=seed, home=home, constitution=c)
+        with _simulation_server():
+            summary = asyncio.run(simulation.run())
+        engine.dispose()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+    result = summary.as_dict()
+    result["database"] = url
+    result["wall_seconds"] = round(time.monotonic() - began, 1)
+    return result
+
+
+@contextmanager
+def _simulation_server() -> Iterator[None]:
+    given = os.environ.get("PREFECT_API_URL")
+    if given:
+        with _api(given):
+            yield
+        return
+    from prefect.testing.utilities import prefect_test_harness
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+    with prefect_test_harness(server_startup_timeout=120):  # a throwaway server and database
+        yield

@@ -1,0 +1,183 @@
+"""The cycle deployments with their schedules, taken from the constitution, and the process that
+serves them (`wct up`, `python -m deployments.serve`)."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import date, timedelta
+from typing import Any
+
+from prefect import Flow, serve
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.schedules import RRuleSchedule
+from prefect.deployments.flow_runs import arun_deployment
+from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import ObjectNotFound
+from prefect.types.entrypoint import EntrypointType
+
+from flows.cycles import (
+    CYCLE_TAG,
+    annual_review,
+    cycle_reconcile,
+    cycle_step,
+    meeting_cycle,
+    quarterly_reports,
+    record_meeting,
+)
+from models.constitution import Constitution, load_constitution
+
+RECONCILE_EVERY = timedelta(minutes=15)
+TIMEZONE = "Europe/London"
+# A review's run opens it this long before it is due: after the scheduler's 100-day horizon
+# shows it, before its notice (20 working days, about four weeks) falls due.
+REVIEW_LEAD = timedelta(days=45)
+# Reports for a quarter are opened on the first day of its last month.
+QUARTERLY_RULE = "DTSTART:20260301T090000\nRRULE:FREQ=MONTHLY;BYMONTH=3,6,9,12;BYMONTHDAY=1"
+
+
+def _deployment(flow: Flow[Any, Any], name: str, **options: Any) -> RunnerDeployment:
+    """`flow.to_deployment` from synchronous code (Prefect types it as maybe-awaitable)."""
+    made = flow.to_deployment(name=name, **options)
+    assert isinstance(made, RunnerDeployment)
+    return made
+
+
+def _rrule(rule: str) -> RRuleSchedule:
+    return RRuleSchedule(rrule=rule, timezone=TIMEZONE)
+
+
+def meeting_rule(c: Constitution, body_id: str) -> str | None:
+    """The body's cadence as a schedule: each run at a meeting plans the next meetings."""
+    cadence = c.body(body_id).cadence
+    if cadence is None:
+        return None
+    return f"DTSTART:{cadence.first:%Y%m%dT%H%M%S}\nRRULE:{cadence.rrule}"
+
+
+def review_rule(due_month: int, due_day: int) -> str:
+    opens = date(2027, due_month, due_day) - REVIEW_LEAD
+    return (
+        f"DTSTART:{opens:%Y%m%d}T090000\n"
+        f"RRULE:FREQ=YEARLY;BYMONTH={opens.month};BYMONTHDAY={opens.day}"
+    )
+
+
+def cycle_deployments(
+    constitution: Constitution | None = None,
+    *,
+    reconcile: bool = True,
+    reconcile_every: timedelta = RECONCILE_EVERY,
+    for_workers: bool = False,
+) -> list[RunnerDeployment]:
+    """One deployment per body's meetings and per annual review, on the constitution's
+    schedules; the quarterly reports; the step timer; the sweep; and the meeting record form.
+    `for_workers`: flows named by module path, so a worker anywhere wct is installed runs them."""
+    c = constitution or load_constitution()
+    tags = [CYCLE_TAG]
+
+    def deployment(flow: Flow[Any, Any], name: str, **options: Any) -> RunnerDeployment:
+        if for_workers:
+            options["entrypoint_type"] = EntrypointType.MODULE_PATH
+        return _deployment(flow, name, **options)
+
+    made = [
+        deployment(cycle_step, "cycle-step", tags=tags),
+        deployment(record_meeting, "record-meeting", tags=tags),
+        deployment(
+            quarterly_reports,
+            "quarterly-reports",
+            tags=tags,
+            schedules=[_rrule(QUARTERLY_RULE)],
+        ),
+    ]
+    for body in c.bodies:
+        rule = meeting_rule(c, body.id)
+        if rule is None:
+            continue
+        made.append(
+            deployment(
+                meeting_cycle,
+                body.id,
+                tags=tags,
+                parameters={"body": body.id},
+                schedules=[_rrule(rule)],
+                description=f"Meetings of {body.name}",
+            )
+        )
+    for review in c.reviews:
+        made.append(
+            deployment(
+                annual_review,
+                review.id,
+                tags=tags,
+                parameters={"kind": review.id},
+                schedules=[_rrule(review_rule(review.due_month, review.due_day))],
+                description=f"{review.title} ({review.clause})",
+            )
+        )
+    if reconcile:
+        made.append(
+            deployment(cycle_reconcile, "cycle-reconcile", tags=tags, interval=reconcile_every)
+        )
+    return made
+
+
+def other_deployments() -> list[RunnerDeployment]:
+    """The deployments other parts of wct offer, when present: the cases and the dispatcher."""
+    found: list[RunnerDeployment] = []
+    for module, factory in (
+        ("deployments.cases", "case_deployments"),
+        ("deployments.dispatch", "dispatch_deployments"),
+    ):
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        make = getattr(loaded, factory, None)
+        if make is not None:
+            found.extend(make())
+    return found
+
+
+def all_deployments(constitution: Constitution | None = None) -> list[RunnerDeployment]:
+    return cycle_deployments(constitution) + other_deployments()
+
+
+async def catch_up(deployments: list[RunnerDeployment], c: Constitution) -> int:
+    """Register the deployments, then start each cycle once now (each is safe to run again) and
+    the sweep, which acts on anything missed while stopped and re-creates any lost timer."""
+    for made in deployments:
+        await made.aapply()
+    names = ["quarterly-reports/quarterly-reports", "cycle-reconcile/cycle-reconcile"]
+    names += [f"meeting-cycle/{b.id}" for b in c.bodies if b.cadence is not None]
+    names += [f"annual-review/{r.id}" for r in c.reviews]
+    for name in names:
+        await arun_deployment(
+            name, timeout=0, tags=[CYCLE_TAG, "catch-up"], flow_run_name=name.replace("/", "-")
+        )
+    return len(names)
+
+
+async def register_on_pool(deployments: list[RunnerDeployment], pool: str) -> bool:
+    """Register the deployments on a work pool (a process pool is created if missing), so that
+    Prefect workers polling it run them. Returns True if the pool was created."""
+    created = False
+    async with get_client() as client:
+        try:
+            await client.read_work_pool(pool)
+        except ObjectNotFound:
+            await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+            created = True
+    for made in deployments:
+        await made.aapply(work_pool_name=pool)
+    return created
+
+
+def main() -> None:
+    """Serve every deployment until stopped; a stop leaves schedules and timers in place."""
+    serve(*all_deployments(), pause_on_shutdown=False)  # the shipped constitution
+
+
+if __name__ == "__main__":
+    main()

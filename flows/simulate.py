@@ -1,0 +1,445 @@
+"""`wct simulate`: a year of the calendar in accelerated time against a real Prefect server.
+
+The simulator plays the scheduler: it runs each cycle flow when its schedule would, and each
+step flow when its timer would fire, with the injected clock set to that moment. Simulated members
+act on a seeded random schedule (some late, so escalations happen): they submit items and reports,
+send apologies, record their meetings through the record form, approve minutes, finish reviews.
+Messages are delivered to the mail folder by the notifications dispatcher at the end of each day.
+Nothing here decides a governance question: every change is a command in `models/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import itertools
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import tags
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from flows.cycles import (
+    MeetingRecord,
+    annual_review,
+    cycle_step,
+    engine,
+    meeting_cycle,
+    quarterly_reports,
+    record_meeting,
+)
+from models import meetings, reports, reviews
+from models.calendar import add_working_days, meetings_between
+from models.clock import LONDON, FixedClock
+from models.commands import apply_constitution, import_members
+from models.constitution import Constitution, RoleKind
+from models.cycle_steps import KINDS
+from models.db import migrate
+from models.errors import WctError
+from models.members import parse_members
+from models.steps import at_nine, body_members, role_holders
+from models.tables import AuditEvent, Meeting, Report, Review, Step
+from models.uow import UnitOfWork
+from notifications.config import NotificationSettings
+from notifications.dispatch import drain
+
+Action = Callable[[datetime], Awaitable[None]]
+QUARTER_MONTHS = (3, 6, 9, 12)
+REVIEW_LEAD = timedelta(days=45)
+
+
+@dataclass(order=True)
+class Event:
+    when: datetime
+    seq: int
+    label: str = field(compare=False)
+    action: Action = field(compare=False)
+
+
+@dataclass
+class Summary:
+    start: str
+    end: str
+    seed: int
+    meetings_planned: int = 0
+    meetings_held: int = 0
+    minutes_chased: int = 0
+    reports_requested: int = 0
+    reports_submitted: int = 0
+    reports_overdue: int = 0
+    reviews_completed: int = 0
+    reviews_overdue: int = 0
+    steps_fired: int = 0
+    messages_delivered: int = 0
+    messages_failed: int = 0
+    flow_runs: int = 0
+    mail_folder: str = ""
+    database: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def synthetic_members(c: Constitution) -> str:
+    """A members CSV with one person for every seat of every body, and a coordinator."""
+    wanted: dict[tuple[str, str], int] = {}
+    for body in c.bodies:
+        for seat in body.members:
+            org = (
+                seat.organisation
+                or c.role(seat.role).organisation
+                or c.partnership.accountable_body
+            )
+            wanted[(seat.role, org)] = max(wanted.get((seat.role, org), 0), seat.count)
+    for coordinator in c.roles:
+        if coordinator.kind is RoleKind.COORDINATOR:
+            org = coordinator.organisation or c.partnership.accountable_body
+            wanted.setdefault((coordinator.id, org), 1)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["name", "email", "organisation", "roles", "teams_webhook", "channels"])
+    n = 0
+    for (role, org), count in sorted(wanted.items()):
+        for _ in range(count):
+            n += 1
+            writer.writerow(
+                [f"Member {n}", f"member{n}.{role}@{org}.sim.example", org, role, "", "email"]
+            )
+    return out.getvalue()
+
+
+def prepare_database(db: Engine, c: Constitution, clock: FixedClock) -> None:
+    migrate(db)
+    with UnitOfWork(db, clock=clock, actor="simulation") as uow:
+        apply_constitution(uow, constitution=c, source="simulation")
+        rows = parse_members(synthetic_members(c), c, source="simulated members")
+        import_members(uow, rows=rows)
+        uow.commit()
+
+
+class Simulation:
+    def __init__(
+        self, *, start: date, end: date, seed: int, home: Path, constitution: Constitution
+    ) -> None:
+        if end < start:
+            raise WctError(f"--to {end} is before --from {start}")
+        if (end - start).days > 3 * 366:
+            raise WctError("simulate at most three years at a time")
+        self.start = datetime.combine(start, time(0, 0), tzinfo=LONDON)
+        self.end = datetime.combine(end, time(23, 59), tzinfo=LONDON)
+        self.rng = random.Random(seed)
+        self.c = constitution
+        self.home = home
+        self.summary = Summary(start.isoformat(), end.isoformat(), seed)
+        self.queue: list[Event] = []
+        self.seq = itertools.count()
+        self.queued_steps: set[str] = set()
+        self.tag = f"wct-simulation-{seed}-{start:%Y%m%d}"
+        self.delivery = NotificationSettings(home=home)
+
+    # --- the event queue ------------------------------------------------------------------
+
+    def at(self, when: datetime, label: str, action: Action) -> None:
+        if when <= self.end:
+            heapq.heappush(self.queue, Event(max(when, self.start), next(self.seq), label, action))
+
+    def clock(self, now: datetime) -> FixedClock:
+        return FixedClock(now)
+
+    def run_command(self, now: datetime, command: Callable[[UnitOfWork], Any]) -> bool:
+        """A member acts; a refusal (the rules said no) is part of the story, not a failure."""
+        try:
+            with UnitOfWork(engine(), clock=self.clock(now), actor="simulation:member") as uow:
+                command(uow)
+                uow.commit()
+        except WctError:
+            return False
+        return True
+
+    def queue_new_steps(self) -> None:
+        with Session(engine()) as session:
+            steps = session.exec(
+                select(Step.key, Step.due_at).where(
+                    Step.status == "pending",
+                    col(Step.kind).in_(KINDS),
+                    col(Step.due_at) <= self.end,
+                )
+            ).all()
+        for key, due in steps:
+            if key not in self.queued_steps:
+                self.queued_steps.add(key)
+                self.at(due, key, self._fire(key))
+
+    def _fire(self, key: str) -> Action:
+        async def fire(now: datetime) -> None:
+            await cycle_step(key=key, as_of=now)
+            self.summary.steps_fired += 1
+
+        return fire
+
+    # --- the schedules (what the Prefect scheduler does for `wct up`) ----------------------
+
+    def schedule_cycles(self) -> None:
+        for body in self.c.bodies:
+            if body.cadence is None:
+                continue
+            self.at(self.start, f"meetings-{body.id}", self._meeting_cycle(body.id))
+            for moment in meetings_between(
+                body.cadence.rrule, body.cadence.first_local, self.start, self.end
+            ):
+                self.at(moment, f"meetings-{body.id}", self._meeting_cycle(body.id))
+        self.at(self.start, "reports", self._reports())
+        for year in range(self.start.year, self.end.year + 1):
+            for month in QUARTER_MONTHS:
+                self.at(at_nine(date(year, month, 1)), "reports", self._reports())
+        for review in self.c.reviews:
+            self.at(self.start, f"review-{review.id}", self._review(review.id))
+            for year in range(self.start.year, self.end.year + 2):
+                opens = date(year, review.due_month, review.due_day) - REVIEW_LEAD
+                self.at(at_nine(opens), f"review-{review.id}", self._review(review.id))
+
+    def _meeting_cycle(self, body: str) -> Action:
+        async def run(now: datetime) -> None:
+            planned = await meeting_cycle(body=body, as_of=now, timers=False)
+            for p in planned:
+                if p["created"]:
+                    self.summary.meetings_planned += 1
+                    self.members_meet(p["meeting_id"], datetime.fromisoformat(p["starts_at"]))
+
+        return run
+
+    def _reports(self) -> Action:
+        async def run(now: datetime) -> None:
+            opened = await quarterly_reports(as_of=now, timers=False)
+            for key in opened["created"]:
+                self.members_report(key)
+
+        return run
+
+    def _review(self, kind: str) -> Action:
+        async def run(now: datetime) -> None:
+            opened = await annual_review(kind=kind, as_of=now, timers=False)
+            if opened["created"]:
+                self.members_review(kind, opened["review_id"], date.fromisoformat(opened["due_on"]))
+
+        return run
+
+    # --- what the simulated members do -----------------------------------------------------
+
+    def _late(self, due: date, early: int, late: int) -> datetime:
+        offset = self.rng.randint(-early, late)
+        return at_nine(add_working_days(due, offset)) + timedelta(hours=self.rng.randint(0, 7))
+
+    def members_report(self, key: str) -> None:
+        _, kind, body, period = key.split(":")
+        with Session(engine()) as session:
+            report = reports.find_report(session, kind=kind, from_body=body, period=period)
+            owners = body_members(session, self.c, body)
+        if not owners or self.rng.random() < 0.05:
+            return  # never sent: escalated and left on the overdue list
+        who = self.rng.choice(owners).email
+        when = self._late(report.due_on, 12, 7)
+
+        async def submit(now: datetime) -> None:
+            if self.run_command(
+                now,
+                lambda uow: reports.submit_report(
+                    uow, kind=kind, from_body=body, period=period, by=who, document=f"{key}.pdf"
+                ),
+            ):
+                self.summary.reports_submitted += 1
+
+        self.at(when, f"submit-{key}", submit)
+
+    def members_review(self, kind: str, review_id: int, due: date) -> None:
+        with Session(engine()) as session:
+            review = session.get(Review, review_id)
+            assert review is not None
+            owners = body_members(session, self.c, review.owner_body_id)
+        if not owners:
+            return
+        who = self.rng.choice(owners).email
+        challenged = self.rng.random() < 0.5
+
+        async def complete(now: datetime) -> None:
+            done = self.run_command(
+                now,
+                lambda uow: reviews.complete_review(
+                    uow, kind=kind, year=due.year, by=who, outcome="Reviewed by the owning body."
+                ),
+            )
+            if done and challenged:
+                self.at(now + timedelta(days=5), f"challenge-{kind}", challenge)
+
+        async def challenge(now: datetime) -> None:
+            self.run_command(
+                now,
+                lambda uow: reviews.challenge_review(
+                    uow, kind=kind, year=due.year, by="A local parent", challenge="Please explain."
+                ),
+            )
+
+        self.at(self._late(due, 25, 8), f"review-{kind}", complete)
+
+    def members_meet(self, meeting_id: int, starts_at: datetime) -> None:
+        with Session(engine()) as session:
+            meeting = session.get(Meeting, meeting_id)
+            assert meeting is not None
+            body = meeting.body_id
+            members = [p.email for p in body_members(session, self.c, body)]
+            chairs = [p.email for p in role_holders(session, self.c.body(body).chair)]
+        times = meetings.step_times(self.c, starts_at)
+        for n in range(self.rng.randint(0, 2)):
+            who = self.rng.choice(members)
+            span = (times[meetings.ITEMS_DEADLINE] - times[meetings.CALL_FOR_ITEMS]).total_seconds()
+            when = times[meetings.CALL_FOR_ITEMS] + timedelta(seconds=self.rng.uniform(0, span))
+
+            async def submit(now: datetime, who: str = who, n: int = n) -> None:
+                self.run_command(
+                    now,
+                    lambda uow: meetings.submit_item(
+                        uow, meeting_id=meeting_id, title=f"Item {n + 1} from a member", by=who
+                    ),
+                )
+
+            self.at(when, f"item-{meeting_id}", submit)
+        absent = [m for m in members if m not in chairs and self.rng.random() < 0.1]
+        for who in absent:
+
+            async def apologise(now: datetime, who: str = who) -> None:
+                self.run_command(
+                    now,
+                    lambda uow: meetings.send_apologies(uow, meeting_id=meeting_id, who=who),
+                )
+
+            self.at(
+                times[meetings.AGENDA] + timedelta(hours=2), f"apologies-{meeting_id}", apologise
+            )
+        present = [
+            m for m in members if m not in absent and (m in chairs or self.rng.random() < 0.85)
+        ]
+        recorded_at = self._late(starts_at.date(), 0, 14) if self.rng.random() < 0.2 else starts_at
+        record = MeetingRecord(
+            body=body,
+            day=starts_at.date(),
+            present=present,
+            apologies=absent,
+            motions=[self._motion(present) for _ in range(self.rng.randint(1, 2))],
+        )
+
+        async def hold(now: datetime) -> None:
+            try:
+                await record_meeting(record=record, as_of=max(now, starts_at + timedelta(hours=2)))
+            except WctError:
+                return
+            self.summary.meetings_held += 1
+            self.approve_previous(body, meeting_id, now)
+
+        self.at(recorded_at + timedelta(hours=2), f"record-{meeting_id}", hold)
+
+    def _motion(self, present: list[str]) -> dict[str, Any]:
+        votes: dict[str, list[str]] = {"votes_for": [], "votes_against": [], "abstentions": []}
+        for who in present:
+            pick = self.rng.random()
+            votes[
+                "votes_for" if pick < 0.6 else "votes_against" if pick < 0.9 else "abstentions"
+            ].append(who)
+        tied = len(votes["votes_for"]) == len(votes["votes_against"]) and votes["votes_for"]
+        return {
+            "text": "That the report be noted and its recommendations adopted",
+            **votes,
+            "casting_vote": self.rng.choice(["for", "against"]) if tied else "none",
+        }
+
+    def approve_previous(self, body: str, meeting_id: int, now: datetime) -> None:
+        with Session(engine()) as session:
+            current = session.get(Meeting, meeting_id)
+            assert current is not None
+            previous = session.exec(
+                select(Meeting)
+                .where(
+                    Meeting.body_id == body,
+                    col(Meeting.starts_at) < current.starts_at,
+                    Meeting.status == meetings.DRAFTED,
+                )
+                .order_by(col(Meeting.starts_at).desc())
+            ).first()
+        if previous is not None and previous.id is not None:
+            earlier = previous.id
+            self.run_command(
+                now,
+                lambda uow: meetings.approve_minutes(
+                    uow, meeting_id=earlier, at_meeting_id=meeting_id
+                ),
+            )
+
+    # --- delivery, once a day --------------------------------------------------------------
+
+    def schedule_deliveries(self) -> None:
+        day = self.start.date()
+        while day <= self.end.date():
+            self.at(datetime.combine(day, time(18, 0), tzinfo=LONDON), "deliver", self._deliver)
+            day += timedelta(days=1)
+
+    async def _deliver(self, now: datetime) -> None:
+        result = drain(engine(), clock=self.clock(now), settings=self.delivery, jitter=lambda: 0.0)
+        self.summary.messages_delivered += result.sent
+        self.summary.messages_failed += result.failed + result.dead
+
+    # --- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> Summary:
+        self.schedule_cycles()
+        self.schedule_deliveries()
+        with tags(self.tag):
+            while self.queue:
+                event = heapq.heappop(self.queue)
+                await event.action(event.when)
+                self.queue_new_steps()
+        await self._deliver(self.end)
+        self.count()
+        async with get_client() as client:
+            self.summary.flow_runs = await client.count_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[self.tag]))
+            )
+        return self.summary
+
+    def count(self) -> None:
+        s = self.summary
+        with Session(engine()) as session:
+
+            def audits(action: str) -> int:
+                return session.exec(
+                    select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)
+                ).one()
+
+            s.reports_requested = audits("report.requested")
+            s.reports_overdue = audits("report.overdue")
+            s.reviews_overdue = audits("review.overdue")
+            s.minutes_chased = audits("meeting.minutes_overdue")
+            s.reviews_completed = session.exec(
+                select(func.count()).select_from(Review).where(Review.status == reviews.COMPLETED)
+            ).one()
+            s.reports_submitted = session.exec(
+                select(func.count())
+                .select_from(Report)
+                .where(col(Report.status).in_((reports.SUBMITTED, reports.SUBMITTED_LATE)))
+            ).one()
+            s.meetings_held = session.exec(
+                select(func.count())
+                .select_from(Meeting)
+                .where(
+                    col(Meeting.status).in_((meetings.HELD, meetings.DRAFTED, meetings.APPROVED)),
+                    col(Meeting.starts_at) >= self.start,
+                    col(Meeting.starts_at) <= self.end,
+                )
+            ).one()
+        s.mail_folder = str(self.delivery.mail_dir)

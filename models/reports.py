@@ -1,0 +1,331 @@
+"""Quarterly reports: each strategy group's performance progress report (22.2.1) and the WSCB's
+quarterly safeguarding report to the Trust (11.4.1): request, reminders, receipt, escalation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.calendar import add_working_days
+from models.casework import clean_text, coordinators, notify, settle
+from models.commands import current_constitution
+from models.constitution import BodyKind, Constitution, QuarterlyReport
+from models.errors import WctError
+from models.permissions import find_actor
+from models.steps import (
+    PlannedStep,
+    at_five,
+    at_nine,
+    body_members,
+    pending_steps,
+    plan,
+    role_holders,
+)
+from models.tables import Report
+from models.uow import UnitOfWork
+
+REQUEST = "report.request"
+REMINDER = "report.reminder"
+OVERDUE = "report.overdue"
+STEP_KINDS = (REQUEST, REMINDER, OVERDUE)
+
+REQUESTED, OVERDUE_STATUS, SUBMITTED, SUBMITTED_LATE = (
+    "requested",
+    "overdue",
+    "submitted",
+    "submitted_late",
+)
+_PERIOD = re.compile(r"^(\d{4})-Q([1-4])$")
+
+
+def quarter_end(period: str) -> date:
+    """The last day of a quarter named like `2027-Q1`; a clear error for anything else."""
+    match = _PERIOD.match(period.strip())
+    if match is None:
+        raise WctError(f"'{period}' is not a quarter: write it like 2027-Q1")
+    year, quarter = int(match.group(1)), int(match.group(2))
+    if not 2000 <= year <= 2100:
+        raise WctError(f"'{period}': year out of range")
+    first_of_next = date(year + quarter // 4, quarter % 4 * 3 + 1, 1)
+    return first_of_next - timedelta(days=1)
+
+
+def period_of(day: date) -> str:
+    """The quarter a day falls in, e.g. `2027-Q1`."""
+    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+
+
+def reporters(c: Constitution, spec: QuarterlyReport) -> list[str]:
+    """The bodies that owe this report: the named body, or every body of the named kind."""
+    if spec.from_body is not None:
+        return [spec.from_body]
+    assert spec.from_kind is not None
+    return [b.id for b in c.bodies_of(BodyKind(spec.from_kind))]
+
+
+def _spec(c: Constitution, kind: str) -> QuarterlyReport:
+    for spec in c.quarterly_reports:
+        if spec.id == kind:
+            return spec
+    known = ", ".join(q.id for q in c.quarterly_reports)
+    raise WctError(f"no quarterly report '{kind}' in the constitution (known: {known})")
+
+
+def report_key(report: Report) -> str:
+    """`report:wscb-quarterly:wscb:2027-Q1`: the stem of this report's step and message keys."""
+    return f"report:{report.kind}:{report.from_body_id}:{report.period}"
+
+
+def _subject(report: Report) -> str:
+    return f"report:{report.id}"
+
+
+def _state(report: Report) -> dict[str, Any]:
+    return {
+        "kind": report.kind,
+        "from": report.from_body_id,
+        "to": report.to_body_id,
+        "period": report.period,
+        "due_on": report.due_on.isoformat(),
+        "status": report.status,
+    }
+
+
+@dataclass(frozen=True)
+class ReportsOpened:
+    period: str
+    created: list[str]
+    steps: list[PlannedStep]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "created": self.created,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
+    """22.2.1, 11.4.1: open every quarterly report owed for `period`, each due a set number of
+    working days after the quarter ends, with its request, reminders (in working days before the
+    due date) and overdue escalation planned. Running it again opens nothing new."""
+    session, c = uow.session, current_constitution(uow.session)
+    end = quarter_end(period)
+    period = period.strip()
+    r = c.reminders
+    created: list[str] = []
+    steps: list[PlannedStep] = []
+    for spec in c.quarterly_reports:
+        due = add_working_days(end, spec.due_working_days_after_quarter)
+        for body_id in reporters(c, spec):
+            report = session.exec(
+                select(Report).where(
+                    Report.kind == spec.id, Report.from_body_id == body_id, Report.period == period
+                )
+            ).first()
+            if report is None:
+                report = Report(
+                    kind=spec.id,
+                    from_body_id=body_id,
+                    to_body_id=spec.to_body,
+                    period=period,
+                    due_on=due,
+                )
+                session.add(report)
+                session.flush()
+                created.append(report_key(report))
+                uow.record("report.opened", _subject(report), before=None, after=_state(report))
+                stem, subject = report_key(report), _subject(report)
+                steps.append(
+                    plan(
+                        session,
+                        key=f"{stem}:request",
+                        kind=REQUEST,
+                        subject=subject,
+                        due_at=at_nine(add_working_days(due, -r.report_request)),
+                    )
+                )
+                for n in sorted(set(r.report_reminders), reverse=True):
+                    steps.append(
+                        plan(
+                            session,
+                            key=f"{stem}:reminder-{n}",
+                            kind=REMINDER,
+                            subject=subject,
+                            due_at=at_nine(add_working_days(due, -n)),
+                        )
+                    )
+                steps.append(
+                    plan(
+                        session,
+                        key=f"{stem}:overdue",
+                        kind=OVERDUE,
+                        subject=subject,
+                        due_at=at_five(add_working_days(due, r.report_overdue_grace)),
+                    )
+                )
+            else:
+                steps.extend(pending_steps(session, _subject(report)))
+    return ReportsOpened(period, created, steps)
+
+
+def find_report(session: Session, *, kind: str, from_body: str, period: str) -> Report:
+    report = session.exec(
+        select(Report)
+        .where(
+            Report.kind == kind, Report.from_body_id == from_body, Report.period == period.strip()
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if report is None:
+        raise WctError(f"no {kind} report from {from_body} for {period} has been requested")
+    return report
+
+
+def lock(session: Session, report_id: int) -> Report:
+    """The report, locked for this transaction: a step and a submission never interleave."""
+    report = session.exec(
+        select(Report)
+        .where(Report.id == report_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if report is None:
+        raise WctError(f"no report #{report_id}")
+    return report
+
+
+def _context(
+    c: Constitution, spec: QuarterlyReport, report: Report, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "clause": spec.clause,
+        "report": spec.title,
+        "report_id": report.id,
+        "from_body": c.body(report.from_body_id).name,
+        "to_body": c.body(report.to_body_id).name,
+        "period": report.period,
+        "due_on": report.due_on.isoformat(),
+        "what": f"{spec.title} for {report.period}",
+        "due": at_five(report.due_on).isoformat(),
+        "action": (
+            f"Submit it with `wct report submit {report.kind} {report.from_body_id} "
+            f"{report.period} --by EMAIL --document LINK`."
+        ),
+        **extra,
+    }
+
+
+def _owners(session: Session, c: Constitution, report: Report) -> list[Any]:
+    return role_holders(session, c.body(report.from_body_id).chair)
+
+
+def request(uow: UnitOfWork, report: Report, *, reminder: str | None = None) -> bool:
+    """Ask the reporting body's chair for the report (or remind them); nothing once received."""
+    session, c = uow.session, current_constitution(uow.session)
+    if report.status not in (REQUESTED, OVERDUE_STATUS):
+        return False
+    spec = _spec(c, report.kind)
+    kind = "report_request" if reminder is None else "reminder"
+    label = "request" if reminder is None else reminder
+    notify(
+        uow,
+        kind=kind,
+        people=_owners(session, c, report),
+        key=f"{report_key(report)}:{label}",
+        context=_context(c, spec, report),
+    )
+    uow.record(
+        f"report.{'requested' if reminder is None else 'reminded'}",
+        _subject(report),
+        before=None,
+        after={"step": label},
+    )
+    return True
+
+
+def escalate(uow: UnitOfWork, report: Report) -> bool:
+    """22.2.1, 11.4.1: a report not received by the end of the grace period is overdue and goes
+    to the Executive's chair (and the reporting chair and the coordinators)."""
+    session, c = uow.session, current_constitution(uow.session)
+    if report.status != REQUESTED:
+        return False
+    spec = _spec(c, report.kind)
+    before = _state(report)
+    report.status = OVERDUE_STATUS
+    session.add(report)
+    executive = c.sole(BodyKind.EXECUTIVE)
+    people = (
+        role_holders(session, executive.chair)
+        + _owners(session, c, report)
+        + coordinators(session, c)
+    )
+    notify(
+        uow,
+        kind="report_overdue",
+        people=people,
+        key=f"{report_key(report)}:overdue",
+        context=_context(
+            c,
+            spec,
+            report,
+            escalated_to=executive.name,
+            days_overdue=max(1, (uow.clock.now().date() - report.due_on).days),
+        ),
+    )
+    uow.record("report.overdue", _subject(report), before=before, after=_state(report))
+    return True
+
+
+def act_on_step(uow: UnitOfWork, kind: str, key: str, report_id: int) -> bool:
+    """Do what a report step does; False when the report is already in (reminders stop)."""
+    report = lock(uow.session, report_id)
+    if kind == REQUEST:
+        return request(uow, report)
+    if kind == REMINDER:
+        return request(uow, report, reminder=key.rsplit(":", 1)[1])
+    if kind == OVERDUE:
+        return escalate(uow, report)
+    raise WctError(f"no report step '{kind}'")
+
+
+def submit_report(
+    uow: UnitOfWork, *, kind: str, from_body: str, period: str, by: str, document: str
+) -> Report:
+    """Receive a quarterly report from a member of the reporting body (or a coordinator): its
+    pending reminders and escalation stop, and it goes on the receiving body's next agenda."""
+    session, c = uow.session, current_constitution(uow.session)
+    _spec(c, kind)
+    quarter_end(period)
+    document = clean_text(document, what="document", limit=2000)
+    report = find_report(session, kind=kind, from_body=from_body, period=period)
+    actor = find_actor(session, by)
+    allowed = {p.id for p in body_members(session, c, from_body)}
+    allowed |= {p.id for p in coordinators(session, c)}
+    if actor.person_id not in allowed:
+        raise WctError(
+            f"{actor.pseudonym} is not a member of {from_body} and may not submit its report"
+        )
+    if report.status in (SUBMITTED, SUBMITTED_LATE):
+        raise WctError(f"{report_key(report)} was already submitted on {report.submitted_at}")
+    now = uow.clock.now()
+    before = _state(report)
+    report.status = SUBMITTED if report.status == REQUESTED else SUBMITTED_LATE
+    report.submitted_at, report.submitted_by, report.document = now, actor.pseudonym, document
+    session.add(report)
+    settle(session, subject=_subject(report), now=now)
+    uow.record("report.submitted", _subject(report), before=before, after=_state(report))
+    return report
+
+
+def overdue_reports(session: Session) -> list[Report]:
+    return list(
+        session.exec(
+            select(Report).where(Report.status == OVERDUE_STATUS).order_by(col(Report.due_on))
+        ).all()
+    )

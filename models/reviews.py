@@ -1,0 +1,433 @@
+"""Annual reviews: the MoU (19.1), the WCT-WSCB protocol (11.4.2), the CYPP review with its
+safeguarding assessment (11.3.4), published and open to challenge (7.2), the equalities impact
+assessment (17.2), the membership review (20.3.5), commissioning (13.3), the WSCB annual report
+(11.2.4). Each has an owner, a due date, reminders, escalation and a recorded outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.calendar import add_working_days
+from models.casework import clean_text, coordinators, notify, settle
+from models.commands import current_constitution
+from models.constitution import BodyKind, Constitution, review_due
+from models.constitution import Review as ReviewSpec
+from models.errors import WctError
+from models.permissions import find_actor
+from models.queries import representation_gaps
+from models.steps import (
+    PlannedStep,
+    at_five,
+    at_nine,
+    body_members,
+    pending_steps,
+    plan,
+    role_holders,
+)
+from models.tables import Person, PersonRole, Review
+from models.uow import UnitOfWork
+
+NOTICE = "review.notice"
+REMINDER = "review.reminder"
+OVERDUE = "review.overdue"
+CHALLENGE_CLOSES = "review.challenge_closes"
+STEP_KINDS = (NOTICE, REMINDER, OVERDUE, CHALLENGE_CLOSES)
+
+OPEN, OVERDUE_STATUS, PUBLISHED, COMPLETED = "open", "overdue", "published", "completed"
+
+CHALLENGE_CLAUSE = "7.2"
+MEMBERSHIP_CLAUSE = "20.3.5"
+# 7.2 sets no length for the challenge window; the constitution has no field for it yet.
+CHALLENGE_WINDOW_WORKING_DAYS = 20
+
+
+def clauses(spec: ReviewSpec) -> set[str]:
+    return {part.strip() for part in spec.clause.split(",")}
+
+
+def _spec(c: Constitution, kind: str) -> ReviewSpec:
+    for spec in c.reviews:
+        if spec.id == kind:
+            return spec
+    known = ", ".join(r.id for r in c.reviews)
+    raise WctError(f"no annual review '{kind}' in the constitution (known: {known})")
+
+
+def _year(year: int) -> int:
+    if not 2000 <= year <= 2100:
+        raise WctError(f"year {year} is out of range")
+    return year
+
+
+def review_key(review: Review) -> str:
+    """`review:mou-review:2027`: the stem of this review's step and message keys."""
+    return f"review:{review.kind}:{review.year}"
+
+
+def _subject(review: Review) -> str:
+    return f"review:{review.id}"
+
+
+def _state(review: Review) -> dict[str, Any]:
+    return {
+        "kind": review.kind,
+        "year": review.year,
+        "owner": review.owner_body_id,
+        "due_on": review.due_on.isoformat(),
+        "status": review.status,
+        "challenge_closes_on": (
+            review.challenge_closes_on.isoformat() if review.challenge_closes_on else None
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class ReviewOpened:
+    review_id: int
+    key: str
+    created: bool
+    due_on: date
+    steps: list[PlannedStep]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "review_id": self.review_id,
+            "key": self.key,
+            "created": self.created,
+            "due_on": self.due_on.isoformat(),
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+def open_review(uow: UnitOfWork, *, kind: str, year: int) -> ReviewOpened:
+    """19.1, 11.4.2, 11.3.4, 17.2, 20.3.5, 13.3, 11.2.4: open the year's review, owned by the
+    body the constitution names, with a notice, reminders and escalation at the constitution's
+    offsets in working days. The same review and year again opens nothing new."""
+    session, c = uow.session, current_constitution(uow.session)
+    spec = _spec(c, kind)
+    due = review_due(spec, _year(year))
+    review = session.exec(select(Review).where(Review.kind == kind, Review.year == year)).first()
+    if review is not None and review.id is not None:
+        return ReviewOpened(
+            review.id,
+            review_key(review),
+            False,
+            review.due_on,
+            pending_steps(session, _subject(review)),
+        )
+    review = Review(kind=kind, year=year, owner_body_id=spec.owner, due_on=due)
+    session.add(review)
+    session.flush()
+    uow.record("review.opened", _subject(review), before=None, after=_state(review))
+    r, stem, subject = c.reminders, review_key(review), _subject(review)
+    steps = [
+        plan(
+            session,
+            key=f"{stem}:notice",
+            kind=NOTICE,
+            subject=subject,
+            due_at=at_nine(add_working_days(due, -r.report_request)),
+        )
+    ]
+    for n in sorted(set(r.report_reminders), reverse=True):
+        steps.append(
+            plan(
+                session,
+                key=f"{stem}:reminder-{n}",
+                kind=REMINDER,
+                subject=subject,
+                due_at=at_nine(add_working_days(due, -n)),
+            )
+        )
+    steps.append(
+        plan(
+            session,
+            key=f"{stem}:overdue",
+            kind=OVERDUE,
+            subject=subject,
+            due_at=at_five(add_working_days(due, r.report_overdue_grace)),
+        )
+    )
+    assert review.id is not None
+    return ReviewOpened(review.id, stem, True, due, steps)
+
+
+def find_review(session: Session, *, kind: str, year: int) -> Review:
+    review = session.exec(
+        select(Review)
+        .where(Review.kind == kind, Review.year == year)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if review is None:
+        raise WctError(f"no {kind} review for {year} has been opened")
+    return review
+
+
+def lock(session: Session, review_id: int) -> Review:
+    """The review, locked for this transaction: a step and an outcome never interleave."""
+    review = session.exec(
+        select(Review)
+        .where(Review.id == review_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if review is None:
+        raise WctError(f"no review #{review_id}")
+    return review
+
+
+def _context(c: Constitution, spec: ReviewSpec, review: Review, **extra: Any) -> dict[str, Any]:
+    return {
+        "clause": spec.clause,
+        "review": spec.title,
+        "review_id": review.id,
+        "year": review.year,
+        "owner_body": c.body(review.owner_body_id).name,
+        "due_on": review.due_on.isoformat(),
+        "what": f"{spec.title} {review.year}",
+        "due": at_five(review.due_on).isoformat(),
+        "action": (
+            f"Record the outcome with `wct review complete {review.kind} {review.year} "
+            "--by EMAIL --outcome TEXT`."
+        ),
+        **extra,
+    }
+
+
+def _owners(session: Session, c: Constitution, review: Review) -> list[Person]:
+    return role_holders(session, c.body(review.owner_body_id).chair)
+
+
+def remind(uow: UnitOfWork, review: Review, *, label: str) -> bool:
+    """The notice that a review is due, then reminders, to the owning body's chair; none once
+    the review has its outcome."""
+    session, c = uow.session, current_constitution(uow.session)
+    if review.status not in (OPEN, OVERDUE_STATUS):
+        return False
+    notify(
+        uow,
+        kind="review_due" if label == "notice" else "reminder",
+        people=_owners(session, c, review),
+        key=f"{review_key(review)}:{label}",
+        context=_context(c, _spec(c, review.kind), review),
+    )
+    uow.record("review.reminded", _subject(review), before=None, after={"step": label})
+    return True
+
+
+def escalate(uow: UnitOfWork, review: Review) -> bool:
+    """A review without an outcome by the end of the grace period is overdue: the owning chair,
+    the Board's chair and the coordinators are told."""
+    session, c = uow.session, current_constitution(uow.session)
+    if review.status != OPEN:
+        return False
+    before = _state(review)
+    review.status = OVERDUE_STATUS
+    session.add(review)
+    board = c.sole(BodyKind.BOARD)
+    people = (
+        _owners(session, c, review) + role_holders(session, board.chair) + coordinators(session, c)
+    )
+    notify(
+        uow,
+        kind="reminder",  # TODO(notifications): a dedicated review_overdue template
+        people=people,
+        key=f"{review_key(review)}:overdue",
+        context=_context(
+            c,
+            _spec(c, review.kind),
+            review,
+            what=f"Overdue: {_spec(c, review.kind).title} {review.year}",
+            escalated_to=board.name,
+        ),
+    )
+    uow.record("review.overdue", _subject(review), before=before, after=_state(review))
+    return True
+
+
+def close_challenge(uow: UnitOfWork, review: Review) -> bool:
+    """7.2: when the challenge window closes, the published review is complete."""
+    if review.status != PUBLISHED:
+        return False
+    before = _state(review)
+    review.status, review.completed_at = COMPLETED, uow.clock.now()
+    uow.session.add(review)
+    uow.record("review.completed", _subject(review), before=before, after=_state(review))
+    return True
+
+
+def act_on_step(uow: UnitOfWork, kind: str, key: str, review_id: int) -> bool:
+    """Do what a review step does; False once it is satisfied (reminders stop)."""
+    review = lock(uow.session, review_id)
+    if kind in (NOTICE, REMINDER):
+        return remind(uow, review, label=key.rsplit(":", 1)[1])
+    if kind == OVERDUE:
+        return escalate(uow, review)
+    if kind == CHALLENGE_CLOSES:
+        return close_challenge(uow, review)
+    raise WctError(f"no review step '{kind}'")
+
+
+@dataclass(frozen=True)
+class ReviewCompleted:
+    review_id: int
+    status: str
+    challenge_closes_on: date | None
+    representation_gaps: list[str] = field(default_factory=list)
+    steps: list[PlannedStep] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "review_id": self.review_id,
+            "status": self.status,
+            "challenge_closes_on": (
+                self.challenge_closes_on.isoformat() if self.challenge_closes_on else None
+            ),
+            "representation_gaps": self.representation_gaps,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+def statutory_representation(session: Session, c: Constitution) -> list[str]:
+    """20.3.5 with 20.3.3-20.3.4: the statutory partners without a member on the Board."""
+    rows = session.exec(
+        select(PersonRole.role_id, Person.organisation_id, Person.name)
+        .join(Person, col(Person.id) == col(PersonRole.person_id))
+        .where(col(Person.active).is_(True))
+    ).all()
+    return representation_gaps(c, [(r, o, n) for r, o, n in rows])
+
+
+def complete_review(
+    uow: UnitOfWork, *, kind: str, year: int, by: str, outcome: str
+) -> ReviewCompleted:
+    """Record a review's outcome, from a member of the owning body or a coordinator. A review
+    under 7.2 is published and stays open to challenge by any interested party for a window of
+    working days; the membership review (20.3.5) checks that statutory representation still holds
+    and tells the Board's chair of any gap. Pending reminders and escalation stop."""
+    session, c = uow.session, current_constitution(uow.session)
+    spec = _spec(c, kind)
+    outcome = clean_text(outcome, what="outcome", limit=1500, multiline=True)
+    review = find_review(session, kind=kind, year=year)
+    actor = find_actor(session, by)
+    allowed = {p.id for p in body_members(session, c, review.owner_body_id)}
+    allowed |= {p.id for p in coordinators(session, c)}
+    if actor.person_id not in allowed:
+        raise WctError(
+            f"{actor.pseudonym} is not a member of {review.owner_body_id} and may not record "
+            "its review"
+        )
+    if review.status in (PUBLISHED, COMPLETED):
+        raise WctError(f"{review_key(review)} already has an outcome (status {review.status})")
+    now = uow.clock.now()
+    before = _state(review)
+    gaps: list[str] = []
+    if MEMBERSHIP_CLAUSE in clauses(spec):
+        gaps = statutory_representation(session, c)
+        if gaps:
+            outcome = outcome + "\nStatutory representation gaps: " + "; ".join(gaps)
+    review.outcome = outcome[:2000]
+    steps: list[PlannedStep] = []
+    settle(session, subject=_subject(review), now=now)
+    if CHALLENGE_CLAUSE in clauses(spec):
+        review.status, review.published_at = PUBLISHED, now
+        review.challenge_closes_on = add_working_days(now.date(), CHALLENGE_WINDOW_WORKING_DAYS)
+        steps.append(
+            plan(
+                session,
+                key=f"{review_key(review)}:challenge-closes",
+                kind=CHALLENGE_CLOSES,
+                subject=_subject(review),
+                due_at=at_five(review.challenge_closes_on),
+            )
+        )
+    else:
+        review.status, review.completed_at = COMPLETED, now
+    session.add(review)
+    uow.record(
+        "review.published" if review.status == PUBLISHED else "review.completed",
+        _subject(review),
+        before=before,
+        after={**_state(review), "by": actor.pseudonym, "representation_gaps": gaps},
+    )
+    if gaps:
+        board = c.sole(BodyKind.BOARD)
+        notify(
+            uow,
+            kind="reminder",  # TODO(notifications): a dedicated representation_gap template
+            people=role_holders(session, board.chair) + coordinators(session, c),
+            key=f"{review_key(review)}:representation-gap",
+            context=_context(
+                c,
+                spec,
+                review,
+                gaps=gaps,
+                clause="20.3.5, 20.3.3-20.3.4",
+                what="Statutory representation on the Board: " + "; ".join(gaps),
+                action="Fill the statutory partners' Board seats (20.3.3).",
+            ),
+        )
+    assert review.id is not None
+    return ReviewCompleted(review.id, review.status, review.challenge_closes_on, gaps, steps)
+
+
+def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challenge: str) -> int:
+    """7.2: while a published review is open to challenge, any interested party may challenge it;
+    the challenge goes to the owning body's chair. `by` is who challenges, in their own words
+    (kept in the message, not in the audit chain). Returns the number of challenges so far."""
+    session, c = uow.session, current_constitution(uow.session)
+    spec = _spec(c, kind)
+    if CHALLENGE_CLAUSE not in clauses(spec):
+        raise WctError(f"{kind} is not open to public challenge (only reviews under 7.2 are)")
+    review = find_review(session, kind=kind, year=year)
+    challenge = clean_text(challenge, what="challenge", limit=2000, multiline=True)
+    who = clean_text(by, what="who challenges", limit=200)
+    if review.status != PUBLISHED or review.challenge_closes_on is None:
+        raise WctError(f"{review_key(review)} is not open to challenge (status {review.status})")
+    if uow.clock.now().date() > review.challenge_closes_on:
+        raise WctError(
+            f"the challenge window of {review_key(review)} closed on "
+            f"{review.challenge_closes_on.isoformat()}"
+        )
+    review.challenges += 1
+    session.add(review)
+    notify(
+        uow,
+        kind="reminder",  # TODO(notifications): a dedicated review_challenged template
+        people=_owners(session, c, review) + coordinators(session, c),
+        key=f"{review_key(review)}:challenge-{review.challenges}",
+        context=_context(
+            c,
+            spec,
+            review,
+            challenge=challenge,
+            challenger=who,
+            what=f"Challenge to the published {spec.title} {review.year} (7.2)",
+            action="Consider the challenge and respond to the challenger.",
+        ),
+    )
+    uow.record(
+        "review.challenged", _subject(review), before=None, after={"challenge": review.challenges}
+    )
+    return review.challenges
+
+
+def open_reviews(session: Session) -> list[Review]:
+    return list(
+        session.exec(
+            select(Review)
+            .where(col(Review.status).in_((OPEN, OVERDUE_STATUS, PUBLISHED)))
+            .order_by(col(Review.due_on))
+        ).all()
+    )
+
+
+def next_due_year(c: Constitution, kind: str, today: date) -> int:
+    """The year of the review's next due date on or after `today`."""
+    spec = _spec(c, kind)
+    return today.year if review_due(spec, today.year) >= today else today.year + 1

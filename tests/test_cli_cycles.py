@@ -1,0 +1,111 @@
+"""`wct meeting|report|review|steps`: the cycles by hand, with clear errors that change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.clock import FixedClock
+
+from .conftest import DATA, Cli
+from .cycles_support import london
+
+
+def ready(cli: Cli) -> None:
+    assert cli("init").exit_code == 0
+    result = cli("members", "import", DATA / "cycles-members.csv")
+    assert result.exit_code == 0, result.output
+
+
+def test_meeting_from_plan_to_minutes(cli: Cli, clock: FixedClock, tmp_path: Path) -> None:
+    ready(cli)
+    planned = cli("meeting", "plan", "board", "2027-03-09", "--json")
+    assert planned.exit_code == 0, planned.output
+    steps = json.loads(planned.stdout)["steps"]
+    assert [s["run_name"] for s in steps][0] == "board-2027-03-09-call_for_items"
+    again = cli("meeting", "plan", "board", "2027-03-09")
+    assert "already planned" in again.stdout
+    item = cli(
+        "meeting",
+        "item",
+        "board",
+        "2027-03-09",
+        "--title",
+        "Youth offer",
+        "--by",
+        "eve@council.example",
+    )
+    assert item.exit_code == 0, item.output
+    wrong = cli("meeting", "plan", "board", "2027-03-10")
+    assert wrong.exit_code == 1
+    assert "board does not meet on 2027-03-10" in wrong.stderr
+    clock.set(london(2027, 3, 9, 16, 0))
+    assert cli("steps", "--reconcile", "--json").exit_code == 0
+    agenda = cli("meeting", "agenda", "board", "2027-03-09")
+    assert "Youth offer" in agenda.stdout and "Declarations of interest (18.1)" in agenda.stdout
+    record = tmp_path / "record.json"
+    record.write_text(
+        json.dumps(
+            {
+                "present": ["lead@council.example", "eve@council.example", "ed@council.example"],
+                "motions": [
+                    {
+                        "text": "Adopt the youth offer",
+                        "item": 8,
+                        "votes_for": ["eve@council.example"],
+                        "votes_against": ["ed@council.example"],
+                        "casting_vote": "against",
+                    }
+                ],
+            }
+        )
+    )
+    recorded = cli("meeting", "record", "board", "2027-03-09", "--file", record)
+    assert recorded.exit_code == 0, recorded.output
+    assert "Rejected on the chair's casting vote after a tie" in recorded.stdout
+    twice = cli("meeting", "record", "board", "2027-03-09", "--file", record)
+    assert twice.exit_code == 1 and "already recorded" in twice.stderr
+
+
+def test_report_and_review_by_hand(cli: Cli, clock: FixedClock) -> None:
+    ready(cli)
+    opened = cli("report", "open", "2027-Q1", "--json")
+    assert opened.exit_code == 0, opened.output
+    assert len(json.loads(opened.stdout)["created"]) == 6
+    bad = cli("report", "open", "2027-Q9")
+    assert bad.exit_code == 1 and "is not a quarter" in bad.stderr
+    submitted = cli(
+        "report",
+        "submit",
+        "wscb-quarterly",
+        "wscb",
+        "2027-Q1",
+        "--by",
+        "chair@wscb.example",
+        "--document",
+        "https://x.example/q1.pdf",
+    )
+    assert submitted.exit_code == 0, submitted.output
+    assert "report:wscb-quarterly:wscb:2027-Q1: submitted" in submitted.stdout
+    assert cli("review", "open", "cypp-review", "2027").exit_code == 0
+    clock.set(london(2027, 6, 1, 10, 0))
+    done = cli(
+        "review",
+        "complete",
+        "cypp-review",
+        "2027",
+        "--by",
+        "dcs@council.example",
+        "--outcome",
+        "Done",
+    )
+    assert done.exit_code == 0, done.output
+    assert "open to challenge until 2027-06-29" in done.stdout
+    challenged = cli(
+        "review", "challenge", "cypp-review", "2027", "--by", "A parent", "--text", "Why?"
+    )
+    assert challenged.exit_code == 0 and "challenge #1" in challenged.stdout
+    overdue = cli("steps", "--json")
+    keys = [s["key"] for s in json.loads(overdue.stdout)]
+    assert "report:strategy-group-performance:be-healthy:2027-Q1:overdue" in keys
+    assert not any(k.startswith("report:wscb-quarterly") for k in keys)
