@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from prefect import Flow, serve
+from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
+from deployments.common import deployment
 from flows.cases import (
     CASE_TAG,
     approval_case,
@@ -20,13 +20,6 @@ from flows.cases import (
 )
 
 RECONCILE_EVERY = timedelta(minutes=15)
-
-
-def deployment(flow: Flow[Any, Any], name: str, **options: Any) -> RunnerDeployment:
-    """`flow.to_deployment` from synchronous code (Prefect types it as maybe-awaitable)."""
-    made = flow.to_deployment(name=name, **options)
-    assert isinstance(made, RunnerDeployment)
-    return made
 
 
 def case_deployments(*, reconcile_every: timedelta = RECONCILE_EVERY) -> list[RunnerDeployment]:
@@ -45,7 +38,7 @@ def case_deployments(*, reconcile_every: timedelta = RECONCILE_EVERY) -> list[Ru
 
 def main() -> None:
     """Serve the case deployments (until stopped)."""
-    serve(*case_deployments())
+    serve(*case_deployments(), pause_on_shutdown=False)  # timers outlive a restart
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ serves them (`wct up`, `python -m deployments.serve`)."""
 
 from __future__ import annotations
 
-import importlib
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,6 +15,9 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import ObjectNotFound
 from prefect.types.entrypoint import EntrypointType
 
+from deployments.cases import case_deployments
+from deployments.common import deployment as common_deployment
+from deployments.dispatch import dispatch_deployments
 from flows.cycles import (
     CYCLE_TAG,
     annual_review,
@@ -34,13 +36,6 @@ TIMEZONE = "Europe/London"
 REVIEW_LEAD = timedelta(days=45)
 # Reports for a quarter are opened on the first day of its last month.
 QUARTERLY_RULE = "DTSTART:20260301T090000\nRRULE:FREQ=MONTHLY;BYMONTH=3,6,9,12;BYMONTHDAY=1"
-
-
-def _deployment(flow: Flow[Any, Any], name: str, **options: Any) -> RunnerDeployment:
-    """`flow.to_deployment` from synchronous code (Prefect types it as maybe-awaitable)."""
-    made = flow.to_deployment(name=name, **options)
-    assert isinstance(made, RunnerDeployment)
-    return made
 
 
 def _rrule(rule: str) -> RRuleSchedule:
@@ -79,7 +74,7 @@ def cycle_deployments(
     def deployment(flow: Flow[Any, Any], name: str, **options: Any) -> RunnerDeployment:
         if for_workers:
             options["entrypoint_type"] = EntrypointType.MODULE_PATH
-        return _deployment(flow, name, **options)
+        return common_deployment(flow, name, **options)
 
     made = [
         deployment(cycle_step, "cycle-step", tags=tags),
@@ -124,20 +119,8 @@ def cycle_deployments(
 
 
 def other_deployments() -> list[RunnerDeployment]:
-    """The deployments other parts of wct offer, when present: the cases and the dispatcher."""
-    found: list[RunnerDeployment] = []
-    for module, factory in (
-        ("deployments.cases", "case_deployments"),
-        ("deployments.dispatch", "dispatch_deployments"),
-    ):
-        try:
-            loaded = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        make = getattr(loaded, factory, None)
-        if make is not None:
-            found.extend(make())
-    return found
+    """The cases' deployments and the dispatcher, served beside the cycles."""
+    return case_deployments() + dispatch_deployments()
 
 
 def all_deployments(constitution: Constitution | None = None) -> list[RunnerDeployment]:

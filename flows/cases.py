@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
 from prefect import flow, get_run_logger
@@ -28,18 +27,16 @@ from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from flows.runtime import clock_at, engine
 from flows.signals import relay
 from models import accountability, approvals, disputes, risks
 from models.audit import revision
-from models.case_steps import HANDLERS, act_on_case_step, run_due
+from models.case_steps import HANDLERS, act_on_case_step, lock_case_then_step, run_due
 from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
 from models.casework import mark_done
-from models.clock import Clock, FixedClock, SystemClock
-from models.config import get_settings
-from models.db import make_engine
+from models.clock import SystemClock
 from models.disputes import DisputeStage
 from models.errors import WctError
 from models.permissions import Actor, find_actor
@@ -50,20 +47,6 @@ T = TypeVar("T")
 CASE_TAG = "wct-case"
 WAIT_SECONDS = 400 * 24 * 3600  # a wait outlives any stage; deadlines are timers, not this
 STEP_DEPLOYMENT = "case-step/case-step"
-
-
-@lru_cache(maxsize=4)
-def _engine(url: str) -> Engine:
-    return make_engine(url)
-
-
-def engine() -> Engine:
-    return _engine(get_settings().resolved_database_url)
-
-
-def clock_at(as_of: datetime | None) -> Clock:
-    """The injected clock: wall time, or the time a simulation or test says it is."""
-    return FixedClock(as_of) if as_of is not None else SystemClock()
 
 
 # --- forms the UI shows while a case waits ---------------------------------------------------
@@ -271,9 +254,9 @@ async def case_step(key: str, as_of: datetime | None = None) -> bool:
     logger = get_run_logger()
     clock = clock_at(as_of)
     with UnitOfWork(engine(), clock=clock, actor="system:timer") as uow:
-        step = uow.session.exec(select(Step).where(Step.key == key).with_for_update()).first()
-        if step is None or step.status != "pending" or step.kind not in HANDLERS:
-            logger.info("step %s: nothing to do (%s)", key, step.status if step else "unknown")
+        step = lock_case_then_step(uow.session, key)
+        if step is None or step.kind not in HANDLERS:
+            logger.info("step %s: nothing to do (not a pending case step)", key)
             return False
         if clock.now() < step.due_at:
             logger.info("step %s is not due until %s", key, step.due_at)

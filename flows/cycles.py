@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
 from prefect import flow, get_run_logger
@@ -18,15 +17,13 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from flows.runtime import clock_at, engine
 from models import meetings, reports, reviews
-from models.clock import Clock, FixedClock, SystemClock
+from models.clock import Clock
 from models.commands import current_constitution
-from models.config import get_settings
 from models.cycle_steps import KINDS, reconcile, run_step
-from models.db import make_engine
 from models.decision import Vote
 from models.steps import PlannedStep, as_planned
 from models.tables import Meeting, Review, Step
@@ -38,20 +35,6 @@ STEP_DEPLOYMENT = "cycle-step/cycle-step"
 MEETINGS_AHEAD = 2
 # The sweep re-creates any lost timer due within this horizon (the cycles create them all).
 TIMER_HORIZON = timedelta(days=35)
-
-
-@lru_cache(maxsize=4)
-def _engine(url: str) -> Engine:
-    return make_engine(url)
-
-
-def engine() -> Engine:
-    return _engine(get_settings().resolved_database_url)
-
-
-def clock_at(as_of: datetime | None) -> Clock:
-    """The injected clock: wall time, or the time a simulation or test says it is."""
-    return FixedClock(as_of) if as_of is not None else SystemClock()
 
 
 def command(clock: Clock, run: Callable[[UnitOfWork], T], *, actor: str = "system:cycle") -> T:
@@ -81,6 +64,7 @@ async def schedule_timers(steps: Sequence[PlannedStep], *, as_of: datetime | Non
             flow_run_name=step.run_name,
             tags=[CYCLE_TAG, step.subject],
             timeout=0,
+            as_subflow=False,  # a timer outlives the run that set it
         )
     return len(steps)
 

@@ -9,32 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from functools import lru_cache
 from typing import cast
 
 from prefect import flow, get_run_logger, task
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, SecretStr
-from sqlalchemy.engine import Engine
 
-from models.clock import Clock, FixedClock, SystemClock
-from models.config import get_settings
-from models.db import make_engine
+from flows.runtime import clock_at, engine
 from notifications.config import NotificationSettings, get_notification_settings
 from notifications.dispatch import drain_once
-
-
-@lru_cache(maxsize=4)
-def _engine(url: str) -> Engine:
-    return make_engine(url)
-
-
-def engine() -> Engine:
-    return _engine(get_settings().resolved_database_url)
-
-
-def clock_at(as_of: datetime | None) -> Clock:
-    return FixedClock(as_of) if as_of is not None else SystemClock()
 
 
 async def delivery_settings() -> NotificationSettings:

@@ -31,11 +31,11 @@ from flows.cycles import (
     MeetingRecord,
     annual_review,
     cycle_step,
-    engine,
     meeting_cycle,
     quarterly_reports,
     record_meeting,
 )
+from flows.runtime import engine
 from models import meetings, reports, reviews
 from models.calendar import add_working_days, meetings_between
 from models.clock import LONDON, FixedClock

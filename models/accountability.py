@@ -15,6 +15,7 @@ from models.casework import (
     clean_text,
     close_of_business,
     holders,
+    locked,
     notify,
     schedule,
     settle,
@@ -123,7 +124,7 @@ def _audit(
 
 
 def _load(session: Session, case_id: int) -> CallToAccount:
-    case = session.get(CallToAccount, case_id)
+    case = locked(session, CallToAccount, case_id)
     if case is None:
         raise WctError(f"no call to account #{case_id}")
     return case

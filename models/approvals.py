@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
-from models.casework import chairs, clean_text, notify, trigger_key
+from models.casework import chairs, clean_text, locked, notify, trigger_key
 from models.commands import current_constitution
 from models.constitution import ApprovalGate, CaseAction, Constitution
 from models.errors import WctError
@@ -98,7 +98,7 @@ def decide_approval(
 ) -> ApprovalResult:
     """Record the approving body's decision, once."""
     session, c = uow.session, current_constitution(uow.session)
-    request = session.get(ApprovalRequest, request_id)
+    request = locked(session, ApprovalRequest, request_id)
     if request is None:
         raise WctError(f"no approval request #{request_id}")
     g = gate(c, request.gate)

@@ -8,11 +8,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from models import accountability, disputes, risks
-from models.casework import due_steps, mark_done
+from models.casework import due_steps, locked, mark_done
 from models.clock import Clock
 from models.disputes import DisputeStage
 from models.errors import WctError
-from models.tables import Step
+from models.tables import CallToAccount, Dispute, Risk, Step
 from models.uow import UnitOfWork
 
 Handler = Callable[[UnitOfWork, Step], bool]
@@ -52,6 +52,27 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def lock_case_then_step(session: Session, key: str) -> Step | None:
+    """The pending step `key`, locked after its case row: the order every command takes its
+    locks in (case, then its steps), so a timer and an answer never deadlock."""
+    subject = session.exec(select(Step.subject).where(Step.key == key)).first()
+    if subject is None:
+        return None
+    kind, _, ident = subject.partition(":")
+    if kind == "dispute":
+        locked(session, Dispute, int(ident))
+    elif kind == "account":
+        locked(session, CallToAccount, int(ident))
+    elif kind == "risk":
+        locked(session, Risk, int(ident))
+    return session.exec(
+        select(Step)
+        .where(Step.key == key, Step.status == "pending")
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
 def act_on_case_step(uow: UnitOfWork, step: Step) -> bool:
     """Run the step's rule; True if it changed anything. A satisfied step is a no-op."""
     handler = HANDLERS.get(step.kind)
@@ -68,9 +89,7 @@ def run_due(engine: Engine, clock: Clock, *, actor: str = "system:timer") -> lis
     acted = []
     for key in keys:
         with UnitOfWork(engine, clock=clock, actor=actor) as uow:
-            step = uow.session.exec(
-                select(Step).where(Step.key == key, Step.status == "pending").with_for_update()
-            ).first()
+            step = lock_case_then_step(uow.session, key)
             if step is None:
                 continue
             if act_on_case_step(uow, step):

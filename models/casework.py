@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -13,7 +13,15 @@ from models.clock import LONDON
 from models.constitution import Constitution, RoleKind
 from models.errors import WctError
 from models.outbox import channels_of, enqueue
-from models.tables import Person, PersonRole, Step
+from models.tables import (
+    ApprovalRequest,
+    CallToAccount,
+    Dispute,
+    Person,
+    PersonRole,
+    Risk,
+    Step,
+)
 from models.uow import UnitOfWork
 
 CLOSE_OF_BUSINESS = time(17, 0)
@@ -109,6 +117,21 @@ def due_steps(session: Session, *, now: datetime, prefix: str = "") -> list[Step
 def mark_done(session: Session, step: Step, now: datetime) -> None:
     step.status, step.done_at = "done", now
     session.add(step)
+
+
+Row = TypeVar("Row", Dispute, CallToAccount, Risk, ApprovalRequest)
+
+
+def locked(session: Session, table: type[Row], row_id: int) -> Row | None:
+    """Read a case row for update: a deadline timer and a member's answer on the same case are
+    applied one after the other, each on the state the other left (PostgreSQL row lock; SQLite
+    transactions already begin with the write lock)."""
+    return session.exec(
+        select(table)
+        .where(table.id == row_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
 
 
 def clean_text(value: str, *, what: str, limit: int, multiline: bool = False) -> str:

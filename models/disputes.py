@@ -14,6 +14,7 @@ from models.casework import (
     close_of_business,
     coordinators,
     holders,
+    locked,
     notify,
     schedule,
     settle,
@@ -88,7 +89,7 @@ def parties_of(session: Session, dispute_id: int) -> frozenset[str]:
 
 
 def _load(session: Session, dispute_id: int) -> tuple[Dispute, frozenset[str]]:
-    dispute = session.get(Dispute, dispute_id)
+    dispute = locked(session, Dispute, dispute_id)
     if dispute is None:
         raise WctError(f"no dispute #{dispute_id}")
     return dispute, parties_of(session, dispute_id)

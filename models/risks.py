@@ -11,6 +11,7 @@ from models.casework import (
     chairs,
     clean_text,
     close_of_business,
+    locked,
     notify,
     schedule,
     settle,
@@ -62,7 +63,7 @@ def _state(risk: Risk) -> dict[str, object]:
 
 
 def _load(session: Session, risk_id: int) -> Risk:
-    risk = session.get(Risk, risk_id)
+    risk = locked(session, Risk, risk_id)
     if risk is None:
         raise WctError(f"no risk #{risk_id}")
     return risk

@@ -22,6 +22,10 @@ from models.constitution import Constitution, load_constitution
 from models.db import make_engine, migrate
 from models.uow import UnitOfWork
 
+# Shared fixtures that live in their own modules: one Prefect harness per session, the SMTP
+# server and the HTTPS webhook.
+pytest_plugins = ["tests.flows_harness", "tests.notifications_fixtures"]
+
 DATA = Path(__file__).with_name("data")
 POSTGRES_URL = os.environ.get(
     "WCT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -23,8 +23,6 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, Flo
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
-from prefect.settings import PREFECT_API_URL
-from prefect.testing.utilities import prefect_test_harness
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -84,7 +82,9 @@ async def _until_deployments_exist(server: CaseServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def case_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseServer]:
+def case_server(
+    prefect_harness: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CaseServer]:
     workdir = tmp_path_factory.mktemp("case-server")
     database_url = f"sqlite:///{workdir / 'wct.db'}"
     engine = make_engine(database_url)
@@ -96,25 +96,21 @@ def case_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseServer
         import_members(uow, rows=rows)
         uow.commit()
     engine.dispose()
-    with prefect_test_harness(server_startup_timeout=120):
-        api_url = PREFECT_API_URL.value()
-        env = {
-            **os.environ,
-            "PREFECT_API_URL": api_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick resumed runs up promptly
-            "WCT_DATABASE_URL": database_url,
-            "WCT_HOME": str(workdir),
-        }
-        os.environ["WCT_DATABASE_URL"] = database_url  # flows called in this process agree
-        server = CaseServer(api_url, database_url, workdir, env=env)
-        asyncio.run(server.start())
-        try:
-            yield server
-        finally:
-            if server.process is not None:
-                server.stop()
-            os.environ.pop("WCT_DATABASE_URL", None)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_harness,  # the session's one harness
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick resumed runs up promptly
+        "WCT_DATABASE_URL": database_url,
+        "WCT_HOME": str(workdir),
+    }
+    server = CaseServer(prefect_harness, database_url, workdir, env=env)
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.stop()
 
 
 async def _state(run_id: UUID) -> FlowRun:
@@ -212,7 +208,7 @@ async def _dispute_story(server: CaseServer) -> None:
     await until(started.id, {StateType.PAUSED}, key_part="-r2-a0")
     assert actions(server, subject) == ["dispute.opened", "dispute.escalated"]
 
-    # The serving process stops (a clean stop deletes scheduled runs) and starts again.
+    # The serving process stops and starts again.
     server.stop()
     await server.start()
 

@@ -30,8 +30,6 @@ from models.tables import OutboxMessage, Step
 from .cycles_support import london, run, state
 from .flows_harness import CycleDb
 
-pytest_plugins = ["tests.flows_harness"]
-
 NOV = london(2026, 11, 23, 9, 0)
 
 

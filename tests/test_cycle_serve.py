@@ -34,8 +34,6 @@ from .cycles_support import london
 from .flows_harness import CycleDb
 from .test_cycle_flows import runs_named
 
-pytest_plugins = ["tests.flows_harness"]
-
 WAIT = 120.0  # an upper bound for the server to reach a state, never an expectation of speed
 STEM = "meeting:wscb:2027-03-25"
 

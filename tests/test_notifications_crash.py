@@ -22,8 +22,6 @@ from tests.notifications_fixtures import (
     row,
 )
 
-pytest_plugins = ["tests.notifications_fixtures"]
-
 DISPATCH_ONCE = """
 import os
 from models.clock import SystemClock

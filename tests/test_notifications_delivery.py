@@ -36,8 +36,6 @@ from tests.notifications_fixtures import (
     self_signed,
 )
 
-pytest_plugins = ["tests.notifications_fixtures"]
-
 
 def _parts(message: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}

@@ -20,8 +20,6 @@ from tests.notifications_fixtures import queue
 
 from .flows_harness import CycleDb
 
-pytest_plugins = ["tests.flows_harness"]
-
 
 @pytest.fixture
 def mail_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
