@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
@@ -22,17 +23,19 @@ from flows.cases import (
 RECONCILE_EVERY = timedelta(minutes=15)
 
 
-def case_deployments(*, reconcile_every: timedelta = RECONCILE_EVERY) -> list[RunnerDeployment]:
+def case_deployments(
+    *, reconcile_every: timedelta = RECONCILE_EVERY, for_workers: bool = False
+) -> list[RunnerDeployment]:
     """One deployment per case kind (typed parameters render as a form), plus timer and sweep."""
-    tags = [CASE_TAG]
+    common: dict[str, Any] = {"tags": [CASE_TAG], "for_workers": for_workers}
     return [
-        deployment(dispute_case, "dispute", tags=tags),
-        deployment(call_to_account_case, "call-to-account", tags=tags),
-        deployment(risk_case, "risk", tags=tags),
-        deployment(approval_case, "approval", tags=tags),
-        deployment(follow_case, "follow-case", tags=tags),
-        deployment(case_step, "case-step", tags=tags),
-        deployment(case_reconcile, "case-reconcile", tags=tags, interval=reconcile_every),
+        deployment(dispute_case, "dispute", **common),
+        deployment(call_to_account_case, "call-to-account", **common),
+        deployment(risk_case, "risk", **common),
+        deployment(approval_case, "approval", **common),
+        deployment(follow_case, "follow-case", **common),
+        deployment(case_step, "case-step", **common),
+        deployment(case_reconcile, "case-reconcile", interval=reconcile_every, **common),
     ]
 
 

@@ -415,16 +415,17 @@ def deploy(
     ctx: typer.Context,
     pool: Annotated[str, typer.Option("--pool", help="Prefect work pool the workers poll.")],
 ) -> None:
-    """Register every cycle on a Prefect work pool (PREFECT_API_URL), for workers on other
-    machines; the flows are named by module, so any machine with wct installed can run them."""
+    """Register every deployment (cycles, cases, dispatcher) on a Prefect work pool
+    (PREFECT_API_URL), for workers on other machines; the flows are named by module, so any
+    machine with wct installed can run them."""
     rt = runtime(ctx)
     c = _constitution(rt)
     if not os.environ.get("PREFECT_API_URL"):
         raise WctError("set PREFECT_API_URL to the Prefect server the workers use")
-    from deployments.serve import cycle_deployments, register_on_pool
+    from deployments.serve import all_deployments, register_on_pool
 
     with _api(os.environ["PREFECT_API_URL"]):
-        deployments = cycle_deployments(c, for_workers=True)
+        deployments = all_deployments(c, for_workers=True)
         created = asyncio.run(register_on_pool(deployments, pool))
     typer.echo(
         f"{len(deployments)} deployments registered on work pool '{pool}'"

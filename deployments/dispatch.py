@@ -10,11 +10,14 @@ from deployments.common import deployment
 from flows.dispatch import dispatch
 
 
-def dispatch_deployments(every: timedelta = timedelta(minutes=1)) -> list[RunnerDeployment]:
+def dispatch_deployments(
+    every: timedelta = timedelta(minutes=1), *, for_workers: bool = False
+) -> list[RunnerDeployment]:
     return [
         deployment(
             dispatch,
             "dispatch",
+            for_workers=for_workers,
             interval=every,
             tags=["wct", "outbox"],
             description="Deliver due email and Teams messages from the outbox; retry; dead-letter.",

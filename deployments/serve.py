@@ -13,7 +13,6 @@ from prefect.client.schemas.schedules import RRuleSchedule
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import ObjectNotFound
-from prefect.types.entrypoint import EntrypointType
 
 from deployments.cases import case_deployments
 from deployments.common import deployment as common_deployment
@@ -72,9 +71,7 @@ def cycle_deployments(
     tags = [CYCLE_TAG]
 
     def deployment(flow: Flow[Any, Any], name: str, **options: Any) -> RunnerDeployment:
-        if for_workers:
-            options["entrypoint_type"] = EntrypointType.MODULE_PATH
-        return common_deployment(flow, name, **options)
+        return common_deployment(flow, name, for_workers=for_workers, **options)
 
     made = [
         deployment(cycle_step, "cycle-step", tags=tags),
@@ -118,13 +115,15 @@ def cycle_deployments(
     return made
 
 
-def other_deployments() -> list[RunnerDeployment]:
-    """The cases' deployments and the dispatcher, served beside the cycles."""
-    return case_deployments() + dispatch_deployments()
-
-
-def all_deployments(constitution: Constitution | None = None) -> list[RunnerDeployment]:
-    return cycle_deployments(constitution) + other_deployments()
+def all_deployments(
+    constitution: Constitution | None = None, *, for_workers: bool = False
+) -> list[RunnerDeployment]:
+    """The cycles, the cases and the dispatcher: everything `wct up` serves."""
+    return (
+        cycle_deployments(constitution, for_workers=for_workers)
+        + case_deployments(for_workers=for_workers)
+        + dispatch_deployments(for_workers=for_workers)
+    )
 
 
 async def catch_up(deployments: list[RunnerDeployment], c: Constitution) -> int:
