@@ -25,8 +25,9 @@ from models.clock import Clock
 from models.commands import current_constitution
 from models.cycle_steps import KINDS, reconcile, run_step
 from models.decision import Vote
+from models.queries import overdue_items
 from models.steps import PlannedStep, as_planned
-from models.tables import Meeting, Review, Step
+from models.tables import Meeting, Step
 from models.uow import UnitOfWork
 
 T = TypeVar("T")
@@ -116,16 +117,7 @@ def minutes_markdown(draft: meetings.MinutesDraft) -> str:
 
 
 def overdue_markdown(session: Session, now: datetime) -> tuple[str, int]:
-    rows = []
-    for report in reports.overdue_reports(session):
-        rows.append(f"| report | {reports.report_key(report)} | {report.due_on} |")
-    for review in session.exec(select(Review).where(Review.status == reviews.OVERDUE_STATUS)):
-        rows.append(f"| review | {reviews.review_key(review)} | {review.due_on} |")
-    for meeting in session.exec(
-        select(Meeting).where(Meeting.status == meetings.HELD).order_by(col(Meeting.starts_at))
-    ):
-        if meeting.minutes_due_on is not None and meeting.minutes_due_on < now.date():
-            rows.append(f"| minutes | {meetings.meeting_key(meeting)} | {meeting.minutes_due_on} |")
+    rows = [f"| {i.what} | {i.key} | {i.due} |" for i in overdue_items(session, now)]
     text = "\n".join(
         [f"# Overdue at {now:%d %B %Y %H:%M}", "", "| What | Key | Was due |", "|---|---|---|"]
         + (rows or ["| - | nothing overdue | - |"])

@@ -517,6 +517,14 @@ def remind(uow: UnitOfWork, meeting: Meeting) -> bool:
     return True
 
 
+def minutes_overdue(meeting: Meeting, now: datetime) -> bool:
+    """Draft minutes not in by the end of the day they were due (the day set by
+    `reminders.minutes_due`, in working days after the meeting)."""
+    if meeting.status in (DRAFTED, APPROVED, CANCELLED) or meeting.minutes_due_on is None:
+        return False
+    return meeting.starts_at <= now and at_five(meeting.minutes_due_on) <= now
+
+
 def chase_minutes(uow: UnitOfWork, meeting: Meeting) -> bool:
     """Draft minutes are due a set number of working days after the meeting: if they are not
     drafted by then, the chair and the coordinators are told."""

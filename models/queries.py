@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session, col, func, select
 
+from models import meetings, reports, reviews
 from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution
-from models.tables import AuditHead, ConstitutionRecord, Person, PersonRole
+from models.tables import AuditHead, ConstitutionRecord, Meeting, Person, PersonRole, Review
 
 
 @dataclass(frozen=True)
@@ -139,3 +140,29 @@ def representation_gaps(c: Constitution, holders: list[tuple[str, str, str]]) ->
         for org in c.organisations
         if org.statutory_partner and org.id not in seated
     ]
+
+
+@dataclass(frozen=True)
+class OverdueItem:
+    what: str
+    key: str
+    due: date
+
+
+def overdue_items(session: Session, now: datetime) -> list[OverdueItem]:
+    """Everything overdue: reports (22.2.1, 11.4.1) and reviews past their due date, and draft
+    minutes not in by their day. Each rule is its own module's; this only gathers them."""
+    items = [
+        OverdueItem("report", reports.report_key(r), r.due_on)
+        for r in reports.overdue_reports(session)
+    ]
+    items += [
+        OverdueItem("review", reviews.review_key(r), r.due_on)
+        for r in session.exec(select(Review).where(Review.status == reviews.OVERDUE_STATUS))
+    ]
+    for meeting in session.exec(select(Meeting).order_by(col(Meeting.starts_at))):
+        if meetings.minutes_overdue(meeting, now) and meeting.minutes_due_on is not None:
+            items.append(
+                OverdueItem("minutes", meetings.meeting_key(meeting), meeting.minutes_due_on)
+            )
+    return items

@@ -374,6 +374,20 @@ def test_minutes_not_drafted_are_chased(people: Engine, clock: FixedClock) -> No
     ]
 
 
+def test_overdue_minutes_appear_on_the_overdue_list_only_after_their_day(
+    people: Engine, clock: FixedClock
+) -> None:
+    from models.queries import overdue_items
+
+    held(people, clock, ["lead@council.example"])
+    with Session(people) as session:
+        assert [i.what for i in overdue_items(session, clock.now())] == []
+        due = london(2027, 3, 23, 17, 0)  # minutes due 10 working days after 9 March
+        assert overdue_items(session, due - timedelta(minutes=1)) == []
+        [item] = overdue_items(session, due)
+    assert (item.what, item.key, item.due) == ("minutes", STEM, date(2027, 3, 23))
+
+
 def test_minutes_are_approved_at_the_next_meeting_only(people: Engine, clock: FixedClock) -> None:
     first = held(people, clock, ["lead@council.example"])
     run(people, clock, lambda uow: meetings.draft_minutes(uow, meeting_id=first))
