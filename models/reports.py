@@ -19,10 +19,9 @@ from models.permissions import find_actor
 from models.steps import (
     PlannedStep,
     at_five,
-    at_nine,
     body_members,
     pending_steps,
-    plan,
+    plan_deadline,
     role_holders,
 )
 from models.tables import Report
@@ -139,34 +138,14 @@ def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
                 session.flush()
                 created.append(report_key(report))
                 uow.record("report.opened", _subject(report), before=None, after=_state(report))
-                stem, subject = report_key(report), _subject(report)
-                steps.append(
-                    plan(
-                        session,
-                        key=f"{stem}:request",
-                        kind=REQUEST,
-                        subject=subject,
-                        due_at=at_nine(add_working_days(due, -r.report_request)),
-                    )
-                )
-                for n in sorted(set(r.report_reminders), reverse=True):
-                    steps.append(
-                        plan(
-                            session,
-                            key=f"{stem}:reminder-{n}",
-                            kind=REMINDER,
-                            subject=subject,
-                            due_at=at_nine(add_working_days(due, -n)),
-                        )
-                    )
-                steps.append(
-                    plan(
-                        session,
-                        key=f"{stem}:overdue",
-                        kind=OVERDUE,
-                        subject=subject,
-                        due_at=at_five(add_working_days(due, r.report_overdue_grace)),
-                    )
+                steps += plan_deadline(
+                    session,
+                    r,
+                    stem=report_key(report),
+                    subject=_subject(report),
+                    due=due,
+                    kinds=(REQUEST, REMINDER, OVERDUE),
+                    opening="request",
                 )
             else:
                 steps.extend(pending_steps(session, _subject(report)))

@@ -22,10 +22,10 @@ from models.queries import representation_gaps
 from models.steps import (
     PlannedStep,
     at_five,
-    at_nine,
     body_members,
     pending_steps,
     plan,
+    plan_deadline,
     role_holders,
 )
 from models.tables import Person, PersonRole, Review
@@ -123,37 +123,17 @@ def open_review(uow: UnitOfWork, *, kind: str, year: int) -> ReviewOpened:
     session.add(review)
     session.flush()
     uow.record("review.opened", _subject(review), before=None, after=_state(review))
-    r, stem, subject = c.reminders, review_key(review), _subject(review)
-    steps = [
-        plan(
-            session,
-            key=f"{stem}:notice",
-            kind=NOTICE,
-            subject=subject,
-            due_at=at_nine(add_working_days(due, -r.report_request)),
-        )
-    ]
-    for n in sorted(set(r.report_reminders), reverse=True):
-        steps.append(
-            plan(
-                session,
-                key=f"{stem}:reminder-{n}",
-                kind=REMINDER,
-                subject=subject,
-                due_at=at_nine(add_working_days(due, -n)),
-            )
-        )
-    steps.append(
-        plan(
-            session,
-            key=f"{stem}:overdue",
-            kind=OVERDUE,
-            subject=subject,
-            due_at=at_five(add_working_days(due, r.report_overdue_grace)),
-        )
+    steps = plan_deadline(
+        session,
+        c.reminders,
+        stem=review_key(review),
+        subject=_subject(review),
+        due=due,
+        kinds=(NOTICE, REMINDER, OVERDUE),
+        opening="notice",
     )
     assert review.id is not None
-    return ReviewOpened(review.id, stem, True, due, steps)
+    return ReviewOpened(review.id, review_key(review), True, due, steps)
 
 
 def find_review(session: Session, *, kind: str, year: int) -> Review:

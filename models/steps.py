@@ -12,13 +12,13 @@ from datetime import date, datetime, time
 
 from sqlmodel import Session, col, select
 
-from models.casework import distinct, schedule
+from models.calendar import add_working_days
+from models.casework import close_of_business, distinct, schedule
 from models.clock import LONDON
-from models.constitution import Constitution
+from models.constitution import Constitution, Reminders
 from models.tables import Person, PersonRole, Step
 
 START_OF_DAY = time(9, 0)
-CLOSE_OF_DAY = time(17, 0)
 
 
 def at_nine(day: date) -> datetime:
@@ -26,9 +26,7 @@ def at_nine(day: date) -> datetime:
     return datetime.combine(day, START_OF_DAY, tzinfo=LONDON)
 
 
-def at_five(day: date) -> datetime:
-    """A deadline day ends at 17:00, Europe/London."""
-    return datetime.combine(day, CLOSE_OF_DAY, tzinfo=LONDON)
+at_five = close_of_business  # a deadline day ends at 17:00, Europe/London
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,51 @@ def plan(session: Session, *, key: str, kind: str, subject: str, due_at: datetim
     """Record a step once (the same key again keeps the first) and return it as data."""
     step = schedule(session, key=key, kind=kind, subject=subject, due_at=due_at)
     return as_planned(step)
+
+
+def plan_deadline(
+    session: Session,
+    reminders: Reminders,
+    *,
+    stem: str,
+    subject: str,
+    due: date,
+    kinds: tuple[str, str, str],
+    opening: str,
+) -> list[PlannedStep]:
+    """The ladder of anything owed by a date (a report, a review): the request `report_request`
+    working days before, a reminder at each of `report_reminders`, and the overdue escalation
+    `report_overdue_grace` working days after. `kinds` are (opening, reminder, overdue)."""
+    opening_kind, reminder_kind, overdue_kind = kinds
+    steps = [
+        plan(
+            session,
+            key=f"{stem}:{opening}",
+            kind=opening_kind,
+            subject=subject,
+            due_at=at_nine(add_working_days(due, -reminders.report_request)),
+        )
+    ]
+    for n in sorted(set(reminders.report_reminders), reverse=True):
+        steps.append(
+            plan(
+                session,
+                key=f"{stem}:reminder-{n}",
+                kind=reminder_kind,
+                subject=subject,
+                due_at=at_nine(add_working_days(due, -n)),
+            )
+        )
+    steps.append(
+        plan(
+            session,
+            key=f"{stem}:overdue",
+            kind=overdue_kind,
+            subject=subject,
+            due_at=at_five(add_working_days(due, reminders.report_overdue_grace)),
+        )
+    )
+    return steps
 
 
 def as_planned(step: Step) -> PlannedStep:
