@@ -154,6 +154,9 @@ class Reminders(_Strict):
     report_request: int = Field(default=20, ge=1, le=60)
     report_reminders: list[int] = Field(default_factory=lambda: [10, 5, 1])
     report_overdue_grace: int = Field(default=3, ge=0, le=30)
+    challenge_window: int = Field(
+        default=20, ge=1, le=120, description="7.2: a published review is open to challenge."
+    )
 
 
 class RiskPolicy(_Strict):

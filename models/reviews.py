@@ -42,7 +42,6 @@ OPEN, OVERDUE_STATUS, PUBLISHED, COMPLETED = "open", "overdue", "published", "co
 CHALLENGE_CLAUSE = "7.2"
 MEMBERSHIP_CLAUSE = "20.3.5"
 # 7.2 sets no length for the challenge window; the constitution has no field for it yet.
-CHALLENGE_WINDOW_WORKING_DAYS = 20
 
 
 def clauses(spec: ReviewSpec) -> set[str]:
@@ -316,7 +315,7 @@ def complete_review(
     settle(session, subject=_subject(review), now=now)
     if CHALLENGE_CLAUSE in clauses(spec):
         review.status, review.published_at = PUBLISHED, now
-        review.challenge_closes_on = add_working_days(now.date(), CHALLENGE_WINDOW_WORKING_DAYS)
+        review.challenge_closes_on = add_working_days(now.date(), c.reminders.challenge_window)
         steps.append(
             plan(
                 session,
