@@ -199,6 +199,21 @@ def meeting_approve(
     typer.echo(f"minutes of {body} {day} approved at {at}")
 
 
+@meeting_app.command("cancel")
+@errors
+def meeting_cancel(
+    ctx: typer.Context,
+    body: Body,
+    day: Day,
+    reason: Annotated[str, typer.Option(help="Why; members see it.")],
+) -> None:
+    """Cancel BODY's meeting on DAY: its steps stop and members get a calendar cancellation."""
+    rt = runtime(ctx)
+    meeting_id = _meeting_id(rt, body, day)
+    done = _do(rt, lambda uow: meetings.cancel_meeting(uow, meeting_id=meeting_id, reason=reason))
+    typer.echo(f"{body} {day} " + ("cancelled; members told" if done else "was already cancelled"))
+
+
 # --- reports ---------------------------------------------------------------------------------
 
 

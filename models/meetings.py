@@ -490,6 +490,34 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting) -> bool:
     return True
 
 
+def cancel_meeting(uow: UnitOfWork, *, meeting_id: int, reason: str) -> bool:
+    """Cancel a meeting that has not been held: its steps stop, and every member gets the
+    cancellation with METHOD:CANCEL for the same invitation (UID kept, SEQUENCE raised)."""
+    session, c = uow.session, current_constitution(uow.session)
+    meeting = load_meeting(session, meeting_id)
+    why = clean_text(reason, what="reason", limit=300)
+    if meeting.status == CANCELLED:
+        return False
+    if meeting.status not in (PLANNED, PUBLISHED):
+        raise WctError(
+            f"{meeting_key(meeting)} was held ({meeting.status}): it cannot be cancelled"
+        )
+    before = _state(meeting)
+    meeting.status = CANCELLED
+    meeting.ical_sequence += 1
+    session.add(meeting)
+    settle(session, subject=_subject(meeting), now=uow.clock.now())
+    notify(
+        uow,
+        kind="meeting_cancelled",
+        people=body_members(session, c, meeting.body_id),
+        key=f"{meeting_key(meeting)}:cancelled",
+        context=_context(c, meeting, reason=why, action="The meeting will not take place."),
+    )
+    uow.record("meeting.cancelled", _subject(meeting), before=before, after=_state(meeting))
+    return True
+
+
 def remind(uow: UnitOfWork, meeting: Meeting) -> bool:
     """The day-before reminder, to members who have not sent apologies."""
     c = current_constitution(uow.session)

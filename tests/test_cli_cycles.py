@@ -109,3 +109,16 @@ def test_report_and_review_by_hand(cli: Cli, clock: FixedClock) -> None:
     keys = [s["key"] for s in json.loads(overdue.stdout)]
     assert "report:strategy-group-performance:be-healthy:2027-Q1:overdue" in keys
     assert not any(k.startswith("report:wscb-quarterly") for k in keys)
+
+
+def test_meeting_cancel_from_the_cli(cli: Cli) -> None:
+    ready(cli)
+    assert cli("meeting", "plan", "board", "2027-03-09").exit_code == 0
+    missing = cli("meeting", "cancel", "board", "2027-03-09")
+    assert missing.exit_code == 2  # --reason is required
+    done = cli("meeting", "cancel", "board", "2027-03-09", "--reason", "Snow")
+    assert done.exit_code == 0 and "cancelled; members told" in done.output
+    again = cli("meeting", "cancel", "board", "2027-03-09", "--reason", "Snow")
+    assert again.exit_code == 0 and "already cancelled" in again.output
+    unknown = cli("meeting", "cancel", "board", "2027-03-10", "--reason", "Snow")
+    assert unknown.exit_code == 1 and "no meeting of board planned on 2027-03-10" in unknown.output

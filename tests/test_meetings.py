@@ -436,3 +436,49 @@ def test_minutes_are_approved_at_the_next_meeting_only(people: Engine, clock: Fi
         assert meeting is not None
         assert meeting.status == meetings.APPROVED
         assert meeting.minutes_approved_at_meeting_id == second.meeting_id
+
+
+def test_cancelling_a_meeting_stops_its_steps_and_sends_a_calendar_cancel(
+    people: Engine, clock: FixedClock
+) -> None:
+    planned = plan(people, clock)
+    before = state(people)
+    with pytest.raises(WctError, match="reason is empty"):
+        run(
+            people,
+            clock,
+            lambda uow: meetings.cancel_meeting(uow, meeting_id=planned.meeting_id, reason=" "),
+        )
+    assert state(people) == before
+    assert run(
+        people,
+        clock,
+        lambda uow: meetings.cancel_meeting(uow, meeting_id=planned.meeting_id, reason="Snow"),
+    )
+    assert not run(
+        people,
+        clock,
+        lambda uow: meetings.cancel_meeting(uow, meeting_id=planned.meeting_id, reason="Snow"),
+    )
+    told = recipients(people, "meeting_cancelled", f"{STEM}:cancelled")
+    assert "lead@council.example" in told and len(told) == len(set(told))
+    with Session(people) as session:
+        meeting = session.get(Meeting, planned.meeting_id)
+        assert meeting is not None and (meeting.status, meeting.ical_sequence) == ("cancelled", 1)
+        sent = session.exec(
+            select(OutboxMessage).where(OutboxMessage.kind == "meeting_cancelled")
+        ).first()
+        assert sent is not None and json.loads(sent.context)["ical_sequence"] == 1
+    assert fire(people, clock, f"{STEM}:reminder") != "acted"  # the timers stop
+
+
+def test_a_held_meeting_cannot_be_cancelled(people: Engine, clock: FixedClock) -> None:
+    meeting_id = held(people, clock, ["lead@council.example"])
+    before = state(people)
+    with pytest.raises(WctError, match="cannot be cancelled"):
+        run(
+            people,
+            clock,
+            lambda uow: meetings.cancel_meeting(uow, meeting_id=meeting_id, reason="x"),
+        )
+    assert state(people) == before
