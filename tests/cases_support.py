@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.engine import Engine
@@ -20,12 +21,15 @@ from .conftest import DATA
 T = TypeVar("T")
 
 
-def populate(engine: Engine, clock: FixedClock) -> None:
-    text = (DATA / "cases-members.csv").read_text()
+def import_members_file(engine: Engine, clock: FixedClock, path: Path) -> None:
     with UnitOfWork(engine, clock=clock, actor="test") as uow:
-        rows = parse_members(text, current_constitution(uow.session), source="cases-members.csv")
+        rows = parse_members(path.read_text(), current_constitution(uow.session), source=path.name)
         import_members(uow, rows=rows)
         uow.commit()
+
+
+def populate(engine: Engine, clock: FixedClock) -> None:
+    import_members_file(engine, clock, DATA / "cases-members.csv")
 
 
 def actor(engine: Engine, email: str) -> Actor:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from models.clock import LONDON, FixedClock
-from models.commands import current_constitution, import_members
-from models.members import parse_members
-from models.tables import AuditHead, OutboxMessage, Person, Step
-from models.uow import UnitOfWork
+from models.tables import OutboxMessage, Person, Step
 
+from .cases_support import import_members_file, run, state
 from .conftest import DATA
 
-T = TypeVar("T")
+__all__ = ["london", "populate", "recipients", "run", "state", "step_status"]
 
 
 def london(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -25,28 +21,7 @@ def london(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> d
 
 
 def populate(engine: Engine, clock: FixedClock) -> None:
-    text = (DATA / "cycles-members.csv").read_text()
-    with UnitOfWork(engine, clock=clock, actor="test") as uow:
-        rows = parse_members(text, current_constitution(uow.session), source="cycles-members.csv")
-        import_members(uow, rows=rows)
-        uow.commit()
-
-
-def run(engine: Engine, clock: FixedClock, command: Callable[[UnitOfWork], T]) -> T:
-    """Run one command in its own unit of work and commit it."""
-    with UnitOfWork(engine, clock=clock, actor="test") as uow:
-        result = command(uow)
-        uow.commit()
-    return result
-
-
-def state(engine: Engine) -> tuple[int, int, int]:
-    """(audit events, outbox rows, steps): what a refused command must leave unchanged."""
-    with Session(engine) as session:
-        head = session.exec(select(AuditHead)).one()
-        outbox = session.exec(select(func.count()).select_from(OutboxMessage)).one()
-        steps = session.exec(select(func.count()).select_from(Step)).one()
-    return head.seq, outbox, steps
+    import_members_file(engine, clock, DATA / "cycles-members.csv")
 
 
 def recipients(engine: Engine, kind: str, key_prefix: str = "") -> list[str]:
