@@ -211,14 +211,7 @@ def open_call(
     session.add(case)
     session.flush()
     _audit(uow, case, "account.opened", None)
-    assert case.negotiation_ends_on is not None
-    schedule(
-        session,
-        key=f"{_subject(case)}:stalemate:{case.negotiation_ends_on}",
-        kind="account.stalemate",
-        subject=_subject(case),
-        due_at=close_of_business(case.negotiation_ends_on),
-    )
+    _schedule_stalemate(session, case)
     _tell(
         uow,
         c,
@@ -293,6 +286,18 @@ def answer_deadline(
             f"Accept {counter} as the deadline or propose another by {case.negotiation_ends_on}.",
         )
     return _result(case)
+
+
+def _schedule_stalemate(session: Session, case: CallToAccount) -> None:
+    """The end of the agreement window: no deadline agreed by then is a stalemate (11.5.1)."""
+    assert case.negotiation_ends_on is not None
+    schedule(
+        session,
+        key=f"{_subject(case)}:stalemate:{case.negotiation_ends_on}",
+        kind="account.stalemate",
+        subject=_subject(case),
+        due_at=close_of_business(case.negotiation_ends_on),
+    )
 
 
 def _schedule_response_steps(uow: UnitOfWork, c: Constitution, case: CallToAccount) -> None:
@@ -445,13 +450,7 @@ def conclude(
     case.negotiation_ends_on = add_working_days(today, c.call_to_account.agreement_window)
     session.add(case)
     _audit(uow, case, "account.reopened", before, note=text)
-    schedule(
-        session,
-        key=f"{_subject(case)}:stalemate:{case.negotiation_ends_on}",
-        kind="account.stalemate",
-        subject=_subject(case),
-        due_at=close_of_business(case.negotiation_ends_on),
-    )
+    _schedule_stalemate(session, case)
     _tell(
         uow,
         c,
