@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from models.clock import Clock, SystemClock
@@ -94,6 +95,8 @@ def errors(command: Callable[P, R]) -> Callable[P, R]:
             ) from None
         except WctError as exc:
             raise fail(str(exc)) from None
+        except ValidationError as exc:
+            raise fail(_validation_message(exc)) from None
         except Exception as exc:
             if os.environ.get("WCT_DEBUG"):
                 raise
@@ -103,6 +106,17 @@ def errors(command: Callable[P, R]) -> Callable[P, R]:
             ) from None
 
     return wrapper
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """Name the setting (as its environment variable) or the field that is wrong, and why."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        name = f"WCT_{field.upper()}" if exc.title == "Settings" else field
+        parts.append(f"{name}: {error['msg']}")
+    what = "configuration" if exc.title == "Settings" else exc.title
+    return f"invalid {what}: " + "; ".join(parts)
 
 
 def print_json(value: Any) -> None:

@@ -387,3 +387,31 @@ async def _twice_story(server: CaseServer) -> None:
     await answer(first.id, your_email="chair@wscb.example", decision="approve", note="Agreed")
     await until(first.id, {StateType.COMPLETED})
     assert actions(server, subject) == ["approval.requested", "approval.decided"]
+
+
+def test_a_bad_opening_form_fails_the_run_with_a_clear_reason_and_changes_nothing(
+    case_server: CaseServer,
+) -> None:
+    asyncio.run(_bad_form_story(case_server))
+
+
+async def _bad_form_story(server: CaseServer) -> None:
+    with db(server) as session:
+        before = len(session.exec(select(AuditEvent)).all())
+    started = await arun_deployment(
+        "dispute/dispute",
+        parameters={
+            "request": {
+                "title": "Bad parties",
+                "parties": ["merseyside-police", "atlantis"],
+                "opened_by": "pat@police.example",
+            }
+        },
+        timeout=0,
+    )
+    failed = await until(started.id, {StateType.FAILED})
+    assert failed.state is not None and "unknown organisation(s): atlantis" in (
+        failed.state.message or ""
+    )
+    with db(server) as session:
+        assert len(session.exec(select(AuditEvent)).all()) == before

@@ -228,3 +228,22 @@ def test_erasing_a_member_keeps_the_audit_trail_whole(cli: Cli) -> None:
     assert "member.erased" in exported and "Sam" not in exported
     again = cli("members", "erase", "sam@police.example", "--yes")
     assert again.exit_code == 1 and "no member" in again.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("WCT_SMTP_TLS", "bogus", "WCT_SMTP_TLS: Input should be 'none', 'starttls' or 'ssl'"),
+        ("WCT_SMTP_PORT", "abc", "WCT_SMTP_PORT: Input should be a valid integer, unable to parse"),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line(
+    tmp_path: Path, variable: str, value: str, words: str
+) -> None:
+    env = {"WCT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", variable: value}
+    wct = [sys.executable, "-c", "from deployments.cli import main; main()"]
+    result = subprocess.run([*wct, "init"], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"wct: error: invalid configuration: {words}")
+    assert not (tmp_path / "home" / "wct.db").exists()
