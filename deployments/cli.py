@@ -12,7 +12,7 @@ import typer
 from sqlmodel import Session, col, select
 
 # Importing these registers their commands on `app`.
-from deployments import cli_cases, cli_cycles, cli_notifications  # noqa: F401
+from deployments import cli_cases, cli_cycles, cli_notifications, cli_up  # noqa: F401
 from deployments.cli_base import (
     JsonFlag,
     Runtime,
@@ -23,6 +23,7 @@ from deployments.cli_base import (
     print_json,
     runtime,
 )
+from deployments.cli_up import describe, runtime_health
 from models import audit
 from models.commands import (
     apply_constitution,
@@ -33,6 +34,7 @@ from models.commands import (
 from models.constitution import default_constitution_path, load_constitution
 from models.db import migrate
 from models.errors import ConstitutionInvalid, WctError
+from models.health import Level
 from models.members import parse_members
 from models.queries import status as status_view
 from models.tables import Person, PersonRole
@@ -102,12 +104,18 @@ def check(
 @app.command()
 @errors
 def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Bodies, chairs, seats filled, members and the next meeting of each body."""
+    """Bodies, chairs, seats filled, members, next meetings; and whether the running system works:
+    the Prefect server, its scheduler, the last dispatch and the outbox. Exit 1 if it does not."""
     rt = runtime(ctx)
-    with Session(rt.ready_engine()) as session:
+    engine = rt.ready_engine()
+    with Session(engine) as session:
         view = status_view(session, now=rt.clock.now(), meetings=3 if as_json else 1)
+    health = runtime_health(rt, engine)
+    broken = health.level is Level.ERROR
     if as_json:
-        print_json(view.as_dict())
+        print_json(view.as_dict() | {"runtime": health.as_dict(rt.clock.now())})
+        if broken:
+            raise typer.Exit(1)
         return
     typer.echo(f"{view.partnership} ({view.short_name})")
     typer.echo(
@@ -125,6 +133,13 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for warning in view.warnings:
         typer.echo(f"warning: {warning}")
+    typer.echo("")
+    for line in describe(health, rt.clock.now()):
+        typer.echo(line)
+    for finding in health.findings:
+        typer.echo(f"{finding.level.value}: {finding.message}", err=finding.level is Level.ERROR)
+    if broken:
+        raise typer.Exit(1)
 
 
 @members_app.command("import")

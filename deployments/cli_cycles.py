@@ -1,4 +1,4 @@
-"""`wct meeting|report|review|steps|up|simulate`: the recurring cycles from the command line."""
+"""`wct meeting|report|review|steps|deploy|simulate`: the recurring cycles from the command line."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -21,6 +18,7 @@ import typer
 from sqlmodel import Session
 
 from deployments.cli_base import JsonFlag, Runtime, app, errors, print_json, runtime
+from deployments.server import api
 from models import meetings, reports, reviews
 from models.commands import current_constitution
 from models.constitution import Constitution, load_constitution
@@ -44,7 +42,6 @@ app.add_typer(review_app, name="review")
 By = Annotated[str, typer.Option("--by", help="Your email (or pseudonym): who is acting.")]
 Body = Annotated[str, typer.Argument(help="Body id, e.g. board.")]
 Day = Annotated[str, typer.Argument(help="Meeting date, YYYY-MM-DD.")]
-UI_WAIT_SECONDS = 120.0
 
 
 def _day(text: str) -> date:
@@ -336,92 +333,9 @@ def steps_list(
 # --- up and simulate -------------------------------------------------------------------------
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-@contextmanager
-def prefect_server(host: str, port: int) -> Iterator[str]:
-    """PREFECT_API_URL when set; otherwise a local `prefect server start` for as long as needed."""
-    given = os.environ.get("PREFECT_API_URL")
-    if given:
-        yield given
-        return
-    api_url = f"http://{host}:{port}/api"
-    if _healthy(api_url):
-        raise WctError(
-            f"a Prefect server already answers on {host}:{port}: to use it, set "
-            f"PREFECT_API_URL={api_url}; to start another, choose --port"
-        )
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + UI_WAIT_SECONDS
-        while not _healthy(api_url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise WctError(f"the Prefect server did not start on {host}:{port}")
-            time.sleep(0.5)
-        os.environ["PREFECT_API_URL"] = api_url
-        yield api_url
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextmanager
-def _api(api_url: str) -> Iterator[None]:
-    """Talk to this Prefect server, whatever the settings were when prefect was imported."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        yield
-
-
 def _constitution(rt: Runtime) -> Constitution:
     with Session(rt.ready_engine()) as session:
         return current_constitution(session)
-
-
-@app.command()
-@errors
-def up(
-    ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Where the local Prefect server listens.")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(help="Its port.")] = 4200,
-    register_only: Annotated[
-        bool, typer.Option(help="Register deployments and timers, then exit (no serving).")
-    ] = False,
-) -> None:
-    """Run the partnership's calendar: a Prefect server (unless PREFECT_API_URL is set), every
-    cycle as a deployment on the constitution's schedule, served until stopped."""
-    rt = runtime(ctx)
-    c = _constitution(rt)
-    os.environ.setdefault("WCT_DATABASE_URL", rt.settings.resolved_database_url)
-    os.environ.setdefault("WCT_HOME", str(rt.settings.home))
-    with prefect_server(host, port) as api_url, _api(api_url):
-        from deployments.serve import all_deployments, catch_up
-
-        deployments = all_deployments(c)
-        typer.echo(f"Prefect UI: {api_url.removesuffix('/api')}")
-        asyncio.run(catch_up(deployments, c))
-        typer.echo(f"{len(deployments)} deployments registered; cycles caught up")
-        if register_only:
-            return
-        from prefect import serve
-
-        serve(*deployments, pause_on_shutdown=False)
 
 
 @app.command()
@@ -439,7 +353,7 @@ def deploy(
         raise WctError("set PREFECT_API_URL to the Prefect server the workers use")
     from deployments.serve import all_deployments, register_on_pool
 
-    with _api(os.environ["PREFECT_API_URL"]):
+    with api(os.environ["PREFECT_API_URL"]):
         deployments = all_deployments(c, for_workers=True)
         created = asyncio.run(register_on_pool(deployments, pool))
     typer.echo(
@@ -524,7 +438,7 @@ def run_simulation(
 def _simulation_server() -> Iterator[None]:
     given = os.environ.get("PREFECT_API_URL")
     if given:
-        with _api(given):
+        with api(given):
             yield
         return
     from prefect.testing.utilities import prefect_test_harness

@@ -156,9 +156,17 @@ async def register_on_pool(deployments: list[RunnerDeployment], pool: str) -> bo
     return created
 
 
+def serve_limited(deployments: list[RunnerDeployment], *, limit: int) -> None:
+    """Serve until stopped, at most `limit` flow runs at once (each run is its own process, so
+    this bounds memory; the rest wait as Scheduled). A stop leaves schedules and timers in place."""
+    serve(*deployments, pause_on_shutdown=False, limit=limit)
+
+
 def main() -> None:
-    """Serve every deployment until stopped; a stop leaves schedules and timers in place."""
-    serve(*all_deployments(), pause_on_shutdown=False)  # the shipped constitution
+    """Serve every deployment of the shipped constitution (`python -m deployments.serve`)."""
+    from models.config import get_settings
+
+    serve_limited(all_deployments(), limit=get_settings().run_limit)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,12 @@ from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
-from flows.runtime import clock_at, engine
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
 from flows.signals import relay
 from models import accountability, approvals, disputes, risks
 from models.audit import revision
-from models.case_steps import HANDLERS, act_on_case_step, lock_case_then_step, run_due
+from models.case_steps import HANDLERS, lock_case_then_step, run_case_step, run_due
 from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
-from models.casework import mark_done
 from models.clock import SystemClock
 from models.disputes import DisputeStage
 from models.errors import WctError
@@ -248,10 +247,11 @@ async def wake(subject: str) -> int:
     return woken
 
 
-@flow(name="case-step", log_prints=True)
+@flow(name="case-step", log_prints=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
 async def case_step(key: str, as_of: datetime | None = None) -> bool:
     """A case deadline comes due: apply its rule once, then wake the case run."""
     logger = get_run_logger()
+    await until_due(key, as_of)
     clock = clock_at(as_of)
     with UnitOfWork(engine(), clock=clock, actor="system:timer") as uow:
         step = lock_case_then_step(uow.session, key)
@@ -261,18 +261,18 @@ async def case_step(key: str, as_of: datetime | None = None) -> bool:
         if clock.now() < step.due_at:
             logger.info("step %s is not due until %s", key, step.due_at)
             return False
-        acted = act_on_case_step(uow, step)
-        mark_done(uow.session, step, clock.now())
+        result = run_case_step(uow, step)
+        acted = result == "acted"
         subject = step.subject
         uow.commit()
     relay(engine())
     await schedule_timers(subject)
     await wake(subject)
-    logger.info("step %s: %s", key, "acted" if acted else "already satisfied")
+    logger.info("step %s: %s", key, result)
     return acted
 
 
-@flow(name="case-reconcile", log_prints=True)
+@flow(name="case-reconcile", log_prints=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
 async def case_reconcile(as_of: datetime | None = None) -> list[str]:
     """The sweep: act on any case step whose time passed without its timer run (server down, run
     deleted), and wake case runs waiting on a stale revision (e.g. answered from the CLI)."""

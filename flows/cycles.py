@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from prefect import flow, get_run_logger
@@ -19,12 +20,13 @@ from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from flows.runtime import clock_at, engine
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
 from models import meetings, reports, reviews
 from models.clock import Clock
 from models.commands import current_constitution
 from models.cycle_steps import KINDS, reconcile, run_step
 from models.decision import Vote
+from models.errors import WctError
 from models.queries import overdue_items
 from models.steps import PlannedStep, as_planned
 from models.tables import Meeting, Step
@@ -156,9 +158,15 @@ def step_run_name() -> str:
     return "-".join(key.split(":")[1:]) or key
 
 
-@flow(name="cycle-step", flow_run_name=step_run_name)
+@flow(
+    name="cycle-step",
+    flow_run_name=step_run_name,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
 async def cycle_step(key: str, as_of: datetime | None = None) -> str:
     """A step of a cycle comes due: re-read the state and act once, or do nothing if satisfied."""
+    await until_due(key, as_of)
     outcome = run_step(engine(), clock_at(as_of), key)
     get_run_logger().info("step %s: %s", key, outcome.result)
     if outcome.result == "acted":
@@ -173,11 +181,17 @@ async def _artifacts_for(key: str) -> None:
         await publish_agenda_artifact(int(step.subject.split(":")[1]))
 
 
-@flow(name="cycle-reconcile")
-async def cycle_reconcile(as_of: datetime | None = None, timers: bool = True) -> dict[str, Any]:
-    """The sweep: act on every cycle step whose time passed without its timer run (server down,
-    run deleted), make sure every pending step has its timer, and publish the overdue list."""
+@flow(name="cycle-reconcile", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+async def cycle_reconcile(
+    as_of: datetime | None = None, timers: bool = True, cycles: bool = True
+) -> dict[str, Any]:
+    """The sweep: re-plan every cycle (so a cycle run that failed is repaired within one sweep),
+    act on every cycle step whose time passed without its timer run (server down, run deleted),
+    make sure every pending step has its timer, and publish the overdue list."""
     clock = clock_at(as_of)
+    problems = ensure_cycles(clock) if cycles else []
+    for problem in problems:
+        get_run_logger().warning("%s", problem)
     done = reconcile(engine(), clock)
     for run in done:
         if run.result == "acted":
@@ -189,9 +203,32 @@ async def cycle_reconcile(as_of: datetime | None = None, timers: bool = True) ->
     await acreate_markdown_artifact(text, key="overdue-list", description="Overdue")
     return {
         "acted": [r.key for r in done if r.result == "acted"],
+        "skipped": [r.key for r in done if r.result == "skipped"],
         "timers": ensured,
         "overdue": overdue,
+        "problems": problems,
     }
+
+
+def ensure_cycles(clock: Clock) -> list[str]:
+    """What each cycle's scheduled run does, done again (each is idempotent): the next meetings of
+    every body, the current quarter's reports, the next of every review. Returns what failed."""
+    with Session(engine()) as session:
+        c = current_constitution(session)
+    problems: list[str] = []
+    work: list[tuple[str, Callable[[], object]]] = [
+        (f"meetings of {b.id}", partial(plan_meetings, clock, b.id))
+        for b in c.bodies
+        if b.cadence is not None
+    ]
+    work.append(("quarterly reports", partial(open_quarter, clock, "current")))
+    work += [(f"review {r.id}", partial(open_next_review, clock, r.id)) for r in c.reviews]
+    for what, do in work:
+        try:
+            do()
+        except WctError as exc:
+            problems.append(f"{what}: {exc}")
+    return problems
 
 
 # --- the cycles ------------------------------------------------------------------------------
@@ -201,50 +238,74 @@ def _plan(clock: Clock, body: str, day: date) -> meetings.MeetingPlanned:
     return command(clock, lambda uow: meetings.plan_meeting(uow, body_id=body, day=day))
 
 
-@flow(name="meeting-cycle", flow_run_name="meetings-{body}")
+def plan_meetings(clock: Clock, body: str) -> list[meetings.MeetingPlanned]:
+    """The body's next meetings by its cadence, planned (again: the same meeting is kept)."""
+    with Session(engine()) as session:
+        c = current_constitution(session)
+    days = meetings.next_meeting_days(c, body, clock.now(), MEETINGS_AHEAD)
+    return [_plan(clock, body, d) for d in days]
+
+
+def open_quarter(clock: Clock, period: str) -> reports.ReportsOpened:
+    name = reports.period_of(clock.now().date()) if period == "current" else period
+    return command(clock, lambda uow: reports.open_reports(uow, period=name))
+
+
+def open_next_review(clock: Clock, kind: str, year: int | None = None) -> reviews.ReviewOpened:
+    if year is None:
+        with Session(engine()) as session:
+            year = reviews.next_due_year(current_constitution(session), kind, clock.now().date())
+    due_year = year
+    return command(clock, lambda uow: reviews.open_review(uow, kind=kind, year=due_year))
+
+
+@flow(
+    name="meeting-cycle",
+    flow_run_name="meetings-{body}",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
 async def meeting_cycle(
     body: str, day: date | None = None, as_of: datetime | None = None, timers: bool = True
 ) -> list[dict[str, Any]]:
     """20.4.1 / 21.4.1 / 22.4.1: plan the body's meeting on `day` (default: its next meetings by
     its cadence) and set a timer for each of its steps."""
     clock = clock_at(as_of)
-    if day is None:
-        with Session(engine()) as session:
-            c = current_constitution(session)
-        days = meetings.next_meeting_days(c, body, clock.now(), MEETINGS_AHEAD)
-    else:
-        days = [day]
-    planned = [_plan(clock, body, d) for d in days]
+    planned = plan_meetings(clock, body) if day is None else [_plan(clock, body, day)]
     if timers:
         for p in planned:
             await schedule_timers(p.steps, as_of=as_of)
     return [p.as_dict() for p in planned]
 
 
-@flow(name="quarterly-reports", flow_run_name="reports-{period}")
+@flow(
+    name="quarterly-reports",
+    flow_run_name="reports-{period}",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
 async def quarterly_reports(
     period: str = "current", as_of: datetime | None = None, timers: bool = True
 ) -> dict[str, Any]:
     """22.2.1, 11.4.1: open the quarter's reports (default: the current quarter) with timers."""
-    clock = clock_at(as_of)
-    name = reports.period_of(clock.now().date()) if period == "current" else period
-    opened = command(clock, lambda uow: reports.open_reports(uow, period=name))
+    opened = open_quarter(clock_at(as_of), period)
     if timers:
         await schedule_timers(opened.steps, as_of=as_of)
     return opened.as_dict()
 
 
-@flow(name="annual-review", flow_run_name="review-{kind}")
+@flow(
+    name="annual-review",
+    flow_run_name="review-{kind}",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
 async def annual_review(
     kind: str, year: int | None = None, as_of: datetime | None = None, timers: bool = True
 ) -> dict[str, Any]:
     """19.1, 11.4.2, 11.3.4, 17.2, 20.3.5, 13.3, 11.2.4: open the review due next (or in `year`)
     with its notice, reminders and escalation as timers."""
-    clock = clock_at(as_of)
-    if year is None:
-        with Session(engine()) as session:
-            year = reviews.next_due_year(current_constitution(session), kind, clock.now().date())
-    opened = command(clock, lambda uow: reviews.open_review(uow, kind=kind, year=year))
+    opened = open_next_review(clock_at(as_of), kind, year)
     if timers:
         await schedule_timers(opened.steps, as_of=as_of)
     return opened.as_dict()

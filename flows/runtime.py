@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from models.clock import Clock, FixedClock, SystemClock
 from models.config import get_settings
 from models.db import make_engine
+from models.tables import Step
+
+#: Flows that talk to the Prefect API or deliver messages retry a transient failure. Each request
+#: is first retried by Prefect's client with exponential backoff (429 and 503, up to
+#: PREFECT_CLIENT_MAX_RETRIES); a run that fails anyway is retried whole after RETRY_DELAY (every
+#: command in it is idempotent); a run that still fails is repaired by the sweep, which re-plans
+#: the cycles and acts on every due step.
+RETRIES = 3
+RETRY_DELAY = 30
 
 
 @lru_cache(maxsize=4)
@@ -25,3 +36,23 @@ def engine() -> Engine:
 def clock_at(as_of: datetime | None) -> Clock:
     """The injected clock: wall time, or the time a simulation or test says it is."""
     return FixedClock(as_of) if as_of is not None else SystemClock()
+
+
+#: Prefect's runner starts a run up to 10 s before its scheduled time (prefetch), and the server's
+#: wait-for-scheduled-time rule does not hold a run that is already Pending: a timer can start a
+#: little early. It waits for its step's time instead of finding it "not due" and leaving it to
+#: the next sweep. Longer than this is not a timer firing early: the run ends and the step waits.
+EARLY_LIMIT = timedelta(minutes=5)
+
+
+async def until_due(key: str, as_of: datetime | None) -> None:
+    """Wait, on the wall clock only, until step `key` is due if it is due within EARLY_LIMIT."""
+    if as_of is not None:
+        return  # an injected clock says when it is; a simulation never starts early
+    with Session(engine()) as session:
+        due = session.exec(select(Step.due_at).where(Step.key == key)).first()
+    if due is None:
+        return
+    early = due - SystemClock().now()
+    if timedelta(0) < early <= EARLY_LIMIT:
+        await asyncio.sleep(early.total_seconds())

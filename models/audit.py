@@ -16,6 +16,11 @@ from sqlmodel import Session, col, func, select
 from models.errors import WctError
 from models.tables import GENESIS, AuditEvent, AuditHead
 
+STEP_SKIPPED = "step.skipped"
+# Events that record a decision not to act rather than a change of their subject: they leave its
+# revision as it was, so a skipped reminder does not make a case's waiting form stale.
+NOT_CHANGES = frozenset({STEP_SKIPPED})
+
 
 def canonical(value: Any) -> str:
     """The one JSON form that is hashed: sorted keys, no spaces, UTF-8."""
@@ -281,5 +286,7 @@ def to_csv(rows: Iterable[dict[str, Any]]) -> str:
 def revision(session: Session, subject: str) -> int:
     """How many audited changes `subject` has had: a case's version, for waits that go stale."""
     return session.exec(
-        select(func.count()).select_from(AuditEvent).where(AuditEvent.subject == subject)
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.subject == subject, col(AuditEvent.action).not_in(NOT_CHANGES))
     ).one()

@@ -8,10 +8,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from models import accountability, disputes, risks
-from models.casework import due_steps, locked, mark_done
+from models.casework import due_steps, locked
 from models.clock import Clock
 from models.disputes import DisputeStage
 from models.errors import WctError
+from models.lateness import Fired, fire
 from models.tables import CallToAccount, Dispute, Risk, Step
 from models.uow import UnitOfWork
 
@@ -81,9 +82,16 @@ def act_on_case_step(uow: UnitOfWork, step: Step) -> bool:
     return handler(uow, step)
 
 
+def run_case_step(uow: UnitOfWork, step: Step) -> Fired:
+    """A pending case step whose time has come, locked by `lock_case_then_step`: acted on, found
+    satisfied, or skipped, by its kind's late policy (models/lateness.py)."""
+    # No case message says "late": its deadlines escalate, and an escalation is late by nature.
+    return fire(uow, step, lambda u, s, _was_due: act_on_case_step(u, s))
+
+
 def run_due(engine: Engine, clock: Clock, *, actor: str = "system:timer") -> list[str]:
-    """Act on every case step whose time has come, each in its own transaction; a step that
-    another worker took meanwhile is skipped. Returns the keys of the steps that changed state."""
+    """Act on every case step whose time has come, each in its own transaction; a step another
+    worker took meanwhile is left alone. Returns the keys of the steps that changed state."""
     with Session(engine) as session:
         keys = [s.key for s in due_steps(session, now=clock.now()) if s.kind in HANDLERS]
     acted = []
@@ -92,8 +100,7 @@ def run_due(engine: Engine, clock: Clock, *, actor: str = "system:timer") -> lis
             step = lock_case_then_step(uow.session, key)
             if step is None:
                 continue
-            if act_on_case_step(uow, step):
+            if run_case_step(uow, step) == "acted":
                 acted.append(key)
-            mark_done(uow.session, step, clock.now())
             uow.commit()
     return acted

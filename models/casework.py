@@ -26,6 +26,10 @@ from models.uow import UnitOfWork
 
 CLOSE_OF_BUSINESS = time(17, 0)
 
+# What a step is: waiting to fire; fired (acted or found satisfied); stopped because what it
+# waited for happened; or fired too late to be of use (see models/lateness.py).
+PENDING, DONE, SETTLED, SKIPPED = "pending", "done", "settled", "skipped"
+
 
 def close_of_business(day: date) -> datetime:
     """A deadline day ends at 17:00 in Europe/London."""
@@ -64,9 +68,18 @@ def coordinators(session: Session, c: Constitution) -> list[Person]:
 
 
 def notify(
-    uow: UnitOfWork, *, kind: str, people: Iterable[Person], key: str, context: dict[str, Any]
+    uow: UnitOfWork,
+    *,
+    kind: str,
+    people: Iterable[Person],
+    key: str,
+    context: dict[str, Any],
+    was_due: datetime | None = None,
 ) -> int:
-    """Queue `kind` for each person on each of their channels; a key already queued is skipped."""
+    """Queue `kind` for each person on each of their channels; a key already queued is skipped.
+    `was_due`: the message is sent late, and says when it was due."""
+    if was_due is not None:
+        context = {**context, "was_due": was_due.isoformat()}
     queued = 0
     for person in distinct(people):
         for channel in channels_of(person):
@@ -95,27 +108,32 @@ def schedule(session: Session, *, key: str, kind: str, subject: str, due_at: dat
 
 def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str] = ()) -> int:
     """Mark the pending steps of `subject` (of `kinds`, when given) done: they no longer fire."""
-    query = select(Step).where(Step.subject == subject, Step.status == "pending")
+    query = select(Step).where(Step.subject == subject, Step.status == PENDING)
     wanted = list(kinds)
     if wanted:
         query = query.where(col(Step.kind).in_(wanted))
     steps = session.exec(query).all()
     for step in steps:
-        step.status, step.done_at = "settled", now
+        step.status, step.done_at = SETTLED, now
         session.add(step)
     return len(steps)
 
 
 def due_steps(session: Session, *, now: datetime, prefix: str = "") -> list[Step]:
     """Pending steps whose time has come, oldest first (for timers and the reconcile sweep)."""
-    query = select(Step).where(Step.status == "pending", col(Step.due_at) <= now)
+    query = select(Step).where(Step.status == PENDING, col(Step.due_at) <= now)
     if prefix:
         query = query.where(col(Step.key).startswith(prefix))
     return list(session.exec(query.order_by(col(Step.due_at), col(Step.id))).all())
 
 
 def mark_done(session: Session, step: Step, now: datetime) -> None:
-    step.status, step.done_at = "done", now
+    step.status, step.done_at = DONE, now
+    session.add(step)
+
+
+def mark_skipped(session: Session, step: Step, now: datetime) -> None:
+    step.status, step.done_at = SKIPPED, now
     session.add(step)
 
 

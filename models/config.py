@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         description="Messages per `sending` commit; a crash can leave this many `unknown`.",
     )
     lease_seconds: int = Field(default=300, ge=10, le=86400)
+    run_limit: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Flow runs `wct up` executes at once. Each is a Python process of ~140 MB; "
+        "1 keeps server and runs under 600 MB on a small machine.",
+    )
 
     @property
     def mail_dir(self) -> Path:

@@ -9,9 +9,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models import meetings, reports, reviews
-from models.casework import mark_done
 from models.clock import Clock
 from models.errors import WctError
+from models.lateness import fire
 from models.tables import Step
 from models.uow import UnitOfWork
 
@@ -22,20 +22,23 @@ def _subject_id(step: Step) -> int:
     return int(step.subject.split(":", 1)[1])
 
 
-def act_on_cycle_step(uow: UnitOfWork, step: Step) -> bool:
-    """Run the step's rule; True if it changed anything. A satisfied step is a no-op."""
+def act_on_cycle_step(uow: UnitOfWork, step: Step, was_due: datetime | None = None) -> bool:
+    """Run the step's rule; True if it changed anything. A satisfied step is a no-op. `was_due`:
+    it fires late, and its messages say when it was due."""
+    ident = _subject_id(step)
     if step.kind in meetings.STEP_KINDS:
-        return meetings.act_on_step(uow, step.kind, _subject_id(step))
+        return meetings.act_on_step(uow, step.kind, ident, was_due=was_due)
     if step.kind in reports.STEP_KINDS:
-        return reports.act_on_step(uow, step.kind, step.key, _subject_id(step))
+        return reports.act_on_step(uow, step.kind, step.key, ident, was_due=was_due)
     if step.kind in reviews.STEP_KINDS:
-        return reviews.act_on_step(uow, step.kind, step.key, _subject_id(step))
+        return reviews.act_on_step(uow, step.kind, step.key, ident, was_due=was_due)
     raise WctError(f"no handler for step kind '{step.kind}' ({step.key})")
 
 
 @dataclass(frozen=True)
 class StepRun:
-    """What happened when a step's time came: acted, no-op (satisfied), already done, not due."""
+    """What happened when a step's time came: acted, no-op (satisfied), skipped (too late to be
+    of use), not due, or the status of a step no longer pending (done, settled, skipped)."""
 
     key: str
     result: str
@@ -67,10 +70,9 @@ def run_step(engine: Engine, clock: Clock, key: str, *, actor: str = "system:tim
             return StepRun(key, step.status)
         if step.due_at > clock.now():
             return StepRun(key, "not_due")
-        acted = act_on_cycle_step(uow, step)
-        mark_done(uow.session, step, clock.now())
+        result = fire(uow, step, act_on_cycle_step)
         uow.commit()
-    return StepRun(key, "acted" if acted else "noop")
+    return StepRun(key, result)
 
 
 def _lock_subject(session: Session, subject: str) -> None:

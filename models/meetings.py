@@ -459,8 +459,9 @@ def call_for_items(uow: UnitOfWork, meeting: Meeting) -> bool:
     return True
 
 
-def publish_agenda(uow: UnitOfWork, meeting: Meeting) -> bool:
-    """The notice of the meeting goes to every member with the agenda and the invitation."""
+def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | None = None) -> bool:
+    """The notice of the meeting goes to every member with the agenda and the invitation; sent
+    late (`was_due`), both say when they were due."""
     c = current_constitution(uow.session)
     if meeting.status != PLANNED:
         return False
@@ -476,6 +477,7 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting) -> bool:
         people=members,
         key=f"{stem}:notice",
         context=_context(c, meeting),
+        was_due=was_due,
     )
     items = [{"position": i.position, "title": i.title, "kind": i.kind} for i in lines]
     action = "Read the papers before the meeting; declare any interest in an item (18.1)."
@@ -485,6 +487,7 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting) -> bool:
         people=members,
         key=f"{stem}:agenda",
         context=_context(c, meeting, items=items, action=action),
+        was_due=was_due,
     )
     uow.record("meeting.agenda_published", _subject(meeting), before=before, after=_state(meeting))
     return True
@@ -580,14 +583,16 @@ def chase_minutes(uow: UnitOfWork, meeting: Meeting) -> bool:
 STEP_ACTIONS = {
     CALL_FOR_ITEMS: call_for_items,
     ITEMS_DEADLINE: None,
-    AGENDA: publish_agenda,
     REMINDER: remind,
     MINUTES_DUE: chase_minutes,
 }
 
 
-def act_on_step(uow: UnitOfWork, kind: str, meeting_id: int) -> bool:
-    """Do what the step of `kind` does for the meeting; False when it is already satisfied."""
+def act_on_step(
+    uow: UnitOfWork, kind: str, meeting_id: int, *, was_due: datetime | None = None
+) -> bool:
+    """Do what the step of `kind` does for the meeting; False when it is already satisfied.
+    `was_due`: the notice is sent late and says so."""
     meeting = load_meeting(uow.session, meeting_id)
     if meeting.status == CANCELLED:
         return False
@@ -598,6 +603,8 @@ def act_on_step(uow: UnitOfWork, kind: str, meeting_id: int) -> bool:
             return False
         compose_agenda(uow, meeting_id=meeting_id)
         return True
+    if kind == AGENDA:
+        return publish_agenda(uow, meeting, was_due=was_due)
     action = STEP_ACTIONS.get(kind)
     if action is None:
         raise WctError(f"no meeting step '{kind}'")

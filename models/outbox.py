@@ -409,3 +409,15 @@ def counts(session: Session) -> dict[str, int]:
         .all()
     )
     return {str(status): int(n) for status, n in rows}
+
+
+def due_backlog(session: Session, *, now: datetime) -> tuple[int, datetime | None]:
+    """How many messages are due and not yet sent, and since when the oldest has been due."""
+    due = (
+        col(OutboxMessage.status).in_([s.value for s in READY]),
+        col(OutboxMessage.next_attempt_at) <= now,
+    )
+    count, oldest = session.exec(
+        select(sa.func.count(), sa.func.min(col(OutboxMessage.next_attempt_at))).where(*due)
+    ).one()
+    return int(count), oldest

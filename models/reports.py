@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -204,8 +204,15 @@ def _owners(session: Session, c: Constitution, report: Report) -> list[Any]:
     return role_holders(session, c.body(report.from_body_id).chair)
 
 
-def request(uow: UnitOfWork, report: Report, *, reminder: str | None = None) -> bool:
-    """Ask the reporting body's chair for the report (or remind them); nothing once received."""
+def request(
+    uow: UnitOfWork,
+    report: Report,
+    *,
+    reminder: str | None = None,
+    was_due: datetime | None = None,
+) -> bool:
+    """Ask the reporting body's chair for the report (or remind them); nothing once received.
+    Sent late (`was_due`), the message says when it was due."""
     session, c = uow.session, current_constitution(uow.session)
     if report.status not in (REQUESTED, OVERDUE_STATUS):
         return False
@@ -218,6 +225,7 @@ def request(uow: UnitOfWork, report: Report, *, reminder: str | None = None) -> 
         people=_owners(session, c, report),
         key=f"{report_key(report)}:{label}",
         context=_context(c, spec, report),
+        was_due=was_due,
     )
     uow.record(
         f"report.{'requested' if reminder is None else 'reminded'}",
@@ -261,11 +269,14 @@ def escalate(uow: UnitOfWork, report: Report) -> bool:
     return True
 
 
-def act_on_step(uow: UnitOfWork, kind: str, key: str, report_id: int) -> bool:
-    """Do what a report step does; False when the report is already in (reminders stop)."""
+def act_on_step(
+    uow: UnitOfWork, kind: str, key: str, report_id: int, *, was_due: datetime | None = None
+) -> bool:
+    """Do what a report step does; False when the report is already in (reminders stop).
+    `was_due`: the request is sent late and says so."""
     report = lock(uow.session, report_id)
     if kind == REQUEST:
-        return request(uow, report)
+        return request(uow, report, was_due=was_due)
     if kind == REMINDER:
         return request(uow, report, reminder=key.rsplit(":", 1)[1])
     if kind == OVERDUE:

@@ -6,7 +6,7 @@ assessment (17.2), the membership review (20.3.5), commissioning (13.3), the WSC
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -182,9 +182,9 @@ def _owners(session: Session, c: Constitution, review: Review) -> list[Person]:
     return role_holders(session, c.body(review.owner_body_id).chair)
 
 
-def remind(uow: UnitOfWork, review: Review, *, label: str) -> bool:
+def remind(uow: UnitOfWork, review: Review, *, label: str, was_due: datetime | None = None) -> bool:
     """The notice that a review is due, then reminders, to the owning body's chair; none once
-    the review has its outcome."""
+    the review has its outcome. Sent late (`was_due`), the message says when it was due."""
     session, c = uow.session, current_constitution(uow.session)
     if review.status not in (OPEN, OVERDUE_STATUS):
         return False
@@ -194,6 +194,7 @@ def remind(uow: UnitOfWork, review: Review, *, label: str) -> bool:
         people=_owners(session, c, review),
         key=f"{review_key(review)}:{label}",
         context=_context(c, _spec(c, review.kind), review),
+        was_due=was_due,
     )
     uow.record("review.reminded", _subject(review), before=None, after={"step": label})
     return True
@@ -240,11 +241,14 @@ def close_challenge(uow: UnitOfWork, review: Review) -> bool:
     return True
 
 
-def act_on_step(uow: UnitOfWork, kind: str, key: str, review_id: int) -> bool:
-    """Do what a review step does; False once it is satisfied (reminders stop)."""
+def act_on_step(
+    uow: UnitOfWork, kind: str, key: str, review_id: int, *, was_due: datetime | None = None
+) -> bool:
+    """Do what a review step does; False once it is satisfied (reminders stop). `was_due`: the
+    notice is sent late and says so."""
     review = lock(uow.session, review_id)
     if kind in (NOTICE, REMINDER):
-        return remind(uow, review, label=key.rsplit(":", 1)[1])
+        return remind(uow, review, label=key.rsplit(":", 1)[1], was_due=was_due)
     if kind == OVERDUE:
         return escalate(uow, review)
     if kind == CHALLENGE_CLOSES:

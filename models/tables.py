@@ -319,7 +319,9 @@ class Step(SQLModel, table=True):
     kind: str = Field(max_length=64)
     subject: str = Field(max_length=200)
     due_at: datetime = _ts(index=True)
-    status: str = Field(default="pending", max_length=16, index=True)
+    status: str = Field(
+        default="pending", max_length=16, index=True, description="pending|done|settled|skipped"
+    )
     done_at: datetime | None = _ts(nullable=True)
 
 

@@ -23,6 +23,9 @@ class MessageContext(BaseModel):
     recipient: str = Field(description="The recipient's name, as they are greeted.")
     clause: str = Field(description="The MoU clause this step implements, e.g. 20.4.")
     action: str = Field(description="What the recipient should do, in one or two sentences.")
+    was_due: datetime | None = Field(
+        default=None, description="Set only when the message is sent late: when it was due."
+    )
 
 
 class MeetingNotice(MessageContext):

@@ -120,8 +120,9 @@ def test_a_report_not_received_is_escalated_to_the_executive_chair(
             session, kind="strategy-group-performance", from_body="be-healthy", period="2027-Q1"
         )
         assert report.status == reports.OVERDUE_STATUS
-    # A reminder still due after escalation keeps going until it is in.
-    assert fire(people, clock, f"{HEALTHY}:reminder-1") == "acted"
+    # A reminder that fires only once the escalation is due adds nothing to it: skipped.
+    assert fire(people, clock, f"{HEALTHY}:reminder-1") == "skipped"
+    assert recipients(people, "reminder", HEALTHY) == []
     late = submit(
         people, clock, "strategy-group-performance", "be-healthy", "fran@community.example"
     )

@@ -53,6 +53,19 @@ def test_each_kind_says_what_by_when_which_clause_and_what_to_do(kind: str) -> N
     assert out.html.lstrip().startswith("<!DOCTYPE html>")
 
 
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_a_message_sent_late_says_so_once_and_on_time_not_at_all(kind: str) -> None:
+    on_time = render(kind, validate_context(kind, sample(kind, "Pat Doe")))
+    late = render(
+        kind, validate_context(kind, {**sample(kind, "Pat Doe"), "was_due": "2026-11-19T09:00"})
+    )
+    said = "sent late: it was due on Thursday 19 November 2026 at 09:00."
+    for part in ("text", "html", "teams"):
+        assert "sent late" not in getattr(on_time, part)
+        assert getattr(late, part).replace("</strong>", "").replace("**", "").count(said) == 1
+    assert late.subject == on_time.subject
+
+
 def test_dates_are_shown_as_given_in_london_time() -> None:
     out = render("report_request", validate_context("report_request", sample("report_request")))
     assert "due Tuesday 5 January 2027" in out.subject

@@ -1,0 +1,187 @@
+"""`wct up`: run the partnership's calendar, and say truthfully whether it is running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from deployments.cli_base import Runtime, app, errors, runtime
+from deployments.health import gather
+from deployments.server import Running, Server, announced, api, healthy, prefect_server
+from models.commands import current_constitution
+from models.constitution import Constitution
+from models.health import Finding, Level, RuntimeHealth, assess
+
+DEFAULT_API = "http://127.0.0.1:4200/api"
+WATCH_EVERY_SECONDS = 60.0
+ERROR_ECHO_EVERY_SECONDS = 60.0
+
+
+def constitution_of(rt: Runtime) -> Constitution:
+    with Session(rt.ready_engine()) as session:
+        return current_constitution(session)
+
+
+def runtime_health(rt: Runtime, engine: Engine | None) -> RuntimeHealth:
+    """The health of this home's running system: the server `wct up` runs (or PREFECT_API_URL,
+    or a server on the default port), its scheduler, the dispatcher and the outbox."""
+    running = Running.read(rt.settings.home)
+    api_url = os.environ.get("PREFECT_API_URL") or (running.api_url if running else None)
+    if api_url is None and healthy(DEFAULT_API):
+        api_url = DEFAULT_API
+    now = rt.clock.now()
+    facts = asyncio.run(
+        gather(api_url, engine=engine, now=now, log=running.log if running else None)
+    )
+    return assess(facts, now, expected_up=running is not None)
+
+
+def describe(health: RuntimeHealth, now: datetime) -> list[str]:
+    """The runtime part of `wct status`, one fact a line."""
+    f = health.facts
+    if f.server_answers:
+        lines = [f"Prefect server: answering at {f.api_url}"]
+    elif f.api_url:
+        lines = [f"Prefect server: not answering at {f.api_url}"]
+    else:
+        lines = ["Prefect server: not running (start everything with `wct up`)"]
+    if f.log:
+        lines.append(f"server log: {f.log}")
+    if f.server_answers:
+        ok = health.scheduler_ok
+        state = (
+            "no schedules registered yet"
+            if ok is None
+            else ("creating runs" if ok else "NOT creating runs")
+        )
+        last = (
+            f.last_runs_created_at.isoformat(timespec="seconds")
+            if f.last_runs_created_at
+            else "never"
+        )
+        lines.append(f"scheduler: {state}; last created runs at {last}")
+        done = f.last_dispatch_at.isoformat(timespec="seconds") if f.last_dispatch_at else "never"
+        lines.append(f"last completed dispatch: {done}")
+    if f.oldest_due_unsent is not None:
+        minutes = int((now - f.oldest_due_unsent).total_seconds() // 60)
+        lines.append(f"outbox: {f.due_unsent} due and unsent, the oldest for {minutes} min")
+    else:
+        lines.append("outbox: nothing due and unsent")
+    return lines
+
+
+class Watchdog:
+    """While `wct up` serves, checks the runtime health every minute and says on the console
+    when something goes wrong (and when it is right again): never silence."""
+
+    def __init__(self, rt: Runtime, engine: Engine, echo: Callable[[str], None]) -> None:
+        self.rt, self.engine, self.echo = rt, engine, echo
+        self._stop = threading.Event()
+        self._shown: dict[str, Finding] = {}
+        self._thread = threading.Thread(target=self._run, name="wct-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> None:
+        health = runtime_health(self.rt, self.engine)
+        now = {f.identity: f for f in health.findings if f.level is not Level.OK}
+        for key, finding in now.items():
+            if key not in self._shown:
+                self.echo(f"wct up: {finding.level.value}: {finding.message}")
+        for key in sorted(set(self._shown) - set(now)):
+            gone = self._shown[key]
+            self.echo(f"wct up: resolved: {gone.what} {gone.about}".rstrip())
+        self._shown = now
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCH_EVERY_SECONDS):
+            try:
+                self.check()
+            except Exception as exc:  # the watchdog must never take `wct up` down
+                self.echo(f"wct up: warning: health check failed: {type(exc).__name__}: {exc}")
+
+
+class ErrorEcho:
+    """Echo errors the server logs, at most one a minute, pointing at the log."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self._last = 0.0
+
+    def __call__(self, line: str) -> None:
+        if time.monotonic() - self._last >= ERROR_ECHO_EVERY_SECONDS:
+            self._last = time.monotonic()
+            typer.echo(
+                f"wct up: the Prefect server logged an error (see {self.log}): {line[:300]}",
+                err=True,
+            )
+
+
+@app.command()
+@errors
+def up(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Where the local Prefect server and its UI listen.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Their port.", min=1, max=65535)] = 4200,
+    register_only: Annotated[
+        bool, typer.Option(help="Register deployments and timers, then exit (no serving).")
+    ] = False,
+) -> None:
+    """Run the partnership's calendar: a Prefect server (unless PREFECT_API_URL is set), every
+    cycle as a deployment on the constitution's schedule, served until stopped, at most
+    WCT_RUN_LIMIT flow runs at a time."""
+    from deployments.server import server_log
+
+    rt = runtime(ctx)
+    c = constitution_of(rt)
+    engine = rt.ready_engine()
+    home = rt.settings.home.resolve()
+    os.environ.setdefault("WCT_DATABASE_URL", rt.settings.resolved_database_url)
+    os.environ.setdefault("WCT_HOME", str(home))
+    echo = ErrorEcho(server_log(home))
+    with (
+        prefect_server(host, port, home=home, on_error=echo) as server,
+        api(server.api_url),
+        announced(server, home),
+    ):
+        _serve(rt, c, engine, server, register_only=register_only)
+
+
+def _serve(
+    rt: Runtime, c: Constitution, engine: Engine, server: Server, *, register_only: bool
+) -> None:
+    from deployments.serve import all_deployments, catch_up, serve_limited
+
+    deployments = all_deployments(c)
+    typer.echo(f"Prefect UI: {server.ui_url}")
+    if server.log:
+        typer.echo(f"Prefect server log: {server.log} (rotated)")
+    asyncio.run(catch_up(deployments, c))
+    typer.echo(
+        f"{len(deployments)} deployments registered; cycles caught up; "
+        f"at most {rt.settings.run_limit} run(s) at a time; `wct status` says how it is going"
+    )
+    if register_only:
+        return
+    watchdog = Watchdog(rt, engine, lambda line: typer.echo(line, err=True))
+    watchdog.start()
+    try:
+        serve_limited(deployments, limit=rt.settings.run_limit)
+    finally:
+        watchdog.stop()

@@ -1,0 +1,220 @@
+"""The local Prefect server `wct up` runs: started with its UI pointed at the right API, its output
+kept in a rotated log under WCT_HOME, and a small runtime file so `wct status` can find it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from models.clock import SystemClock
+from models.errors import WctError
+
+START_WAIT_SECONDS = 120.0
+LOG_BYTES = 5_000_000
+LOG_BACKUPS = 4
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 -- names of the wildcard, not a binding
+
+
+@dataclass(frozen=True)
+class Running:
+    """What `wct up` writes to WCT_HOME/run/up.json while it runs."""
+
+    pid: int
+    api_url: str
+    ui_url: str
+    log: str | None
+    started_at: str
+
+    @staticmethod
+    def path(home: Path) -> Path:
+        return home / "run" / "up.json"
+
+    def write(self, home: Path) -> None:
+        target = self.path(home)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".tmp")
+        partial.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        partial.replace(target)
+
+    @classmethod
+    def read(cls, home: Path) -> Running | None:
+        """The running `wct up` of this home, or None (no file, or its process is gone)."""
+        try:
+            data = json.loads(cls.path(home).read_text(encoding="utf-8"))
+            running = cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+        return running if _alive(running.pid) else None
+
+    @classmethod
+    def clear(cls, home: Path) -> None:
+        cls.path(home).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def ui_api_url(host: str, port: int) -> str:
+    """Where the browser finds the API: PREFECT_UI_API_URL when set; for a server listening on
+    every interface, this machine's name (a browser elsewhere cannot reach 0.0.0.0)."""
+    given = os.environ.get("PREFECT_UI_API_URL")
+    if given:
+        return given
+    shown = socket.getfqdn() if host in WILDCARD_HOSTS else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/api"
+
+
+def server_log(home: Path) -> Path:
+    return home / "logs" / "prefect-server.log"
+
+
+class LogPump:
+    """Copies the server's output, line by line, into a rotated log; calls `on_error` for lines
+    Prefect logged at ERROR (or tracebacks), so the console can say something is wrong."""
+
+    def __init__(self, stream: IO[bytes], path: Path, on_error: Callable[[str], None]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        )
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._stream = stream
+        self._on_error = on_error
+        self._thread = threading.Thread(target=self._run, name="wct-server-log", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for raw in iter(self._stream.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            self._handler.emit(logging.makeLogRecord({"msg": line, "args": None}))
+            if "| ERROR" in line or line.startswith("Traceback"):
+                self._on_error(line)
+        self._handler.close()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+@dataclass(frozen=True)
+class Server:
+    api_url: str
+    ui_url: str
+    log: Path | None
+
+
+@contextmanager
+def prefect_server(
+    host: str, port: int, *, home: Path, on_error: Callable[[str], None]
+) -> Iterator[Server]:
+    """PREFECT_API_URL when set (someone else runs the server); otherwise a local
+    `prefect server start` for as long as needed, its output in WCT_HOME/logs."""
+    given = os.environ.get("PREFECT_API_URL")
+    if given:
+        yield Server(given, given.removesuffix("/api"), None)
+        return
+    api_url = f"http://{'127.0.0.1' if host in WILDCARD_HOSTS else host}:{port}/api"
+    if healthy(api_url):
+        raise WctError(
+            f"a Prefect server already answers on {host}:{port}: to use it, set "
+            f"PREFECT_API_URL={api_url}; to start another, choose --port"
+        )
+    browser_api = ui_api_url(host, port)
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get(
+            "PREFECT_SERVER_ANALYTICS_ENABLED", "false"
+        ),
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_UI_API_URL": browser_api,
+    }
+    log = server_log(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    pump = LogPump(process.stdout, log, on_error)
+    try:
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        while not healthy(api_url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise WctError(f"the Prefect server did not start on {host}:{port}; see {log}")
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = api_url
+        yield Server(api_url, browser_api.removesuffix("/api"), log)
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+        pump.join(timeout=5)
+
+
+@contextmanager
+def api(api_url: str) -> Iterator[None]:
+    """Talk to this Prefect server, whatever the settings were when prefect was imported."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
+
+
+@contextmanager
+def announced(server: Server, home: Path) -> Iterator[Running]:
+    """The runtime file for `wct status`, for as long as `wct up` runs."""
+    running = Running(
+        pid=os.getpid(),
+        api_url=server.api_url,
+        ui_url=server.ui_url,
+        log=str(server.log) if server.log else None,
+        started_at=_now_iso(),
+    )
+    running.write(home)
+    try:
+        yield running
+    finally:
+        Running.clear(home)
+
+
+def _now_iso() -> str:
+    now: datetime = SystemClock().now()
+    return now.isoformat(timespec="seconds")

@@ -1,0 +1,367 @@
+"""`wct up` as a user runs it: a real `prefect server start` (not the test harness), Prefect's own
+scheduler creating runs, the runs served under the run limit, mail arriving in the mail folder with
+nobody running `wct dispatch`, a timer set seconds ahead firing, and `wct status` telling the truth.
+
+One `wct up` process for the whole module (it takes a minute to start and catch up). The partnership
+is Wirral's constitution edited as data: only the Safeguarding Board meets, every day, with short
+offsets, so that on any date a meeting two working days ahead already has its call for items and its
+items deadline behind it when `wct up` starts (the stale-call case of a first start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterName,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Scheduled
+from sqlmodel import Session, select
+
+from models.calendar import add_working_days
+from models.clock import LONDON
+from models.constitution import default_constitution_path
+from models.db import make_engine
+from models.tables import AuditEvent, Step
+
+from .conftest import DATA
+
+pytestmark = pytest.mark.server
+WCT = str(Path(sys.executable).with_name("wct"))  # the console script, as a user runs it
+WAIT = 360.0  # an upper bound for something to happen at all, never an expectation of speed
+WSCB = sorted(
+    [
+        "chair@wscb.example",
+        "dcs@council.example",
+        "lead@council.example",
+        "nina@nhs.example",
+        "pat@police.example",
+    ]
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def daily_safeguarding_board(target: Path) -> None:
+    """Wirral's constitution with only the WSCB meeting, daily; no reviews or reports."""
+    data = yaml.safe_load(default_constitution_path().read_text(encoding="utf-8"))
+    for body in data["bodies"]:
+        if body["id"] == "wscb":
+            body["cadence"] = {"rrule": "FREQ=DAILY", "first": "2026-01-01T16:00:00"}
+        else:
+            body.pop("cadence", None)
+    data["reminders"].update(call_for_items=5, items_deadline=4, agenda=3, meeting_reminder=1)
+    data["reviews"], data["quarterly_reports"] = [], []
+    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+class Rss:
+    """Samples the resident memory of a process and all its descendants, from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _tree(self) -> int:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            parents[int(entry.name)] = int(fields["PPid"])
+            rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
+        total, todo = 0, [self.pid]
+        while todo:
+            pid = todo.pop()
+            total += rss.get(pid, 0)
+            todo += [child for child, parent in parents.items() if parent == pid]
+        return total // 1024
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.samples.append(self._tree())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@dataclass
+class Up:
+    home: Path
+    api_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    meeting: date
+    started: float
+    rss: Rss
+    console: Path
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def wct(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [WCT, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def mail(self) -> list[EmailMessage]:
+        found = []
+        for path in sorted((self.home / "mail").glob("*.eml")):
+            parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+            assert isinstance(parsed, EmailMessage)
+            found.append(parsed)
+        return found
+
+    def audit(self, action: str) -> list[AuditEvent]:
+        engine = make_engine(f"sqlite:///{self.home / 'wct.db'}")
+        try:
+            with Session(engine) as session:
+                return list(
+                    session.exec(select(AuditEvent).where(AuditEvent.action == action)).all()
+                )
+        finally:
+            engine.dispose()
+
+
+def _cli(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [WCT, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    root = tmp_path_factory.mktemp("up")
+    home = root / "home"
+    constitution = root / "daily-wscb.yaml"
+    daily_safeguarding_board(constitution)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WCT_"))}
+    env |= {
+        "WCT_HOME": str(home),
+        "PREFECT_HOME": str(root / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    _cli(env, "init", "--constitution", str(constitution))
+    _cli(env, "members", "import", str(DATA / "cycles-members.csv"))
+    today = datetime.now(LONDON).date()
+    meeting = add_working_days(today, 2)
+    _cli(env, "meeting", "plan", "wscb", meeting.isoformat())
+    port = free_port()
+    console = root / "up-console.log"
+    out = console.open("ab")
+    process = subprocess.Popen(
+        [WCT, "up", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=out,
+    )
+    rss = Rss(process.pid)
+    started = time.monotonic()
+    try:
+        yield Up(home, f"http://127.0.0.1:{port}/api", env, process, meeting, started, rss, console)
+    finally:
+        rss.stop()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+        out.close()
+
+
+def until(what: str, check: Any, up: Up) -> Any:
+    """Poll `check()` until it returns something truthy; fail after WAIT with the console log."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        assert up.process.poll() is None, "wct up exited:\n" + up.console.read_text()[-4000:]
+        found = check()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(
+        f"{what}: not within {WAIT:.0f} s ({up.notes})\n" + up.console.read_text()[-4000:]
+    )
+
+
+async def _dispatch_runs(api_url: str) -> list[FlowRun]:
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        async with get_client() as client:
+            try:
+                dispatch = await client.read_deployment_by_name("dispatch/dispatch")
+            except Exception:
+                return []
+            return await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    deployment_id=FlowRunFilterDeploymentId(any_=[dispatch.id])
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=200,
+            )
+
+
+def _completed_auto_scheduled(up: Up) -> list[FlowRun]:
+    runs = asyncio.run(_dispatch_runs(up.api_url))
+    return [r for r in runs if r.auto_scheduled and r.state and r.state.is_completed()]
+
+
+def per_recipient(mail: list[EmailMessage], subject_part: str) -> Counter[str]:
+    return Counter(
+        str(m["To"]).split("<")[-1].rstrip(">") for m in mail if subject_part in str(m["Subject"])
+    )
+
+
+def test_the_scheduler_runs_dispatch_and_mail_arrives_without_anyone(up: Up) -> None:
+    _completed_auto_scheduled_runs = until(
+        "an auto-scheduled dispatch run that completed", lambda: _completed_auto_scheduled(up), up
+    )
+    up.notes["dispatch_completed_after_s"] = round(time.monotonic() - up.started)
+    assert _completed_auto_scheduled_runs
+    day = f"{up.meeting:%A} {up.meeting.day} {up.meeting:%B %Y}"
+    until(
+        "the meeting notice in every WSCB member's mail",
+        lambda: (
+            len(per_recipient(up.mail(), f"Wirral Safeguarding Children Board meeting, {day}"))
+            == len(WSCB)
+        ),
+        up,
+    )
+    mail = up.mail()
+    notices = per_recipient(mail, f"Wirral Safeguarding Children Board meeting, {day}")
+    assert sorted(notices) == WSCB and set(notices.values()) == {1}
+    late = [
+        m
+        for m in mail
+        if f"meeting, {day}" in str(m["Subject"])
+        and "sent late" in m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    ]
+    assert len(late) == len(WSCB), "the late notice says it is late"
+    # A first start after the items deadline: no stale call for items to anyone ...
+    assert per_recipient(mail, "Agenda items for") == Counter()
+    # ... and the skip is in the audit trail, with its reason.
+    skipped = [json.loads(e.after) for e in up.audit("step.skipped") if "call_for_items" in e.after]
+    keys = {s["step"] for s in skipped}
+    assert f"meeting:wscb:{up.meeting.isoformat()}:call_for_items" in keys
+
+
+def test_a_timer_set_seconds_ahead_fires(up: Up) -> None:
+    """The reminder of the planted meeting is due tomorrow at 09:00; move its time (the step and
+    its timer run, as the passing of time would) to a few seconds from now: it fires by itself,
+    and the next scheduled dispatch delivers one reminder to each member."""
+    key = f"meeting:wscb:{up.meeting.isoformat()}:reminder"
+    name = f"wscb-{up.meeting.isoformat()}-reminder"
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    engine = make_engine(f"sqlite:///{up.home / 'wct.db'}")
+    try:
+        with Session(engine) as session:
+            step = session.exec(select(Step).where(Step.key == key)).one()
+            assert step.status == "pending"
+            step.due_at = soon
+            session.add(step)
+            session.commit()
+    finally:
+        engine.dispose()
+
+    async def reschedule() -> FlowRun:
+        with temporary_settings({PREFECT_API_URL: up.api_url}):
+            async with get_client() as client:
+                [run] = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                    sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                    limit=5,
+                )
+                await client.set_flow_run_state(run.id, Scheduled(scheduled_time=soon), force=True)
+                return run
+
+    timer = asyncio.run(reschedule())
+
+    async def state() -> StateType | None:
+        with temporary_settings({PREFECT_API_URL: up.api_url}):
+            async with get_client() as client:
+                current = await client.read_flow_run(timer.id)
+        return current.state.type if current.state else None
+
+    def step_state() -> str:
+        engine = make_engine(f"sqlite:///{up.home / 'wct.db'}")
+        try:
+            with Session(engine) as session:
+                return session.exec(select(Step.status).where(Step.key == key)).one()
+        finally:
+            engine.dispose()
+
+    def completed() -> bool:
+        seen = asyncio.run(state())
+        up.notes["timer"] = f"timer run {seen}, step {step_state()}"
+        return seen is StateType.COMPLETED
+
+    until("the timer run completed", completed, up)
+    assert step_state() == "done", up.notes["timer"]
+    subject = "Reminder: Wirral Safeguarding Children Board meeting"
+    until("the reminder delivered", lambda: len(per_recipient(up.mail(), subject)) == len(WSCB), up)
+    assert set(per_recipient(up.mail(), subject).values()) == {1}
+
+
+def test_status_reports_a_working_scheduler_and_memory_stays_bounded(up: Up) -> None:
+    done = up.wct("status", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    runtime = json.loads(done.stdout)["runtime"]
+    assert runtime["server"]["answers"] is True
+    assert runtime["server"]["log"] and Path(runtime["server"]["log"]).is_file()
+    assert runtime["scheduler"]["ok"] is True
+    assert runtime["scheduler"]["last_runs_created_at"] is not None
+    assert runtime["dispatch"]["last_completed_at"] is not None
+    assert runtime["findings"] == []
+    # The UI is pointed at this server's API, not at the default port.
+    with urllib.request.urlopen(up.api_url.removesuffix("/api") + "/ui-settings") as answer:  # noqa: S310
+        assert json.loads(answer.read())["api_url"] == up.api_url
+    text = up.wct("status")
+    assert "scheduler: creating runs" in text.stdout
+    peak = max(up.rss.samples)
+    print(f"wct up RSS (server and runs): peak {peak} MB, now {up.rss.samples[-1]} MB")  # noqa: T201
+    after = up.notes.get("dispatch_completed_after_s")
+    print(f"first auto-scheduled dispatch completed {after} s after start")  # noqa: T201
