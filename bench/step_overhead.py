@@ -26,6 +26,7 @@ from pathlib import Path
 from prefect import flow
 from sqlmodel import Session, col, select
 
+from models.casework import StepStatus
 from models.clock import LONDON, FixedClock
 from models.config import get_settings
 from models.constitution import load_constitution
@@ -59,7 +60,7 @@ def prepare(home: Path, quarters: int) -> list[tuple[str, datetime]]:
     with Session(engine) as session:
         steps = session.exec(
             select(Step.key, Step.due_at)
-            .where(Step.status == "pending", col(Step.kind).in_(KINDS))
+            .where(Step.status == StepStatus.PENDING, col(Step.kind).in_(KINDS))
             .order_by(col(Step.due_at), col(Step.id))
         ).all()
     engine.dispose()

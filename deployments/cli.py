@@ -21,6 +21,7 @@ from deployments.cli_base import (
     errors,
     members_app,
     print_json,
+    problems_found,
     runtime,
 )
 from deployments.cli_up import describe, runtime_health
@@ -33,7 +34,7 @@ from models.commands import (
 )
 from models.constitution import default_constitution_path, load_constitution
 from models.db import migrate
-from models.errors import ConstitutionInvalid, WctError
+from models.errors import ConstitutionInvalid, InvalidInput, NotFound
 from models.health import Level
 from models.members import parse_members
 from models.queries import status as status_view
@@ -86,14 +87,15 @@ def check(
     path: Annotated[Path, typer.Argument(help="Constitution YAML to check.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Check a constitution against the schema and the MoU's structural rules; writes nothing."""
+    """Check a constitution against the schema and the MoU's structural rules; writes nothing.
+    Exit 1 if it has problems (the check worked: its answer is no)."""
     try:
         checked = load_constitution(path)
     except ConstitutionInvalid as exc:
         if as_json:
             print_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
             raise typer.Exit(1) from None
-        raise
+        raise problems_found(exc, code=1) from None
     if as_json:
         print_json({"ok": True, "digest": checked.digest(), "problems": []})
     else:
@@ -163,9 +165,9 @@ def members_import(
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise WctError(f"{file}: {exc.strerror or exc}") from None
+        raise InvalidInput(f"{file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise WctError(f"{file}: not UTF-8 text (save the CSV as UTF-8)") from None
+        raise InvalidInput(f"{file}: not UTF-8 text (save the CSV as UTF-8)") from None
     with rt.uow() as uow:
         rows = parse_members(text, current_constitution(uow.session), source=str(file))
         result = import_members(uow, rows=rows, prune=prune)
@@ -227,7 +229,7 @@ def members_erase(
 ) -> None:
     """Erase a member's personal data (UK GDPR); the audit trail stays verifiable."""
     if not yes:
-        raise WctError("erasure cannot be undone: repeat with --yes")
+        raise InvalidInput("erasure cannot be undone: repeat with --yes")
     rt = runtime(ctx)
     with rt.uow() as uow:
         pseudonym = erase_member(uow, who=who)
@@ -296,7 +298,7 @@ def audit_export(
         if organisation is not None:
             known = {o.id for o in current_constitution(session).organisations}
             if organisation not in known:
-                raise WctError(
+                raise NotFound(
                     f"unknown organisation '{organisation}' (known: {', '.join(sorted(known))})"
                 )
         rows = audit.export_rows(session, organisation=organisation)

@@ -16,7 +16,15 @@ from sqlalchemy.engine import Engine
 from models.clock import Clock, SystemClock
 from models.config import Settings, get_settings
 from models.db import make_engine, schema_is_current
-from models.errors import ConstitutionInvalid, MembersInvalid, WctError
+from models.errors import (
+    ConstitutionInvalid,
+    InvalidInput,
+    MembersInvalid,
+    NotFound,
+    NotInitialised,
+    Refused,
+    WctError,
+)
 from models.uow import UnitOfWork
 
 P = ParamSpec("P")
@@ -41,7 +49,7 @@ class Runtime:
         """The engine of an initialised database, or a clear error."""
         engine = self.engine()
         if not schema_is_current(engine):
-            raise WctError(
+            raise NotInitialised(
                 f"database {self.settings.resolved_database_url} is not initialised or is out of "
                 "date: run `wct init`"
             )
@@ -71,15 +79,39 @@ def runtime(ctx: typer.Context) -> Runtime:
     return ctx.obj
 
 
-def fail(message: str, details: list[str] | None = None) -> typer.Exit:
+# The exit code of each kind of error (typer's own usage errors exit 2 too); anything else is 1.
+EXIT_CODES: tuple[tuple[type[WctError], int], ...] = (
+    (InvalidInput, 2),
+    (NotFound, 3),
+    (Refused, 4),
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 for invalid input, 3 for something not found, 4 for a refusal by the rules, else 1."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
+
+
+def fail(message: str, details: list[str] | None = None, *, code: int = 1) -> typer.Exit:
     typer.echo(f"wct: error: {message}", err=True)
     for line in details or []:
         typer.echo(f"  {line}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
+
+
+def problems_found(exc: ConstitutionInvalid | MembersInvalid, *, code: int) -> typer.Exit:
+    """A file's problems, one a line under a summary: nothing from it was written."""
+    noun = "problem" if len(exc.problems) == 1 else "problems"
+    return fail(
+        f"{exc.source}: {len(exc.problems)} {noun}, nothing written",
+        [str(p) for p in exc.problems],
+        code=code,
+    )
 
 
 def errors(command: Callable[P, R]) -> Callable[P, R]:
-    """One clear line and exit 1 on any failure; the traceback only with WCT_DEBUG=1."""
+    """One clear line on stderr for any failure, with its exit code (`EXIT_CODES`); the
+    traceback only with WCT_DEBUG=1."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -88,13 +120,9 @@ def errors(command: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort):
             raise
         except (ConstitutionInvalid, MembersInvalid) as exc:
-            noun = "problem" if len(exc.problems) == 1 else "problems"
-            raise fail(
-                f"{exc.source}: {len(exc.problems)} {noun}, nothing written",
-                [str(p) for p in exc.problems],
-            ) from None
+            raise problems_found(exc, code=exit_code(exc)) from None
         except WctError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), code=exit_code(exc)) from None
         except ValidationError as exc:
             raise fail(_validation_message(exc)) from None
         except Exception as exc:

@@ -15,7 +15,7 @@ from models import accountability, approvals, disputes, risks
 from models.accountability import AccountKind
 from models.cases import list_cases
 from models.disputes import DisputeStage
-from models.errors import WctError
+from models.errors import InvalidInput
 from models.permissions import Actor, find_actor
 from models.uow import UnitOfWork
 
@@ -44,7 +44,7 @@ def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise WctError(f"'{text}' is not a date (use YYYY-MM-DD)") from None
+        raise InvalidInput(f"'{text}' is not a date (use YYYY-MM-DD)") from None
 
 
 def _act(ctx: typer.Context, who: str, command: Callable[[UnitOfWork, Actor], T]) -> T:

@@ -23,7 +23,7 @@ from models import meetings, reports, reviews
 from models.commands import current_constitution
 from models.constitution import Constitution, load_constitution
 from models.cycle_steps import overdue_steps, reconcile
-from models.errors import WctError
+from models.errors import InvalidInput, WctError
 from models.steps import pending_steps
 from models.uow import UnitOfWork
 
@@ -48,7 +48,7 @@ def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise WctError(f"'{text}' is not a date (use YYYY-MM-DD)") from None
+        raise InvalidInput(f"'{text}' is not a date (use YYYY-MM-DD)") from None
 
 
 def _do(rt: Runtime, command: Callable[[UnitOfWork], T]) -> T:
@@ -151,7 +151,7 @@ def meeting_record(
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise WctError(f"{file}: cannot read the record: {exc}") from None
+        raise InvalidInput(f"{file}: cannot read the record: {exc}") from None
     record = MeetingRecord.model_validate({**data, "body": body, "day": day})
     meeting_id = _meeting_id(rt, body, day)
     draft = _do(
@@ -380,7 +380,7 @@ def simulate(
     rt = runtime(ctx)
     first, last = _day(start), _day(end)
     if last < first:
-        raise WctError(f"--to {last} is before --from {first}")
+        raise InvalidInput(f"--to {last} is before --from {first}")
     folder = home or Path(tempfile.mkdtemp(prefix="wct-simulation-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:

@@ -15,10 +15,11 @@ from deployments.cli_base import JsonFlag, Runtime, app, errors, print_json, run
 from models import outbox
 from models.calendar_invite import Event, feed
 from models.commands import current_constitution
-from models.errors import WctError
+from models.errors import InvalidInput, NotFound
+from models.meetings import MeetingStatus
 from models.tables import Meeting, OutboxMessage
 from notifications.config import NotificationSettings, get_notification_settings
-from notifications.contexts import CONTEXTS, validate_context
+from notifications.contexts import CONTEXTS, ContextInvalid, validate_context
 from notifications.dispatch import drain
 from notifications.render import render
 from notifications.samples import sample
@@ -55,15 +56,21 @@ def preview(
 ) -> None:
     """Render a message of KIND from sample data (or --context) so it can be proofread."""
     if kind not in CONTEXTS:
-        raise WctError(f"unknown message kind '{kind}' (known: {', '.join(sorted(CONTEXTS))})")
+        raise NotFound(f"unknown message kind '{kind}' (known: {', '.join(sorted(CONTEXTS))})")
     if context is not None:
         try:
             data = json.loads(context.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise WctError(f"{context}: {exc}") from None
+            raise InvalidInput(f"{context}: {exc}") from None
     else:
         data = sample(kind)
-    rendered = render(kind, validate_context(kind, data))
+    try:
+        checked = validate_context(kind, data)
+    except ContextInvalid as exc:
+        if context is None:
+            raise  # a sample that does not fit its kind: our fault, not the caller's
+        raise InvalidInput(str(exc)) from None
+    rendered = render(kind, checked)
     parts = {
         "subject": rendered.subject,
         "text": rendered.text,
@@ -135,7 +142,7 @@ def outbox_retry(
 ) -> None:
     """Queue failed, dead or unknown messages again, now. An `unknown` one may then arrive twice."""
     if not ids and not all_failed:
-        raise WctError("give message ids or --all-failed")
+        raise InvalidInput("give message ids or --all-failed")
     rt = runtime(ctx)
     with rt.uow() as uow:
         retried = outbox.retry(
@@ -188,7 +195,7 @@ def calendar(
         c = current_constitution(session)
         known = {b.id: b for b in c.bodies}
         if body not in known:
-            raise WctError(f"unknown body '{body}' (known: {', '.join(sorted(known))})")
+            raise NotFound(f"unknown body '{body}' (known: {', '.join(sorted(known))})")
         meetings = session.exec(
             select(Meeting).where(Meeting.body_id == body).order_by(col(Meeting.starts_at))
         ).all()
@@ -203,7 +210,7 @@ def calendar(
                 location=m.location,
                 organizer_email=settings.mail_from,
                 organizer_name=settings.mail_from_name,
-                cancelled=m.status == "cancelled",
+                cancelled=m.status == MeetingStatus.CANCELLED,
             )
             for m in meetings
         ]

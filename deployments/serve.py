@@ -126,17 +126,21 @@ def all_deployments(
     )
 
 
-async def catch_up(deployments: list[RunnerDeployment], c: Constitution) -> int:
-    """Register the deployments, then start each cycle once now (each is safe to run again) and
-    the sweep, which acts on anything missed while stopped and re-creates any lost timer."""
+async def catch_up(deployments: list[RunnerDeployment], c: Constitution) -> int:  # noqa: ARG001
+    """Register the deployments, then start the sweeps once now: the cycle sweep plans every
+    cycle (what each cycle's own run does), acts on every step missed while stopped, by the late
+    rules, and sets the timers; the case sweep does the same for the cases. Two runs, not one per
+    cycle: on a small machine, with runs one at a time, the first dispatch is not kept waiting
+    behind a queue of catch-up runs."""
     for made in deployments:
         await made.aapply()
-    names = ["quarterly-reports/quarterly-reports", "cycle-reconcile/cycle-reconcile"]
-    names += [f"meeting-cycle/{b.id}" for b in c.bodies if b.cadence is not None]
-    names += [f"annual-review/{r.id}" for r in c.reviews]
+    names = ["cycle-reconcile/cycle-reconcile", "case-reconcile/case-reconcile"]
     for name in names:
         await arun_deployment(
-            name, timeout=0, tags=[CYCLE_TAG, "catch-up"], flow_run_name=name.replace("/", "-")
+            name,
+            timeout=0,
+            tags=[CYCLE_TAG, "catch-up"],
+            flow_run_name=f"catch-up-{name.split('/')[0]}",
         )
     return len(names)
 

@@ -35,9 +35,10 @@ from models import accountability, approvals, disputes, risks
 from models.audit import revision
 from models.case_steps import HANDLERS, lock_case_then_step, run_case_step, run_due
 from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
+from models.casework import StepStatus
 from models.clock import SystemClock
 from models.disputes import DisputeStage
-from models.errors import WctError
+from models.errors import Refused, WctError
 from models.permissions import Actor, find_actor
 from models.tables import Step
 from models.uow import UnitOfWork
@@ -187,7 +188,7 @@ def apply_answer(
 def awaiting_stage(session: Session, kind: str, case_id: int) -> str:
     wait = awaiting(session, kind, case_id)
     if wait is None:
-        raise WctError(f"{kind} #{case_id} is closed")
+        raise Refused(f"{kind} #{case_id} is closed")
     return wait.stage
 
 
@@ -213,7 +214,7 @@ async def schedule_timers(subject: str) -> int:
     coordinator sees in the UI, created once per step key however often this runs."""
     with Session(engine()) as session:
         steps = session.exec(
-            select(Step).where(Step.subject == subject, Step.status == "pending")
+            select(Step).where(Step.subject == subject, Step.status == StepStatus.PENDING)
         ).all()
     for step in steps:
         await arun_deployment(

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
 from models import meetings, reports, reviews
+from models.casework import StepStatus
 from models.clock import Clock
 from models.commands import current_constitution
 from models.cycle_steps import KINDS, reconcile, run_step
@@ -75,7 +76,7 @@ async def schedule_timers(steps: Sequence[PlannedStep], *, as_of: datetime | Non
 def pending(*, before: datetime | None = None) -> list[PlannedStep]:
     """Every cycle step still waiting (due before `before`, when given)."""
     with Session(engine()) as session:
-        query = select(Step).where(Step.status == "pending", col(Step.kind).in_(KINDS))
+        query = select(Step).where(Step.status == StepStatus.PENDING, col(Step.kind).in_(KINDS))
         if before is not None:
             query = query.where(col(Step.due_at) < before)
         return [as_planned(s) for s in session.exec(query.order_by(col(Step.due_at)))]
@@ -104,7 +105,7 @@ def agenda_markdown(session: Session, meeting: Meeting) -> str:
 
 def minutes_markdown(draft: meetings.MinutesDraft) -> str:
     out = [f"# {draft.body}: draft minutes", f"Meeting of {draft.starts_at}", ""]
-    for status in ("present", "apologies", "absent"):
+    for status in meetings.AttendanceStatus:
         out.append(f"**{status.title()}:** {', '.join(draft.attendance[status]) or 'none'}")
     out += ["", "## Agenda", *[f"- {_cell(a)}" for a in draft.agenda], ""]
     out += ["## Declarations of interest (18.1)"]

@@ -38,12 +38,13 @@ from flows.cycles import (
 from flows.runtime import engine
 from models import meetings, reports, reviews
 from models.calendar import add_working_days, meetings_between
+from models.casework import StepStatus
 from models.clock import LONDON, FixedClock
 from models.commands import apply_constitution, import_members
 from models.constitution import Constitution, RoleKind
 from models.cycle_steps import KINDS
 from models.db import migrate
-from models.errors import WctError
+from models.errors import InvalidInput, WctError
 from models.members import parse_members
 from models.steps import at_nine, body_members, role_holders
 from models.tables import AuditEvent, Meeting, Report, Review, Step
@@ -130,9 +131,9 @@ class Simulation:
         self, *, start: date, end: date, seed: int, home: Path, constitution: Constitution
     ) -> None:
         if end < start:
-            raise WctError(f"--to {end} is before --from {start}")
+            raise InvalidInput(f"--to {end} is before --from {start}")
         if (end - start).days > 3 * 366:
-            raise WctError("simulate at most three years at a time")
+            raise InvalidInput("simulate at most three years at a time")
         self.start = datetime.combine(start, time(0, 0), tzinfo=LONDON)
         self.end = datetime.combine(end, time(23, 59), tzinfo=LONDON)
         self.rng = random.Random(seed)
@@ -168,7 +169,7 @@ class Simulation:
         with Session(engine()) as session:
             steps = session.exec(
                 select(Step.key, Step.due_at).where(
-                    Step.status == "pending",
+                    Step.status == StepStatus.PENDING,
                     col(Step.kind).in_(KINDS),
                     col(Step.due_at) <= self.end,
                 )
@@ -368,7 +369,7 @@ class Simulation:
                 .where(
                     Meeting.body_id == body,
                     col(Meeting.starts_at) < current.starts_at,
-                    Meeting.status == meetings.DRAFTED,
+                    Meeting.status == meetings.MeetingStatus.MINUTES_DRAFTED,
                 )
                 .order_by(col(Meeting.starts_at).desc())
             ).first()
@@ -426,18 +427,26 @@ class Simulation:
             s.reviews_overdue = audits("review.overdue")
             s.minutes_chased = audits("meeting.minutes_overdue")
             s.reviews_completed = session.exec(
-                select(func.count()).select_from(Review).where(Review.status == reviews.COMPLETED)
+                select(func.count())
+                .select_from(Review)
+                .where(Review.status == reviews.ReviewStatus.COMPLETED)
             ).one()
             s.reports_submitted = session.exec(
                 select(func.count())
                 .select_from(Report)
-                .where(col(Report.status).in_((reports.SUBMITTED, reports.SUBMITTED_LATE)))
+                .where(col(Report.status).in_(reports.RECEIVED))
             ).one()
             s.meetings_held = session.exec(
                 select(func.count())
                 .select_from(Meeting)
                 .where(
-                    col(Meeting.status).in_((meetings.HELD, meetings.DRAFTED, meetings.APPROVED)),
+                    col(Meeting.status).in_(
+                        (
+                            meetings.MeetingStatus.HELD,
+                            meetings.MeetingStatus.MINUTES_DRAFTED,
+                            meetings.MeetingStatus.MINUTES_APPROVED,
+                        )
+                    ),
                     col(Meeting.starts_at) >= self.start,
                     col(Meeting.starts_at) <= self.end,
                 )

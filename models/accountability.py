@@ -23,7 +23,7 @@ from models.casework import (
 )
 from models.commands import current_constitution
 from models.constitution import BodyKind, CaseAction, Constitution, RoleKind
-from models.errors import WctError
+from models.errors import InvalidInput, NotFound, Refused
 from models.permissions import Actor, CaseScope, allowed, require
 from models.tables import CallToAccount, Person
 from models.uow import UnitOfWork
@@ -53,13 +53,14 @@ def check_deadline(c: Constitution, today: date, deadline: date) -> None:
     """11.5.1: the response deadline lies within the bounds the constitution sets, in working
     days from today, and never in the past."""
     if deadline <= today:
-        raise WctError(f"deadline {deadline.isoformat()} is not in the future")
+        raise InvalidInput(f"deadline {deadline.isoformat()} is not in the future")
     days = working_days_between(today, deadline)
     low, high = c.call_to_account.min_deadline, c.call_to_account.max_deadline
     if not low <= days <= high:
-        raise WctError(
+        raise Refused(
             f"deadline {deadline.isoformat()} is {days} working days away; "
-            f"the constitution allows {low} to {high}"
+            f"the constitution allows {low} to {high}",
+            clause=CLAUSE,
         )
 
 
@@ -126,7 +127,7 @@ def _audit(
 def _load(session: Session, case_id: int) -> CallToAccount:
     case = locked(session, CallToAccount, case_id)
     if case is None:
-        raise WctError(f"no call to account #{case_id}")
+        raise NotFound(f"no call to account #{case_id}")
     return case
 
 
@@ -188,8 +189,14 @@ def open_call(
     the same call twice is one case (11.5.1)."""
     session, c = uow.session, current_constitution(uow.session)
     if organisation not in {o.id for o in c.organisations}:
-        raise WctError(f"unknown organisation '{organisation}'")
-    require(c, CaseAction.ACCOUNT_OPEN, actor, CaseScope(parties=frozenset([organisation])))
+        raise NotFound(f"unknown organisation '{organisation}'")
+    require(
+        c,
+        CaseAction.ACCOUNT_OPEN,
+        actor,
+        CaseScope(parties=frozenset([organisation])),
+        clause=CLAUSE,
+    )
     evidence = clean_text(evidence, what="evidence", limit=4000, multiline=True)
     today = uow.clock.now().date()
     key = trigger_key("account", kind.value, organisation, evidence)
@@ -236,9 +243,10 @@ def answer_deadline(
     case = _load(session, case_id)
     if case.status != AccountStatus.NEGOTIATING:
         agreed = f" (agreed: {case.agreed_deadline})" if case.agreed_deadline else ""
-        raise WctError(
+        raise Refused(
             f"call to account #{case_id} is {case.status}{agreed}: the deadline is no longer "
-            "open to proposals"
+            "open to proposals",
+            clause=CLAUSE,
         )
     side = Side.PARTNER if case.proposed_by == Side.WSCB else Side.WSCB
     action = (
@@ -246,9 +254,11 @@ def answer_deadline(
         if side is Side.PARTNER
         else CaseAction.ACCOUNT_AGREE_FOR_WSCB
     )
-    require(c, action, actor, CaseScope(parties=frozenset([case.organisation_id])))
+    require(c, action, actor, CaseScope(parties=frozenset([case.organisation_id])), clause=CLAUSE)
     if accept == (counter is not None):
-        raise WctError("either accept the proposed deadline or give a counter-proposal, not both")
+        raise InvalidInput(
+            "either accept the proposed deadline or give a counter-proposal, not both"
+        )
     before = _state(case)
     if accept:
         assert case.proposed_deadline is not None
@@ -391,10 +401,16 @@ def record_response(uow: UnitOfWork, *, actor: Actor, case_id: int, response: st
     session, c = uow.session, current_constitution(uow.session)
     case = _load(session, case_id)
     require(
-        c, CaseAction.ACCOUNT_RESPOND, actor, CaseScope(parties=frozenset([case.organisation_id]))
+        c,
+        CaseAction.ACCOUNT_RESPOND,
+        actor,
+        CaseScope(parties=frozenset([case.organisation_id])),
+        clause=CLAUSE,
     )
     if case.status not in (AccountStatus.AWAITING_RESPONSE, AccountStatus.OVERDUE):
-        raise WctError(f"call to account #{case_id} is {case.status}: no response is awaited")
+        raise Refused(
+            f"call to account #{case_id} is {case.status}: no response is awaited", clause=CLAUSE
+        )
     before = _state(case)
     case.response = clean_text(response, what="response", limit=4000, multiline=True)
     case.status = AccountStatus.RESPONDED.value
@@ -425,23 +441,28 @@ def conclude(
     session, c = uow.session, current_constitution(uow.session)
     case = _load(session, case_id)
     require(
-        c, CaseAction.ACCOUNT_CONCLUDE, actor, CaseScope(parties=frozenset([case.organisation_id]))
+        c,
+        CaseAction.ACCOUNT_CONCLUDE,
+        actor,
+        CaseScope(parties=frozenset([case.organisation_id])),
+        clause=CLAUSE,
     )
     if case.status != AccountStatus.RESPONDED:
-        raise WctError(
-            f"call to account #{case_id} is {case.status}: there is no response to judge"
+        raise Refused(
+            f"call to account #{case_id} is {case.status}: there is no response to judge",
+            clause=CLAUSE,
         )
     text = clean_text(note, what="note", limit=2000, multiline=True)
     before = _state(case)
     if accept:
         if new_deadline is not None:
-            raise WctError("a new deadline is only for reopening")
+            raise InvalidInput("a new deadline is only for reopening")
         case.status, case.closed_at = AccountStatus.CLOSED.value, uow.clock.now()
         session.add(case)
         _audit(uow, case, "account.closed", before, note=text)
         return _result(case)
     if new_deadline is None:
-        raise WctError("reopening needs a new proposed deadline")
+        raise InvalidInput("reopening needs a new proposed deadline")
     today = uow.clock.now().date()
     check_deadline(c, today, new_deadline)
     case.status = AccountStatus.NEGOTIATING.value

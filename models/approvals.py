@@ -4,16 +4,25 @@ Executive's key strategic developments need the Board's final approval (21.1.1).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
 from models.casework import chairs, clean_text, locked, notify, trigger_key
 from models.commands import current_constitution
 from models.constitution import ApprovalGate, CaseAction, Constitution
-from models.errors import WctError
+from models.errors import NotFound, Refused
 from models.permissions import Actor, CaseScope, require
 from models.tables import ApprovalRequest
 from models.uow import UnitOfWork
+
+
+class ApprovalStatus(StrEnum):
+    """A proposal waits on the approving body, which approves or refuses it, once."""
+
+    WAITING = "waiting"
+    APPROVED = "approved"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,7 @@ def gate(c: Constitution, gate_id: str) -> ApprovalGate:
         if g.id == gate_id:
             return g
     known = ", ".join(g.id for g in c.approval_gates) or "none"
-    raise WctError(f"unknown approval gate '{gate_id}' (known: {known})")
+    raise NotFound(f"unknown approval gate '{gate_id}' (known: {known})")
 
 
 def _scope(g: ApprovalGate) -> CaseScope:
@@ -50,7 +59,7 @@ def request_approval(uow: UnitOfWork, *, actor: Actor, gate_id: str, title: str)
     same gate is one request."""
     session, c = uow.session, current_constitution(uow.session)
     g = gate(c, gate_id)
-    require(c, CaseAction.APPROVAL_REQUEST, actor, _scope(g))
+    require(c, CaseAction.APPROVAL_REQUEST, actor, _scope(g), clause=g.clause)
     title = clean_text(title, what="title", limit=300)
     key = trigger_key("approval", g.id, title)
     existing = session.exec(
@@ -65,6 +74,7 @@ def request_approval(uow: UnitOfWork, *, actor: Actor, gate_id: str, title: str)
         clause=g.clause,
         from_body_id=g.from_body,
         approver_body_id=g.approver_body,
+        status=ApprovalStatus.WAITING,
         requested_at=uow.clock.now(),
     )
     session.add(request)
@@ -100,13 +110,15 @@ def decide_approval(
     session, c = uow.session, current_constitution(uow.session)
     request = locked(session, ApprovalRequest, request_id)
     if request is None:
-        raise WctError(f"no approval request #{request_id}")
+        raise NotFound(f"no approval request #{request_id}")
     g = gate(c, request.gate)
-    require(c, CaseAction.APPROVAL_DECIDE, actor, _scope(g))
-    if request.status != "waiting":
-        raise WctError(f"approval request #{request_id} was already {request.status}")
+    require(c, CaseAction.APPROVAL_DECIDE, actor, _scope(g), clause=g.clause)
+    if request.status != ApprovalStatus.WAITING:
+        raise Refused(
+            f"approval request #{request_id} was already {request.status}", clause=g.clause
+        )
     before = {"status": request.status}
-    request.status = "approved" if approve else "refused"
+    request.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REFUSED
     request.decided_at = uow.clock.now()
     request.decision_note = clean_text(note, what="note", limit=2000, multiline=True)
     session.add(request)
@@ -136,7 +148,10 @@ def waiting_for(session: Session, body_id: str) -> list[ApprovalRequest]:
     """Requests awaiting `body_id`'s decision: a standing item of its agenda."""
     query = (
         select(ApprovalRequest)
-        .where(ApprovalRequest.approver_body_id == body_id, ApprovalRequest.status == "waiting")
+        .where(
+            ApprovalRequest.approver_body_id == body_id,
+            ApprovalRequest.status == ApprovalStatus.WAITING,
+        )
         .order_by(col(ApprovalRequest.requested_at))
     )
     return list(session.exec(query).all())

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from models.errors import WctError
+from models.errors import InvalidInput
 from models.tables import GENESIS, AuditEvent, AuditHead
 
 STEP_SKIPPED = "step.skipped"
@@ -219,7 +219,9 @@ def parse_checkpoint(text: str) -> tuple[int, str]:
     """'SEQ:HASH' as printed by `wct audit checkpoint`."""
     seq, _, digest = text.partition(":")
     if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise WctError(f"checkpoint '{text}' is not SEQ:SHA256 (as `wct audit checkpoint` prints)")
+        raise InvalidInput(
+            f"checkpoint '{text}' is not SEQ:SHA256 (as `wct audit checkpoint` prints)"
+        )
     return int(seq), digest
 
 

@@ -8,10 +8,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from models import accountability, disputes, risks
-from models.casework import due_steps, locked
+from models.casework import StepStatus, due_steps, locked
 from models.clock import Clock
 from models.disputes import DisputeStage
-from models.errors import WctError
+from models.errors import NotFound
 from models.lateness import Fired, fire
 from models.tables import CallToAccount, Dispute, Risk, Step
 from models.uow import UnitOfWork
@@ -68,7 +68,7 @@ def lock_case_then_step(session: Session, key: str) -> Step | None:
         locked(session, Risk, int(ident))
     return session.exec(
         select(Step)
-        .where(Step.key == key, Step.status == "pending")
+        .where(Step.key == key, Step.status == StepStatus.PENDING)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
@@ -78,7 +78,7 @@ def act_on_case_step(uow: UnitOfWork, step: Step) -> bool:
     """Run the step's rule; True if it changed anything. A satisfied step is a no-op."""
     handler = HANDLERS.get(step.kind)
     if handler is None:
-        raise WctError(f"no handler for step kind '{step.kind}' ({step.key})")
+        raise NotFound(f"no handler for step kind '{step.kind}' ({step.key})")
     return handler(uow, step)
 
 

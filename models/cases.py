@@ -8,10 +8,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models.accountability import waiting_on
+from models.accountability import AccountKind, AccountStatus, waiting_on
+from models.approvals import ApprovalStatus
 from models.audit import revision
-from models.disputes import parties_of
-from models.errors import WctError
+from models.disputes import DisputeStage, parties_of
+from models.errors import NotFound
+from models.risks import OPEN as OPEN_RISK
+from models.risks import RiskStatus
 from models.tables import ApprovalRequest, CallToAccount, Dispute, Person, Risk
 
 
@@ -34,7 +37,8 @@ def list_cases(session: Session, *, only_open: bool = False) -> list[CaseView]:
     views: list[CaseView] = []
     for risk in session.exec(select(Risk).order_by(col(Risk.id))):
         owner = session.get(Person, risk.owner_person_id)
-        is_open = risk.status in ("managed", "escalated")
+        is_open = risk.status in OPEN_RISK
+        escalated = risk.status == RiskStatus.ESCALATED
         views.append(
             CaseView(
                 "risk",
@@ -42,13 +46,13 @@ def list_cases(session: Session, *, only_open: bool = False) -> list[CaseView]:
                 risk.title,
                 risk.status,
                 is_open,
-                "board" if risk.status == "escalated" else (owner.pseudonym if owner else None),
-                None if risk.status == "escalated" else str(risk.review_due_on),
+                "board" if escalated else (owner.pseudonym if owner else None),
+                None if escalated else str(risk.review_due_on),
                 [],
             )
         )
     for dispute in session.exec(select(Dispute).order_by(col(Dispute.id))):
-        is_open = dispute.stage != "closed"
+        is_open = dispute.stage != DisputeStage.CLOSED
         views.append(
             CaseView(
                 "dispute",
@@ -63,27 +67,29 @@ def list_cases(session: Session, *, only_open: bool = False) -> list[CaseView]:
         )
     for case in session.exec(select(CallToAccount).order_by(col(CallToAccount.id))):
         until = case.agreed_deadline or case.negotiation_ends_on
+        open_case = case.status != AccountStatus.CLOSED
         views.append(
             CaseView(
                 case.kind,
                 case.id or 0,
                 case.evidence.splitlines()[0][:80],
                 case.status,
-                case.status != "closed",
+                open_case,
                 waiting_on(case),
-                str(until) if until and case.status != "closed" else None,
+                str(until) if until and open_case else None,
                 [case.organisation_id],
             )
         )
     for request in session.exec(select(ApprovalRequest).order_by(col(ApprovalRequest.id))):
+        waiting = request.status == ApprovalStatus.WAITING
         views.append(
             CaseView(
                 "approval",
                 request.id or 0,
                 request.title,
                 request.status,
-                request.status == "waiting",
-                request.approver_body_id if request.status == "waiting" else None,
+                waiting,
+                request.approver_body_id if waiting else None,
                 None,
                 [],
             )
@@ -121,9 +127,9 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
     rev = revision(session, subject)
     if kind == "dispute":
         dispute = session.get(Dispute, case_id)
-        if dispute is None or dispute.stage == "closed":
+        if dispute is None or dispute.stage == DisputeStage.CLOSED:
             return None
-        form = Form.ADR_RESULT if dispute.stage == "adr" else Form.DISPUTE_OUTCOME
+        form = Form.ADR_RESULT if dispute.stage == DisputeStage.ADR else Form.DISPUTE_OUTCOME
         return Awaiting(
             subject,
             form,
@@ -132,19 +138,19 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             f"{dispute.stage_deadline}. A party's representative records the outcome (18.2).",
             rev,
         )
-    if kind in ("call_to_account", "evidence_request"):
+    if kind in (AccountKind.CALL_TO_ACCOUNT, AccountKind.EVIDENCE_REQUEST):
         case = session.get(CallToAccount, case_id)
-        if case is None or case.status == "closed":
+        if case is None or case.status == AccountStatus.CLOSED:
             return None
         forms = {
-            "negotiating": Form.DEADLINE_ANSWER,
-            "awaiting_response": Form.FORMAL_RESPONSE,
-            "overdue": Form.FORMAL_RESPONSE,
-            "responded": Form.RESPONSE_JUDGEMENT,
+            AccountStatus.NEGOTIATING: Form.DEADLINE_ANSWER,
+            AccountStatus.AWAITING_RESPONSE: Form.FORMAL_RESPONSE,
+            AccountStatus.OVERDUE: Form.FORMAL_RESPONSE,
+            AccountStatus.RESPONDED: Form.RESPONSE_JUDGEMENT,
         }
         return Awaiting(
             subject,
-            forms[case.status],
+            forms[AccountStatus(case.status)],
             case.status,
             f"Call to account #{case_id} ({case.organisation_id}) is {case.status}; waiting on the "
             f"{waiting_on(case)} (11.5.1). Proposed deadline {case.proposed_deadline}, agreed "
@@ -153,9 +159,9 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
         )
     if kind == "risk":
         risk = session.get(Risk, case_id)
-        if risk is None or risk.status in ("closed", "assessed"):
+        if risk is None or risk.status in (RiskStatus.CLOSED, RiskStatus.ASSESSED):
             return None
-        escalated = risk.status == "escalated"
+        escalated = risk.status == RiskStatus.ESCALATED
         return Awaiting(
             subject,
             Form.BOARD_ASSESSMENT if escalated else Form.RISK_ACTION,
@@ -170,7 +176,7 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
         )
     if kind == "approval":
         request = session.get(ApprovalRequest, case_id)
-        if request is None or request.status != "waiting":
+        if request is None or request.status != ApprovalStatus.WAITING:
             return None
         return Awaiting(
             subject,
@@ -179,7 +185,7 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             f"'{request.title}' waits on {request.approver_body_id}'s decision ({request.clause}).",
             rev,
         )
-    raise WctError(f"unknown case kind '{kind}'")
+    raise NotFound(f"unknown case kind '{kind}'")
 
 
 SUBJECT_PREFIX = {

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, time
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
 from models.clock import LONDON
 from models.constitution import Constitution, RoleKind
-from models.errors import WctError
+from models.errors import InvalidInput
 from models.outbox import channels_of, enqueue
 from models.tables import (
     ApprovalRequest,
@@ -26,9 +27,15 @@ from models.uow import UnitOfWork
 
 CLOSE_OF_BUSINESS = time(17, 0)
 
-# What a step is: waiting to fire; fired (acted or found satisfied); stopped because what it
-# waited for happened; or fired too late to be of use (see models/lateness.py).
-PENDING, DONE, SETTLED, SKIPPED = "pending", "done", "settled", "skipped"
+
+class StepStatus(StrEnum):
+    """What a step is: waiting to fire; fired (acted or found satisfied); stopped because what it
+    waited for happened; or fired too late to be of use (see models/lateness.py)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    SETTLED = "settled"
+    SKIPPED = "skipped"
 
 
 def close_of_business(day: date) -> datetime:
@@ -100,7 +107,7 @@ def schedule(session: Session, *, key: str, kind: str, subject: str, due_at: dat
     """Record a step due at `due_at` once; the same key again returns the existing step."""
     step = session.exec(select(Step).where(Step.key == key)).first()
     if step is None:
-        step = Step(key=key, kind=kind, subject=subject, due_at=due_at)
+        step = Step(key=key, kind=kind, subject=subject, due_at=due_at, status=StepStatus.PENDING)
         session.add(step)
         session.flush()
     return step
@@ -108,32 +115,32 @@ def schedule(session: Session, *, key: str, kind: str, subject: str, due_at: dat
 
 def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str] = ()) -> int:
     """Mark the pending steps of `subject` (of `kinds`, when given) done: they no longer fire."""
-    query = select(Step).where(Step.subject == subject, Step.status == PENDING)
+    query = select(Step).where(Step.subject == subject, Step.status == StepStatus.PENDING)
     wanted = list(kinds)
     if wanted:
         query = query.where(col(Step.kind).in_(wanted))
     steps = session.exec(query).all()
     for step in steps:
-        step.status, step.done_at = SETTLED, now
+        step.status, step.done_at = StepStatus.SETTLED, now
         session.add(step)
     return len(steps)
 
 
 def due_steps(session: Session, *, now: datetime, prefix: str = "") -> list[Step]:
     """Pending steps whose time has come, oldest first (for timers and the reconcile sweep)."""
-    query = select(Step).where(Step.status == PENDING, col(Step.due_at) <= now)
+    query = select(Step).where(Step.status == StepStatus.PENDING, col(Step.due_at) <= now)
     if prefix:
         query = query.where(col(Step.key).startswith(prefix))
     return list(session.exec(query.order_by(col(Step.due_at), col(Step.id))).all())
 
 
 def mark_done(session: Session, step: Step, now: datetime) -> None:
-    step.status, step.done_at = DONE, now
+    step.status, step.done_at = StepStatus.DONE, now
     session.add(step)
 
 
 def mark_skipped(session: Session, step: Step, now: datetime) -> None:
-    step.status, step.done_at = SKIPPED, now
+    step.status, step.done_at = StepStatus.SKIPPED, now
     session.add(step)
 
 
@@ -157,12 +164,14 @@ def clean_text(value: str, *, what: str, limit: int, multiline: bool = False) ->
     `multiline`, since single-line text ends up in email subjects)."""
     text = value.strip()
     if not text:
-        raise WctError(f"{what} is empty")
+        raise InvalidInput(f"{what} is empty")
     if len(text) > limit:
-        raise WctError(f"{what} is longer than {limit} characters")
+        raise InvalidInput(f"{what} is longer than {limit} characters")
     allowed = {"\n", "\r", "\t"} if multiline else set()
     if any((ord(ch) < 32 or ord(ch) == 127) and ch not in allowed for ch in text):
-        raise WctError(f"{what} contains a control character (line breaks are not allowed here)")
+        raise InvalidInput(
+            f"{what} contains a control character (line breaks are not allowed here)"
+        )
     return text
 
 

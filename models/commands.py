@@ -6,10 +6,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, delete, select
 
 from models.constitution import Constitution
-from models.errors import NotInitialised, WctError
+from models.errors import NotFound, NotInitialised, Refused
 from models.members import MemberRow
 from models.tables import (
     Body,
@@ -22,15 +25,31 @@ from models.tables import (
 )
 from models.uow import UnitOfWork
 
+# Where a session keeps the constitution it has read, for the rest of its transaction.
+_CONSTITUTION = "wct.constitution"
+
 
 def current_constitution(session: Session) -> Constitution:
-    """The constitution in force, as loaded by `apply_constitution`."""
+    """The constitution in force, as loaded by `apply_constitution`: read and parsed once per
+    transaction (kept in `session.info` until the transaction ends or an amendment in it)."""
+    cached = session.info.get(_CONSTITUTION)
+    if isinstance(cached, Constitution):
+        return cached
     record = session.exec(
         select(ConstitutionRecord).where(col(ConstitutionRecord.current).is_(True))
     ).first()
     if record is None:
         raise NotInitialised()
-    return Constitution.model_validate_json(record.document)
+    constitution = Constitution.model_validate_json(record.document)
+    session.info[_CONSTITUTION] = constitution
+    return constitution
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_constitution(session: OrmSession, transaction: SessionTransaction) -> None:
+    """A new transaction reads the constitution afresh: another may have amended it meanwhile."""
+    if transaction.parent is None:
+        session.info.pop(_CONSTITUTION, None)
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,7 @@ def apply_constitution(
     if previous is not None:
         previous.current = False
         session.add(previous)
+    session.info.pop(_CONSTITUTION, None)  # this transaction reads the new one from now on
     session.add(
         ConstitutionRecord(
             partnership_id=constitution.partnership.id,
@@ -96,7 +116,7 @@ def _refuse_orphans(session: Session, c: Constitution) -> None:
         if role_id not in roles:
             problems.append(f"member {pseudonym} holds role '{role_id}'")
     if problems:
-        raise WctError(
+        raise Refused(
             "the new constitution removes what members still use: "
             + "; ".join(sorted(set(problems))[:10])
             + " (re-import members first)"
@@ -281,7 +301,7 @@ def erase_member(uow: UnitOfWork, *, who: str) -> str:
         select(Person).where((Person.email == key) | (Person.pseudonym == key))
     ).first()
     if person is None or person.email.endswith("@erased.invalid"):
-        raise WctError(f"no member '{who}' to erase")
+        raise NotFound(f"no member '{who}' to erase")
     before = _public(person, _roles_of(session, person))
     person.name = "(erased)"
     person.email = f"{person.pseudonym}@erased.invalid"

@@ -28,7 +28,7 @@ from pydantic import (
 
 from models.calendar import meeting_dates, parse_cadence
 from models.clock import LONDON
-from models.errors import ConstitutionInvalid, Problem, WctError
+from models.errors import ConstitutionInvalid, InvalidInput, Problem
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
@@ -316,7 +316,7 @@ class Constitution(_Strict):
         """The one body of `kind` (the Board, the Executive, the Safeguarding Board)."""
         found = self.bodies_of(kind)
         if len(found) != 1:
-            raise WctError(
+            raise InvalidInput(
                 f"the constitution needs exactly one body of kind '{kind}' here, has {len(found)}"
             )
         return found[0]

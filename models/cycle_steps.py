@@ -9,8 +9,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models import meetings, reports, reviews
+from models.casework import StepStatus
 from models.clock import Clock
-from models.errors import WctError
+from models.errors import InvalidInput, NotFound
 from models.lateness import fire
 from models.tables import Step
 from models.uow import UnitOfWork
@@ -32,7 +33,7 @@ def act_on_cycle_step(uow: UnitOfWork, step: Step, was_due: datetime | None = No
         return reports.act_on_step(uow, step.kind, step.key, ident, was_due=was_due)
     if step.kind in reviews.STEP_KINDS:
         return reviews.act_on_step(uow, step.kind, step.key, ident, was_due=was_due)
-    raise WctError(f"no handler for step kind '{step.kind}' ({step.key})")
+    raise NotFound(f"no handler for step kind '{step.kind}' ({step.key})")
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,10 @@ def run_step(engine: Engine, clock: Clock, key: str, *, actor: str = "system:tim
     with UnitOfWork(engine, clock=clock, actor=actor) as uow:
         found = uow.session.exec(select(Step.subject, Step.kind).where(Step.key == key)).first()
         if found is None:
-            raise WctError(f"no step '{key}'")
+            raise NotFound(f"no step '{key}'")
         subject, kind = found
         if kind not in KINDS:
-            raise WctError(f"step '{key}' is not a cycle step (kind {kind})")
+            raise InvalidInput(f"step '{key}' is not a cycle step (kind {kind})")
         # Lock what the step is about before the step itself, in the order commands use
         # (meeting/report/review, then its steps), so concurrent workers never deadlock.
         _lock_subject(uow.session, subject)
@@ -66,7 +67,7 @@ def run_step(engine: Engine, clock: Clock, key: str, *, actor: str = "system:tim
             .with_for_update()
             .execution_options(populate_existing=True)
         ).one()
-        if step.status != "pending":
+        if step.status != StepStatus.PENDING:
             return StepRun(key, step.status)
         if step.due_at > clock.now():
             return StepRun(key, "not_due")
@@ -89,7 +90,9 @@ def overdue_steps(session: Session, *, now: datetime) -> list[Step]:
     """Pending cycle steps whose due time has passed, oldest first."""
     query = (
         select(Step)
-        .where(Step.status == "pending", col(Step.due_at) <= now, col(Step.kind).in_(KINDS))
+        .where(
+            Step.status == StepStatus.PENDING, col(Step.due_at) <= now, col(Step.kind).in_(KINDS)
+        )
         .order_by(col(Step.due_at), col(Step.id))
     )
     return list(session.exec(query).all())

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from models.errors import WctError
+from models.errors import InvalidInput
 
 
 class Vote(StrEnum):
@@ -30,7 +30,7 @@ class Method(StrEnum):
     NONE = "none"
 
 
-class InvalidVote(WctError):
+class InvalidVote(InvalidInput):
     """The recorded votes contradict each other or the meeting's attendance."""
 
 

@@ -22,7 +22,7 @@ from models.casework import (
 )
 from models.commands import current_constitution
 from models.constitution import BodyKind, CaseAction, Constitution, RoleKind
-from models.errors import WctError
+from models.errors import InvalidInput, NotFound, Refused
 from models.permissions import Actor, CaseScope, require
 from models.tables import Declaration, Dispute, DisputeParty, DisputeStageRecord, Person
 from models.uow import UnitOfWork
@@ -42,7 +42,7 @@ def next_stage(stage: DisputeStage) -> DisputeStage:
     not resolved, alternative dispute resolution."""
     ladder = [DisputeStage.INFORMAL, DisputeStage.CHIEF_EXECUTIVES, DisputeStage.ADR]
     if stage not in ladder[:-1]:
-        raise WctError(f"there is no stage after {stage.value}")
+        raise Refused(f"there is no stage after {stage.value}", clause=CLAUSE)
     return ladder[ladder.index(stage) + 1]
 
 
@@ -91,7 +91,7 @@ def parties_of(session: Session, dispute_id: int) -> frozenset[str]:
 def _load(session: Session, dispute_id: int) -> tuple[Dispute, frozenset[str]]:
     dispute = locked(session, Dispute, dispute_id)
     if dispute is None:
-        raise WctError(f"no dispute #{dispute_id}")
+        raise NotFound(f"no dispute #{dispute_id}")
     return dispute, parties_of(session, dispute_id)
 
 
@@ -113,11 +113,11 @@ def open_dispute(
     known = {o.id for o in c.organisations}
     unknown = sorted(set(parties) - known)
     if unknown:
-        raise WctError(f"unknown organisation(s): {', '.join(unknown)}")
+        raise NotFound(f"unknown organisation(s): {', '.join(unknown)}")
     involved = frozenset(parties)
     if len(involved) < 2:
-        raise WctError("a dispute needs at least two different organisations")
-    require(c, CaseAction.DISPUTE_OPEN, actor, CaseScope(parties=involved))
+        raise InvalidInput("a dispute needs at least two different organisations")
+    require(c, CaseAction.DISPUTE_OPEN, actor, CaseScope(parties=involved), clause=CLAUSE)
     key = trigger_key("dispute", title, *sorted(involved))
     existing = session.exec(select(Dispute).where(Dispute.trigger_key == key)).first()
     if existing is not None:
@@ -219,11 +219,12 @@ def _current_stage_record(session: Session, dispute: Dispute) -> DisputeStageRec
 
 def _check_open(dispute: Dispute, stage: DisputeStage | None) -> None:
     if dispute.stage == DisputeStage.CLOSED:
-        raise WctError(f"dispute #{dispute.id} is closed ({dispute.outcome})")
+        raise Refused(f"dispute #{dispute.id} is closed ({dispute.outcome})", clause=CLAUSE)
     if stage is not None and dispute.stage != stage.value:
-        raise WctError(
+        raise Refused(
             f"dispute #{dispute.id} is at stage {dispute.stage}, not {stage.value}: "
-            f"the {stage.value} outcome was already recorded"
+            f"the {stage.value} outcome was already recorded",
+            clause=CLAUSE,
         )
 
 
@@ -240,10 +241,12 @@ def record_outcome(
     resolved takes it up the ladder (18.2). Answering a stage twice is refused."""
     session, c = uow.session, current_constitution(uow.session)
     dispute, parties = _load(session, dispute_id)
-    require(c, CaseAction.DISPUTE_OUTCOME, actor, CaseScope(parties=parties))
+    require(c, CaseAction.DISPUTE_OUTCOME, actor, CaseScope(parties=parties), clause=CLAUSE)
     _check_open(dispute, stage)
     if stage is DisputeStage.ADR:
-        raise WctError("at the ADR stage, record the provider and result (`wct dispute adr`)")
+        raise Refused(
+            "at the ADR stage, record the provider and result (`wct dispute adr`)", clause=CLAUSE
+        )
     text = clean_text(note, what="note", limit=2000, multiline=True)
     if resolved:
         _close(uow, dispute, parties, outcome=f"resolved_{stage.value}", note=text)
@@ -264,7 +267,7 @@ def record_adr(
     """The ADR provider and result; the dispute closes either way (18.2 ends at ADR)."""
     session, c = uow.session, current_constitution(uow.session)
     dispute, parties = _load(session, dispute_id)
-    require(c, CaseAction.DISPUTE_ADR, actor, CaseScope(parties=parties))
+    require(c, CaseAction.DISPUTE_ADR, actor, CaseScope(parties=parties), clause=CLAUSE)
     _check_open(dispute, DisputeStage.ADR)
     record = _current_stage_record(session, dispute)
     record.provider = clean_text(provider, what="provider", limit=300)

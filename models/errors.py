@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import re
+
 
 class WctError(Exception):
-    """A failure the user can fix: the CLI prints it as one line and exits non-zero."""
+    """A failure the user can fix: the CLI prints it as one line and exits non-zero (1, or the
+    code of one of the kinds below)."""
 
 
-class ConstitutionInvalid(WctError):
+class InvalidInput(WctError):
+    """What was given can never be right as given: a bad date or period, empty or too-long text,
+    a number out of range, arguments that contradict each other, a file that is not readable."""
+
+
+class NotFound(WctError):
+    """What was named does not exist: no such meeting, report, review, member, case, body, ..."""
+
+
+class Refused(WctError):
+    """The request is well formed and names what exists, but the rules say no (now, or to this
+    person). `clause` is the MoU clause whose rule refuses, when one does; the message cites it."""
+
+    def __init__(self, message: str, *, clause: str | None = None) -> None:
+        self.clause = clause
+        if clause is not None and not _cites(message, clause):
+            message = f"{message} (MoU {clause})"
+        super().__init__(message)
+
+
+def _cites(message: str, clause: str) -> bool:
+    """Whether `message` already names `clause` (whole: 7.2 is not in 17.2 or 7.2.1)."""
+    return re.search(rf"(?<![\d.]){re.escape(clause)}(?!\.?\d)", message) is not None
+
+
+class ConstitutionInvalid(InvalidInput):
     """The constitution breaks the schema or one of the MoU's structural rules."""
 
     def __init__(self, source: str, problems: list[Problem]) -> None:
@@ -47,7 +75,7 @@ class Problem:
         }
 
 
-class MembersInvalid(WctError):
+class MembersInvalid(InvalidInput):
     """A members file has bad rows; nothing from it was written."""
 
     def __init__(self, source: str, problems: list[Problem]) -> None:
@@ -60,8 +88,8 @@ class MembersInvalid(WctError):
         )
 
 
-class NotInitialised(WctError):
-    """The database has no constitution loaded yet."""
+class NotInitialised(NotFound):
+    """The database has no constitution loaded yet (or no tables at all)."""
 
-    def __init__(self) -> None:
-        super().__init__("no constitution loaded: run `wct init` first")
+    def __init__(self, message: str = "no constitution loaded: run `wct init` first") -> None:
+        super().__init__(message)

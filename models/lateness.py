@@ -16,9 +16,9 @@ from sqlmodel import Session, col, select
 
 from models import meetings, reports, reviews
 from models.audit import STEP_SKIPPED
-from models.casework import DONE, PENDING, SETTLED, mark_done, mark_skipped
+from models.casework import StepStatus, mark_done, mark_skipped
 from models.commands import current_constitution
-from models.errors import WctError
+from models.errors import NotFound
 from models.tables import Meeting, Step
 from models.uow import UnitOfWork
 
@@ -93,7 +93,7 @@ class SupersededBy:
                 col(Step.due_at) > step.due_at,
                 col(Step.due_at) <= now,
                 # A settled step belongs to a chain already answered, not to this one.
-                Step.status != SETTLED,
+                Step.status != StepStatus.SETTLED,
             )
             .order_by(col(Step.due_at).desc(), col(Step.id).desc())
         ).first()
@@ -117,9 +117,13 @@ class CoveredBy:
         ).first()
         if first is None:
             return None
-        if first.status == PENDING and first.due_at <= now:
+        if first.status == StepStatus.PENDING and first.due_at <= now:
             return f"{first.key} is due and not yet sent: it goes out late and covers this one"
-        if first.status == DONE and first.done_at is not None and first.done_at >= step.due_at:
+        if (
+            first.status == StepStatus.DONE
+            and first.done_at is not None
+            and first.done_at >= step.due_at
+        ):
             return f"{first.key} went out at {first.done_at.isoformat()}, when this was due"
         return None
 
@@ -160,7 +164,7 @@ def policy(kind: str) -> LatePolicy:
     try:
         return POLICIES[kind]
     except KeyError:
-        raise WctError(f"no late policy for step kind '{kind}'") from None
+        raise NotFound(f"no late policy for step kind '{kind}'") from None
 
 
 def judge(session: Session, step: Step, now: datetime) -> Verdict:

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, select
 
 from models.constitution import CaseAction, Constitution, RoleKind
-from models.errors import WctError
+from models.errors import NotFound, Refused
 from models.tables import Person, PersonRole
 
 
-class NotPermitted(WctError):
+class NotPermitted(Refused):
     """The acting person may not take this step."""
 
 
-class UnknownMember(WctError):
+class UnknownMember(NotFound):
     """No active member has that email or pseudonym."""
 
 
@@ -96,8 +96,18 @@ def allowed(c: Constitution, action: CaseAction, actor: Actor, scope: CaseScope)
     return any(_grants(c, grant, actor, scope) for grant in c.permissions.get(action, []))
 
 
-def require(c: Constitution, action: CaseAction, actor: Actor, scope: CaseScope) -> None:
-    """Refuse, naming who may, unless the constitution lets `actor` take `action`."""
+def require(
+    c: Constitution,
+    action: CaseAction,
+    actor: Actor,
+    scope: CaseScope,
+    *,
+    clause: str | None = None,
+) -> None:
+    """Refuse, naming who may (and the MoU `clause` of the step, when given), unless the
+    constitution lets `actor` take `action`."""
     if not allowed(c, action, actor, scope):
         who = ", ".join(c.permissions.get(action, [])) or "nobody (no grant in the constitution)"
-        raise NotPermitted(f"{actor.pseudonym} may not {action.value}: allowed are {who}")
+        raise NotPermitted(
+            f"{actor.pseudonym} may not {action.value}: allowed are {who}", clause=clause
+        )

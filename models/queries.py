@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from models import meetings, reports, reviews
 from models.commands import current_constitution
-from models.constitution import BodyKind, Constitution
+from models.constitution import Constitution
 from models.tables import AuditHead, ConstitutionRecord, Meeting, Person, PersonRole, Review
 
 
@@ -80,7 +80,7 @@ def status(session: Session, *, now: datetime, meetings: int = 1) -> StatusView:
         members=members,
         audit_events=head.seq,
         bodies=bodies,
-        warnings=representation_gaps(c, holders) if members else [],
+        warnings=reviews.representation_gaps(c, holders) if members else [],
     )
 
 
@@ -122,26 +122,6 @@ def _body_view(
     )
 
 
-def representation_gaps(c: Constitution, holders: list[tuple[str, str, str]]) -> list[str]:
-    """20.3.3-20.3.4 among the people: each statutory partner has someone on the Board."""
-    clause = c.rules.get("statutory_partners_on_board")  # type: ignore[call-overload]
-    boards = c.bodies_of(BodyKind.BOARD)
-    if clause is None or len(boards) != 1:
-        return []
-    board = boards[0]
-    seated: set[str] = set()
-    for seat in board.members:
-        for r, o, _ in holders:
-            org = seat.organisation or c.role(seat.role).organisation
-            if r == seat.role and (org is None or o == org):
-                seated.add(o)
-    return [
-        f"[{clause}] statutory partner '{org.id}' has no member holding a seat on {board.id}"
-        for org in c.organisations
-        if org.statutory_partner and org.id not in seated
-    ]
-
-
 @dataclass(frozen=True)
 class OverdueItem:
     what: str
@@ -158,7 +138,7 @@ def overdue_items(session: Session, now: datetime) -> list[OverdueItem]:
     ]
     items += [
         OverdueItem("review", reviews.review_key(r), r.due_on)
-        for r in session.exec(select(Review).where(Review.status == reviews.OVERDUE_STATUS))
+        for r in session.exec(select(Review).where(Review.status == reviews.ReviewStatus.OVERDUE))
     ]
     for meeting in session.exec(select(Meeting).order_by(col(Meeting.starts_at))):
         if meetings.minutes_overdue(meeting, now) and meeting.minutes_due_on is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -14,7 +15,7 @@ from models.calendar import add_working_days
 from models.casework import clean_text, coordinators, notify, settle
 from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution, QuarterlyReport
-from models.errors import WctError
+from models.errors import InvalidInput, NotFound, Refused
 from models.permissions import find_actor
 from models.steps import (
     PlannedStep,
@@ -32,12 +33,27 @@ REMINDER = "report.reminder"
 OVERDUE = "report.overdue"
 STEP_KINDS = (REQUEST, REMINDER, OVERDUE)
 
+
+class ReportStatus(StrEnum):
+    """Where a quarterly report is: requested; overdue (escalated); submitted on time or late."""
+
+    REQUESTED = "requested"
+    OVERDUE = "overdue"
+    SUBMITTED = "submitted"
+    SUBMITTED_LATE = "submitted_late"
+
+
+# A report received, on time or late: its chasers stop and it goes on the receiving agenda.
+RECEIVED = (ReportStatus.SUBMITTED, ReportStatus.SUBMITTED_LATE)
+
+# The names the statuses had before `ReportStatus`.
 REQUESTED, OVERDUE_STATUS, SUBMITTED, SUBMITTED_LATE = (
-    "requested",
-    "overdue",
-    "submitted",
-    "submitted_late",
+    ReportStatus.REQUESTED,
+    ReportStatus.OVERDUE,
+    ReportStatus.SUBMITTED,
+    ReportStatus.SUBMITTED_LATE,
 )
+
 _PERIOD = re.compile(r"^(\d{4})-Q([1-4])$")
 
 
@@ -45,10 +61,10 @@ def quarter_end(period: str) -> date:
     """The last day of a quarter named like `2027-Q1`; a clear error for anything else."""
     match = _PERIOD.match(period.strip())
     if match is None:
-        raise WctError(f"'{period}' is not a quarter: write it like 2027-Q1")
+        raise InvalidInput(f"'{period}' is not a quarter: write it like 2027-Q1")
     year, quarter = int(match.group(1)), int(match.group(2))
     if not 2000 <= year <= 2100:
-        raise WctError(f"'{period}': year out of range")
+        raise InvalidInput(f"'{period}': year out of range")
     first_of_next = date(year + quarter // 4, quarter % 4 * 3 + 1, 1)
     return first_of_next - timedelta(days=1)
 
@@ -71,7 +87,7 @@ def _spec(c: Constitution, kind: str) -> QuarterlyReport:
         if spec.id == kind:
             return spec
     known = ", ".join(q.id for q in c.quarterly_reports)
-    raise WctError(f"no quarterly report '{kind}' in the constitution (known: {known})")
+    raise NotFound(f"no quarterly report '{kind}' in the constitution (known: {known})")
 
 
 def report_key(report: Report) -> str:
@@ -133,6 +149,7 @@ def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
                     to_body_id=spec.to_body,
                     period=period,
                     due_on=due,
+                    status=ReportStatus.REQUESTED,
                 )
                 session.add(report)
                 session.flush()
@@ -162,7 +179,7 @@ def find_report(session: Session, *, kind: str, from_body: str, period: str) -> 
         .execution_options(populate_existing=True)
     ).first()
     if report is None:
-        raise WctError(f"no {kind} report from {from_body} for {period} has been requested")
+        raise NotFound(f"no {kind} report from {from_body} for {period} has been requested")
     return report
 
 
@@ -175,7 +192,7 @@ def lock(session: Session, report_id: int) -> Report:
         .execution_options(populate_existing=True)
     ).first()
     if report is None:
-        raise WctError(f"no report #{report_id}")
+        raise NotFound(f"no report #{report_id}")
     return report
 
 
@@ -214,7 +231,7 @@ def request(
     """Ask the reporting body's chair for the report (or remind them); nothing once received.
     Sent late (`was_due`), the message says when it was due."""
     session, c = uow.session, current_constitution(uow.session)
-    if report.status not in (REQUESTED, OVERDUE_STATUS):
+    if report.status not in (ReportStatus.REQUESTED, ReportStatus.OVERDUE):
         return False
     spec = _spec(c, report.kind)
     kind = "report_request" if reminder is None else "reminder"
@@ -240,11 +257,11 @@ def escalate(uow: UnitOfWork, report: Report) -> bool:
     """22.2.1, 11.4.1: a report not received by the end of the grace period is overdue and goes
     to the Executive's chair (and the reporting chair and the coordinators)."""
     session, c = uow.session, current_constitution(uow.session)
-    if report.status != REQUESTED:
+    if report.status != ReportStatus.REQUESTED:
         return False
     spec = _spec(c, report.kind)
     before = _state(report)
-    report.status = OVERDUE_STATUS
+    report.status = ReportStatus.OVERDUE
     session.add(report)
     executive = c.sole(BodyKind.EXECUTIVE)
     people = (
@@ -281,7 +298,7 @@ def act_on_step(
         return request(uow, report, reminder=key.rsplit(":", 1)[1])
     if kind == OVERDUE:
         return escalate(uow, report)
-    raise WctError(f"no report step '{kind}'")
+    raise NotFound(f"no report step '{kind}'")
 
 
 def submit_report(
@@ -298,14 +315,15 @@ def submit_report(
     allowed = {p.id for p in body_members(session, c, from_body)}
     allowed |= {p.id for p in coordinators(session, c)}
     if actor.person_id not in allowed:
-        raise WctError(
+        raise Refused(
             f"{actor.pseudonym} is not a member of {from_body} and may not submit its report"
         )
-    if report.status in (SUBMITTED, SUBMITTED_LATE):
-        raise WctError(f"{report_key(report)} was already submitted on {report.submitted_at}")
+    if report.status in RECEIVED:
+        raise Refused(f"{report_key(report)} was already submitted on {report.submitted_at}")
     now = uow.clock.now()
     before = _state(report)
-    report.status = SUBMITTED if report.status == REQUESTED else SUBMITTED_LATE
+    on_time = report.status == ReportStatus.REQUESTED
+    report.status = ReportStatus.SUBMITTED if on_time else ReportStatus.SUBMITTED_LATE
     report.submitted_at, report.submitted_by, report.document = now, actor.pseudonym, document
     session.add(report)
     settle(session, subject=_subject(report), now=now)
@@ -316,6 +334,6 @@ def submit_report(
 def overdue_reports(session: Session) -> list[Report]:
     return list(
         session.exec(
-            select(Report).where(Report.status == OVERDUE_STATUS).order_by(col(Report.due_on))
+            select(Report).where(Report.status == ReportStatus.OVERDUE).order_by(col(Report.due_on))
         ).all()
     )

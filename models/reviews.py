@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -16,9 +17,8 @@ from models.casework import clean_text, coordinators, notify, settle
 from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution, review_due
 from models.constitution import Review as ReviewSpec
-from models.errors import WctError
+from models.errors import InvalidInput, NotFound, Refused
 from models.permissions import find_actor
-from models.queries import representation_gaps
 from models.steps import (
     PlannedStep,
     at_five,
@@ -37,7 +37,24 @@ OVERDUE = "review.overdue"
 CHALLENGE_CLOSES = "review.challenge_closes"
 STEP_KINDS = (NOTICE, REMINDER, OVERDUE, CHALLENGE_CLOSES)
 
-OPEN, OVERDUE_STATUS, PUBLISHED, COMPLETED = "open", "overdue", "published", "completed"
+
+class ReviewStatus(StrEnum):
+    """Where a year's review is: open (awaiting its outcome); overdue (escalated); published and
+    open to challenge (7.2); completed."""
+
+    OPEN = "open"
+    OVERDUE = "overdue"
+    PUBLISHED = "published"
+    COMPLETED = "completed"
+
+
+# The names the statuses had before `ReviewStatus`.
+OPEN, OVERDUE_STATUS, PUBLISHED, COMPLETED = (
+    ReviewStatus.OPEN,
+    ReviewStatus.OVERDUE,
+    ReviewStatus.PUBLISHED,
+    ReviewStatus.COMPLETED,
+)
 
 CHALLENGE_CLAUSE = "7.2"
 MEMBERSHIP_CLAUSE = "20.3.5"
@@ -53,12 +70,12 @@ def _spec(c: Constitution, kind: str) -> ReviewSpec:
         if spec.id == kind:
             return spec
     known = ", ".join(r.id for r in c.reviews)
-    raise WctError(f"no annual review '{kind}' in the constitution (known: {known})")
+    raise NotFound(f"no annual review '{kind}' in the constitution (known: {known})")
 
 
 def _year(year: int) -> int:
     if not 2000 <= year <= 2100:
-        raise WctError(f"year {year} is out of range")
+        raise InvalidInput(f"year {year} is out of range")
     return year
 
 
@@ -118,7 +135,9 @@ def open_review(uow: UnitOfWork, *, kind: str, year: int) -> ReviewOpened:
             review.due_on,
             pending_steps(session, _subject(review)),
         )
-    review = Review(kind=kind, year=year, owner_body_id=spec.owner, due_on=due)
+    review = Review(
+        kind=kind, year=year, owner_body_id=spec.owner, due_on=due, status=ReviewStatus.OPEN
+    )
     session.add(review)
     session.flush()
     uow.record("review.opened", _subject(review), before=None, after=_state(review))
@@ -143,7 +162,7 @@ def find_review(session: Session, *, kind: str, year: int) -> Review:
         .execution_options(populate_existing=True)
     ).first()
     if review is None:
-        raise WctError(f"no {kind} review for {year} has been opened")
+        raise NotFound(f"no {kind} review for {year} has been opened")
     return review
 
 
@@ -156,7 +175,7 @@ def lock(session: Session, review_id: int) -> Review:
         .execution_options(populate_existing=True)
     ).first()
     if review is None:
-        raise WctError(f"no review #{review_id}")
+        raise NotFound(f"no review #{review_id}")
     return review
 
 
@@ -186,7 +205,7 @@ def remind(uow: UnitOfWork, review: Review, *, label: str, was_due: datetime | N
     """The notice that a review is due, then reminders, to the owning body's chair; none once
     the review has its outcome. Sent late (`was_due`), the message says when it was due."""
     session, c = uow.session, current_constitution(uow.session)
-    if review.status not in (OPEN, OVERDUE_STATUS):
+    if review.status not in (ReviewStatus.OPEN, ReviewStatus.OVERDUE):
         return False
     notify(
         uow,
@@ -204,10 +223,10 @@ def escalate(uow: UnitOfWork, review: Review) -> bool:
     """A review without an outcome by the end of the grace period is overdue: the owning chair,
     the Board's chair and the coordinators are told."""
     session, c = uow.session, current_constitution(uow.session)
-    if review.status != OPEN:
+    if review.status != ReviewStatus.OPEN:
         return False
     before = _state(review)
-    review.status = OVERDUE_STATUS
+    review.status = ReviewStatus.OVERDUE
     session.add(review)
     board = c.sole(BodyKind.BOARD)
     people = (
@@ -232,10 +251,10 @@ def escalate(uow: UnitOfWork, review: Review) -> bool:
 
 def close_challenge(uow: UnitOfWork, review: Review) -> bool:
     """7.2: when the challenge window closes, the published review is complete."""
-    if review.status != PUBLISHED:
+    if review.status != ReviewStatus.PUBLISHED:
         return False
     before = _state(review)
-    review.status, review.completed_at = COMPLETED, uow.clock.now()
+    review.status, review.completed_at = ReviewStatus.COMPLETED, uow.clock.now()
     uow.session.add(review)
     uow.record("review.completed", _subject(review), before=before, after=_state(review))
     return True
@@ -253,7 +272,7 @@ def act_on_step(
         return escalate(uow, review)
     if kind == CHALLENGE_CLOSES:
         return close_challenge(uow, review)
-    raise WctError(f"no review step '{kind}'")
+    raise NotFound(f"no review step '{kind}'")
 
 
 @dataclass(frozen=True)
@@ -274,6 +293,26 @@ class ReviewCompleted:
             "representation_gaps": self.representation_gaps,
             "steps": [s.as_dict() for s in self.steps],
         }
+
+
+def representation_gaps(c: Constitution, holders: list[tuple[str, str, str]]) -> list[str]:
+    """20.3.3-20.3.4 among the people: each statutory partner has someone on the Board."""
+    clause = c.rules.get("statutory_partners_on_board")  # type: ignore[call-overload]
+    boards = c.bodies_of(BodyKind.BOARD)
+    if clause is None or len(boards) != 1:
+        return []
+    board = boards[0]
+    seated: set[str] = set()
+    for seat in board.members:
+        for r, o, _ in holders:
+            org = seat.organisation or c.role(seat.role).organisation
+            if r == seat.role and (org is None or o == org):
+                seated.add(o)
+    return [
+        f"[{clause}] statutory partner '{org.id}' has no member holding a seat on {board.id}"
+        for org in c.organisations
+        if org.statutory_partner and org.id not in seated
+    ]
 
 
 def statutory_representation(session: Session, c: Constitution) -> list[str]:
@@ -301,12 +340,12 @@ def complete_review(
     allowed = {p.id for p in body_members(session, c, review.owner_body_id)}
     allowed |= {p.id for p in coordinators(session, c)}
     if actor.person_id not in allowed:
-        raise WctError(
+        raise Refused(
             f"{actor.pseudonym} is not a member of {review.owner_body_id} and may not record "
             "its review"
         )
-    if review.status in (PUBLISHED, COMPLETED):
-        raise WctError(f"{review_key(review)} already has an outcome (status {review.status})")
+    if review.status in (ReviewStatus.PUBLISHED, ReviewStatus.COMPLETED):
+        raise Refused(f"{review_key(review)} already has an outcome (status {review.status})")
     now = uow.clock.now()
     before = _state(review)
     gaps: list[str] = []
@@ -318,7 +357,7 @@ def complete_review(
     steps: list[PlannedStep] = []
     settle(session, subject=_subject(review), now=now)
     if CHALLENGE_CLAUSE in clauses(spec):
-        review.status, review.published_at = PUBLISHED, now
+        review.status, review.published_at = ReviewStatus.PUBLISHED, now
         review.challenge_closes_on = add_working_days(now.date(), c.reminders.challenge_window)
         steps.append(
             plan(
@@ -330,10 +369,10 @@ def complete_review(
             )
         )
     else:
-        review.status, review.completed_at = COMPLETED, now
+        review.status, review.completed_at = ReviewStatus.COMPLETED, now
     session.add(review)
     uow.record(
-        "review.published" if review.status == PUBLISHED else "review.completed",
+        "review.published" if review.status == ReviewStatus.PUBLISHED else "review.completed",
         _subject(review),
         before=before,
         after={**_state(review), "by": actor.pseudonym, "representation_gaps": gaps},
@@ -366,16 +405,23 @@ def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challeng
     session, c = uow.session, current_constitution(uow.session)
     spec = _spec(c, kind)
     if CHALLENGE_CLAUSE not in clauses(spec):
-        raise WctError(f"{kind} is not open to public challenge (only reviews under 7.2 are)")
+        raise Refused(
+            f"{kind} is not open to public challenge (only reviews under 7.2 are)",
+            clause=CHALLENGE_CLAUSE,
+        )
     review = find_review(session, kind=kind, year=year)
     challenge = clean_text(challenge, what="challenge", limit=2000, multiline=True)
     who = clean_text(by, what="who challenges", limit=200)
-    if review.status != PUBLISHED or review.challenge_closes_on is None:
-        raise WctError(f"{review_key(review)} is not open to challenge (status {review.status})")
+    if review.status != ReviewStatus.PUBLISHED or review.challenge_closes_on is None:
+        raise Refused(
+            f"{review_key(review)} is not open to challenge (status {review.status})",
+            clause=CHALLENGE_CLAUSE,
+        )
     if uow.clock.now().date() > review.challenge_closes_on:
-        raise WctError(
+        raise Refused(
             f"the challenge window of {review_key(review)} closed on "
-            f"{review.challenge_closes_on.isoformat()}"
+            f"{review.challenge_closes_on.isoformat()}",
+            clause=CHALLENGE_CLAUSE,
         )
     review.challenges += 1
     session.add(review)
@@ -404,7 +450,11 @@ def open_reviews(session: Session) -> list[Review]:
     return list(
         session.exec(
             select(Review)
-            .where(col(Review.status).in_((OPEN, OVERDUE_STATUS, PUBLISHED)))
+            .where(
+                col(Review.status).in_(
+                    (ReviewStatus.OPEN, ReviewStatus.OVERDUE, ReviewStatus.PUBLISHED)
+                )
+            )
             .order_by(col(Review.due_on))
         ).all()
     )

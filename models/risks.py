@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
@@ -19,20 +20,33 @@ from models.casework import (
 )
 from models.commands import current_constitution
 from models.constitution import BodyKind, CaseAction, Constitution
-from models.errors import WctError
+from models.errors import InvalidInput, NotFound, Refused
 from models.permissions import Actor, CaseScope, find_actor, require
 from models.tables import Person, Risk
 from models.uow import UnitOfWork
 
 CLAUSE = "16.1"
-OPEN = ("managed", "escalated")
+
+
+class RiskStatus(StrEnum):
+    """16.1: managed by the Executive; escalated to the Board; formally assessed by the Board;
+    closed."""
+
+    MANAGED = "managed"
+    ESCALATED = "escalated"
+    ASSESSED = "assessed"
+    CLOSED = "closed"
+
+
+# A risk still open: it is reviewed, and chased when its review is overdue.
+OPEN = (RiskStatus.MANAGED, RiskStatus.ESCALATED)
 
 
 def score(likelihood: int, impact: int) -> int:
     """The 5x5 risk score: likelihood times impact, each 1 (low) to 5 (high)."""
     for name, value in (("likelihood", likelihood), ("impact", impact)):
         if not 1 <= value <= 5:
-            raise WctError(f"{name} must be a whole number from 1 to 5, not {value}")
+            raise InvalidInput(f"{name} must be a whole number from 1 to 5, not {value}")
     return likelihood * impact
 
 
@@ -65,7 +79,7 @@ def _state(risk: Risk) -> dict[str, object]:
 def _load(session: Session, risk_id: int) -> Risk:
     risk = locked(session, Risk, risk_id)
     if risk is None:
-        raise WctError(f"no risk #{risk_id}")
+        raise NotFound(f"no risk #{risk_id}")
     return risk
 
 
@@ -93,7 +107,7 @@ def raise_risk(
 ) -> RiskResult:
     """Record a risk to the CYPP, managed by the Executive; the same title twice is one risk."""
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_RAISE, actor, CaseScope())
+    require(c, CaseAction.RISK_RAISE, actor, CaseScope(), clause=CLAUSE)
     title = clean_text(title, what="title", limit=300)
     risk_score = score(likelihood, impact)
     owner_actor = find_actor(session, owner)
@@ -110,6 +124,7 @@ def raise_risk(
         owner_person_id=owner_actor.person_id,
         likelihood=likelihood,
         impact=impact,
+        status=RiskStatus.MANAGED,
         review_due_on=today + timedelta(days=c.risk.review_interval_days),
         raised_at=uow.clock.now(),
     )
@@ -129,11 +144,11 @@ def review_risk(
     """The Executive reviews a risk at its meeting: new scores, next review date, and escalation
     if the score now reaches the threshold (16.1)."""
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_REVIEW, actor, CaseScope())
+    require(c, CaseAction.RISK_REVIEW, actor, CaseScope(), clause=CLAUSE)
     risk = _load(session, risk_id)
     new_score = score(likelihood, impact)
     if risk.status not in OPEN:
-        raise WctError(f"risk #{risk_id} is {risk.status}: it is no longer reviewed")
+        raise Refused(f"risk #{risk_id} is {risk.status}: it is no longer reviewed", clause=CLAUSE)
     before = _state(risk)
     risk.likelihood, risk.impact = likelihood, impact
     risk.review_due_on = uow.clock.now().date() + timedelta(days=c.risk.review_interval_days)
@@ -141,7 +156,7 @@ def review_risk(
     uow.record("risk.reviewed", _subject(risk), before=before, after=_state(risk))
     settle(session, subject=_subject(risk), now=uow.clock.now(), kinds=["risk.review"])
     _schedule_review(uow, risk)
-    if risk.status == "managed" and must_escalate(c, likelihood, impact):
+    if risk.status == RiskStatus.MANAGED and must_escalate(c, likelihood, impact):
         _escalate(uow, c, risk, f"score {new_score} reached the threshold at review")
     return RiskResult(risk_id, False, risk.status, new_score)
 
@@ -149,18 +164,19 @@ def review_risk(
 def escalate_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, reason: str) -> RiskResult:
     """The Executive decides to escalate a risk to the Board for formal assessment (16.1)."""
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_ESCALATE, actor, CaseScope())
+    require(c, CaseAction.RISK_ESCALATE, actor, CaseScope(), clause=CLAUSE)
     risk = _load(session, risk_id)
     reason = clean_text(reason, what="reason", limit=500)
-    if risk.status != "managed":
-        raise WctError(f"risk #{risk_id} is already {risk.status}")
+    if risk.status != RiskStatus.MANAGED:
+        raise Refused(f"risk #{risk_id} is already {risk.status}", clause=CLAUSE)
     _escalate(uow, c, risk, reason)
     return RiskResult(risk_id, False, risk.status, risk.likelihood * risk.impact)
 
 
 def _escalate(uow: UnitOfWork, c: Constitution, risk: Risk, reason: str) -> None:
     before = _state(risk)
-    risk.status, risk.escalated_at, risk.escalation_reason = "escalated", uow.clock.now(), reason
+    risk.status, risk.escalated_at = RiskStatus.ESCALATED, uow.clock.now()
+    risk.escalation_reason = reason
     uow.session.add(risk)
     uow.record(
         "risk.escalated", _subject(risk), before=before, after=_state(risk) | {"reason": reason}
@@ -184,13 +200,15 @@ def _escalate(uow: UnitOfWork, c: Constitution, risk: Risk, reason: str) -> None
 def assess_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, assessment: str) -> RiskResult:
     """The Board's formal assessment of an escalated risk (16.1)."""
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_ASSESS, actor, CaseScope())
+    require(c, CaseAction.RISK_ASSESS, actor, CaseScope(), clause=CLAUSE)
     risk = _load(session, risk_id)
     text = clean_text(assessment, what="assessment", limit=2000, multiline=True)
-    if risk.status != "escalated":
-        raise WctError(f"risk #{risk_id} is {risk.status}: only an escalated risk is assessed")
+    if risk.status != RiskStatus.ESCALATED:
+        raise Refused(
+            f"risk #{risk_id} is {risk.status}: only an escalated risk is assessed", clause=CLAUSE
+        )
     before = _state(risk)
-    risk.status, risk.board_assessment = "assessed", text
+    risk.status, risk.board_assessment = RiskStatus.ASSESSED, text
     session.add(risk)
     uow.record("risk.assessed", _subject(risk), before=before, after=_state(risk))
     return RiskResult(risk_id, False, risk.status, risk.likelihood * risk.impact)
@@ -198,12 +216,12 @@ def assess_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, assessment: str)
 
 def close_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int) -> RiskResult:
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_CLOSE, actor, CaseScope())
+    require(c, CaseAction.RISK_CLOSE, actor, CaseScope(), clause=CLAUSE)
     risk = _load(session, risk_id)
-    if risk.status == "closed":
-        raise WctError(f"risk #{risk_id} is already closed")
+    if risk.status == RiskStatus.CLOSED:
+        raise Refused(f"risk #{risk_id} is already closed", clause=CLAUSE)
     before = _state(risk)
-    risk.status, risk.closed_at = "closed", uow.clock.now()
+    risk.status, risk.closed_at = RiskStatus.CLOSED, uow.clock.now()
     session.add(risk)
     settle(session, subject=_subject(risk), now=uow.clock.now())
     uow.record("risk.closed", _subject(risk), before=before, after=_state(risk))
@@ -257,5 +275,5 @@ def open_risks(session: Session) -> list[Risk]:
 
 def risks_for_board(session: Session) -> list[Risk]:
     """Escalated risks awaiting the Board's formal assessment: a standing item of its agenda."""
-    query = select(Risk).where(Risk.status == "escalated").order_by(col(Risk.escalated_at))
+    query = select(Risk).where(Risk.status == RiskStatus.ESCALATED).order_by(col(Risk.escalated_at))
     return list(session.exec(query).all())

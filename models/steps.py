@@ -13,7 +13,7 @@ from datetime import date, datetime, time
 from sqlmodel import Session, col, select
 
 from models.calendar import add_working_days
-from models.casework import close_of_business, distinct, schedule
+from models.casework import StepStatus, close_of_business, distinct, schedule
 from models.clock import LONDON
 from models.constitution import Constitution, Reminders
 from models.tables import Person, PersonRole, Step
@@ -113,7 +113,7 @@ def pending_steps(session: Session, subject: str) -> list[PlannedStep]:
     """The steps of `subject` still waiting to fire, in due order."""
     rows = session.exec(
         select(Step)
-        .where(Step.subject == subject, Step.status == "pending")
+        .where(Step.subject == subject, Step.status == StepStatus.PENDING)
         .order_by(col(Step.due_at), col(Step.id))
     ).all()
     return [as_planned(s) for s in rows]

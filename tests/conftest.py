@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
 from typer.testing import CliRunner, Result
 
 from deployments.cli import Runtime, app
@@ -19,7 +23,8 @@ from models.clock import LONDON, FixedClock
 from models.commands import apply_constitution
 from models.config import Settings
 from models.constitution import Constitution, load_constitution
-from models.db import make_engine, migrate
+from models.db import MIGRATIONS, make_engine, migrate
+from models.tables import GENESIS
 from models.uow import UnitOfWork
 
 # Shared fixtures that live in their own modules: one Prefect harness per session, the SMTP
@@ -30,6 +35,28 @@ DATA = Path(__file__).with_name("data")
 POSTGRES_URL = os.environ.get(
     "WCT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+#: Fixtures that mean a test needs a Prefect server (the session's harness) or a real database.
+PREFECT_FIXTURES = frozenset({"prefect_harness", "cycle_db"})
+DB_FIXTURES = frozenset(
+    {"engine", "database_url", "loaded", "cli", "cycle_db", "postgres_available"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets its tier from what it uses, so `-m` can pick the fast ones:
+    `unit` (pure rules), `db` (a real SQLite or PostgreSQL database), `prefect` (a Prefect server:
+    the harness, or a real `prefect server start`, which is also `server`), `browser`."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("server") is not None or names & PREFECT_FIXTURES:
+            item.add_marker(pytest.mark.prefect)
+        if names & DB_FIXTURES:
+            item.add_marker(pytest.mark.db)
+        tiers = ("db", "prefect", "server", "browser")
+        if not any(item.get_closest_marker(t) for t in tiers):
+            item.add_marker(pytest.mark.unit)
 
 
 def _postgres_problem() -> str | None:
@@ -83,9 +110,57 @@ def wirral() -> Constitution:
     return load_constitution()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite database migrated to head, copied for each test (migrating costs ~0.5 s)."""
+    path = tmp_path_factory.mktemp("template") / "wct.db"
+    template = make_engine(f"sqlite:///{path}")
+    migrate(template)
+    template.dispose()
+    folded = sqlite3.connect(path, isolation_level=None)  # fold the WAL into the file we copy
+    folded.execute("PRAGMA journal_mode=DELETE")
+    folded.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def head_revision() -> str:
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """A migrated, empty database."""
+def engine(database_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A migrated, empty database. SQLite: a copy of a database migrated once per session.
+    PostgreSQL: the models' tables at the migrations' head revision (tests/test_db.py proves
+    the migrations and the models agree, and runs the migrations themselves)."""
+    if database_url.startswith("sqlite"):
+        target = sa.engine.make_url(database_url).database
+        assert target is not None
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), target)
+        engine = make_engine(database_url)
+    else:
+        engine = make_engine(database_url)
+        with engine.begin() as connection:
+            SQLModel.metadata.create_all(connection)
+            connection.exec_driver_sql(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"
+            )
+            connection.execute(
+                sa.text("INSERT INTO alembic_version VALUES (:v)"),
+                {"v": request.getfixturevalue("head_revision")},
+            )
+            # The rows the migrations seed: the audit chain's head.
+            connection.execute(
+                sa.text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis)"),
+                {"genesis": GENESIS},
+            )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def migrated(database_url: str) -> Iterator[Engine]:
+    """A database built by running the migrations themselves (for the tests of migrations)."""
     engine = make_engine(database_url)
     migrate(engine)
     yield engine

@@ -154,7 +154,7 @@ def test_cli_checkpoint_round_trips(cli: Cli) -> None:
     point = cli("audit", "checkpoint").stdout.strip()
     assert cli("audit", "verify", "--checkpoint", point).exit_code == 0
     bad = cli("audit", "verify", "--checkpoint", "1:nothex")
-    assert bad.exit_code == 1 and "is not SEQ:SHA256" in bad.output
+    assert bad.exit_code == 2 and "is not SEQ:SHA256" in bad.output
 
 
 def test_cli_export_jsonl_csv_and_by_organisation(cli: Cli) -> None:
@@ -170,7 +170,7 @@ def test_cli_export_jsonl_csv_and_by_organisation(cli: Cli) -> None:
     assert [r["seq"] for r in rows] == ["1", "2", "3", "4"]
     assert rows[1]["hash"] == json.loads(lines[1])["hash"]
     unknown = cli("audit", "export", "--organisation", "atlantis")
-    assert unknown.exit_code == 1 and "unknown organisation 'atlantis'" in unknown.output
+    assert unknown.exit_code == 3 and "unknown organisation 'atlantis'" in unknown.output
     wrong = cli("audit", "export", "--format", "xml")
     assert wrong.exit_code == 2
 

@@ -86,7 +86,7 @@ def test_init_with_a_bad_constitution_changes_nothing(cli: Cli, tmp_path: Path) 
     cli("init")
     before = audit_count(cli)
     result = cli("init", "--constitution", broken_constitution(tmp_path))
-    assert result.exit_code == 1 and "nothing written" in result.output
+    assert result.exit_code == 2 and "nothing written" in result.output
     assert audit_count(cli) == before
 
 
@@ -116,16 +116,16 @@ def test_removing_an_organisation_members_belong_to_is_refused(cli: Cli, tmp_pat
     path.write_text(yaml.safe_dump(data))
     before = audit_count(cli)
     result = cli("init", "--constitution", path)
-    assert result.exit_code == 1 and "merseyside-police" in result.output
+    assert result.exit_code == 4 and "merseyside-police" in result.output
     assert audit_count(cli) == before
 
 
-def test_members_import_bad_row_exits_1_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
+def test_members_import_bad_row_exits_2_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
     cli("init")
     bad = tmp_path / "bad.csv"
     bad.write_text((DATA / "members.csv").read_text() + "Eve,eve@x.example,atlantis,dcs,,email\n")
     result = cli("members", "import", bad)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "line 8, organisation: unknown organisation 'atlantis'" in result.output
     assert "nothing written" in result.output
     with Session(cli.runtime.engine()) as s:
@@ -136,17 +136,17 @@ def test_members_import_bad_row_exits_1_and_writes_nothing(cli: Cli, tmp_path: P
 def test_members_import_of_a_missing_or_binary_file(cli: Cli, tmp_path: Path) -> None:
     cli("init")
     missing = cli("members", "import", tmp_path / "nope.csv")
-    assert missing.exit_code == 1 and "No such file" in missing.output
+    assert missing.exit_code == 2 and "No such file" in missing.output
     binary = tmp_path / "x.csv"
     binary.write_bytes(b"\xff\xfe\x00bad")
     result = cli("members", "import", binary)
-    assert result.exit_code == 1 and "UTF-8" in result.output
+    assert result.exit_code == 2 and "UTF-8" in result.output
 
 
 def test_commands_before_init_say_what_to_do(cli: Cli) -> None:
     for args in (("status",), ("audit", "verify"), ("members", "import", DATA / "members.csv")):
         result = cli(*args)
-        assert result.exit_code == 1
+        assert result.exit_code == 3  # not found: no database (or no constitution) yet
         assert "run `wct init`" in result.output
         assert "Traceback" not in result.output
 
@@ -198,7 +198,7 @@ def test_the_console_script_runs_in_a_fresh_home(tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # invalid input: no such file
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("wct: error:")
 
 
@@ -216,7 +216,7 @@ def test_erasing_a_member_keeps_the_audit_trail_whole(cli: Cli) -> None:
     cli("init")
     cli("members", "import", DATA / "members.csv")
     refused = cli("members", "erase", "sam@police.example")
-    assert refused.exit_code == 1 and "--yes" in refused.output
+    assert refused.exit_code == 2 and "--yes" in refused.output
     done = cli("members", "erase", "sam@police.example", "--yes")
     assert done.exit_code == 0, done.output
     with Session(cli.runtime.engine()) as s:
@@ -227,7 +227,7 @@ def test_erasing_a_member_keeps_the_audit_trail_whole(cli: Cli) -> None:
     exported = cli("audit", "export").stdout
     assert "member.erased" in exported and "Sam" not in exported
     again = cli("members", "erase", "sam@police.example", "--yes")
-    assert again.exit_code == 1 and "no member" in again.output
+    assert again.exit_code == 3 and "no member" in again.output
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def test_meeting_from_plan_to_minutes(cli: Cli, clock: FixedClock, tmp_path: Pat
     )
     assert item.exit_code == 0, item.output
     wrong = cli("meeting", "plan", "board", "2027-03-10")
-    assert wrong.exit_code == 1
+    assert wrong.exit_code == 2
     assert "board does not meet on 2027-03-10" in wrong.stderr
     clock.set(london(2027, 3, 9, 16, 0))
     assert cli("steps", "--reconcile", "--json").exit_code == 0
@@ -64,7 +64,7 @@ def test_meeting_from_plan_to_minutes(cli: Cli, clock: FixedClock, tmp_path: Pat
     assert recorded.exit_code == 0, recorded.output
     assert "Rejected on the chair's casting vote after a tie" in recorded.stdout
     twice = cli("meeting", "record", "board", "2027-03-09", "--file", record)
-    assert twice.exit_code == 1 and "already recorded" in twice.stderr
+    assert twice.exit_code == 4 and "already recorded" in twice.stderr
 
 
 def test_report_and_review_by_hand(cli: Cli, clock: FixedClock) -> None:
@@ -73,7 +73,7 @@ def test_report_and_review_by_hand(cli: Cli, clock: FixedClock) -> None:
     assert opened.exit_code == 0, opened.output
     assert len(json.loads(opened.stdout)["created"]) == 6
     bad = cli("report", "open", "2027-Q9")
-    assert bad.exit_code == 1 and "is not a quarter" in bad.stderr
+    assert bad.exit_code == 2 and "is not a quarter" in bad.stderr
     submitted = cli(
         "report",
         "submit",
@@ -121,4 +121,4 @@ def test_meeting_cancel_from_the_cli(cli: Cli) -> None:
     again = cli("meeting", "cancel", "board", "2027-03-09", "--reason", "Snow")
     assert again.exit_code == 0 and "already cancelled" in again.output
     unknown = cli("meeting", "cancel", "board", "2027-03-10", "--reason", "Snow")
-    assert unknown.exit_code == 1 and "no meeting of board planned on 2027-03-10" in unknown.output
+    assert unknown.exit_code == 3 and "no meeting of board planned on 2027-03-10" in unknown.output

@@ -163,8 +163,8 @@ def test_up_registers_every_cycle_on_the_constitutions_schedule(
         assert board.schedules and "BYDAY=2TU" in str(board.schedules[0].schedule)
         assert board.parameters == {"body": "board"}
         assert review.schedules and "BYMONTH=2;BYMONTHDAY=14" in str(review.schedules[0].schedule)
-        caught = await runs_named("meeting-cycle-board")
-        assert caught, "a catch-up run of the board's cycle"
+        caught = await runs_named("catch-up-cycle-reconcile", "catch-up-case-reconcile")
+        assert len(caught) == 2, "one catch-up run of each sweep"
 
     asyncio.run(check())
 

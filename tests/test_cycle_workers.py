@@ -59,7 +59,7 @@ from models.uow import UnitOfWork
 from .conftest import DATA, POSTGRES_URL
 from .cycles_support import london
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.server]
 # An upper bound for the cluster to reach each state (started, workers polling, one step's two
 # runs finished), never an expectation of speed: a loaded CI machine is slow, not wrong.
 WAIT = 240.0

@@ -34,7 +34,7 @@ def test_preview_renders_every_part_of_a_kind(cli: Cli) -> None:
 
 def test_preview_of_an_unknown_kind_lists_the_known(cli: Cli) -> None:
     result = cli("preview", "memo")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "unknown message kind 'memo' (known: agenda, approval_request" in result.output
 
 
@@ -42,7 +42,7 @@ def test_preview_with_a_context_file_shows_its_problems(cli: Cli, tmp_path: Path
     path = tmp_path / "ctx.json"
     path.write_text(json.dumps({"recipient": "X", "clause": "1", "action": "Do"}))
     result = cli("preview", "reminder", "--context", path)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "context for 'reminder' is invalid: what: Field required" in result.output
 
 
@@ -75,7 +75,7 @@ def test_outbox_lists_dispatches_and_retries(cli: Cli, clock: FixedClock, tmp_pa
     assert json.loads(retried.output) == {"retried": [bad], "not_retryable": []}
     assert row(engine, bad).status == Status.PENDING
     assert cli("outbox", "retry", str(good)).exit_code == 1  # sent: nothing to retry
-    assert cli("outbox", "retry").exit_code == 1
+    assert cli("outbox", "retry").exit_code == 2
     all_failed = cli("outbox", "retry", "--all-failed")
     assert all_failed.exit_code == 0 and "0 message(s)" in all_failed.output
 
@@ -106,4 +106,4 @@ def test_calendar_writes_a_feed_of_a_bodys_meetings(cli: Cli, tmp_path: Path) ->
     ]
     assert events[0].decoded("DTSTART") == datetime(2027, 1, 12, 10, 0, tzinfo=LONDON)
     unknown = cli("calendar", "--body", "nope")
-    assert unknown.exit_code == 1 and "unknown body 'nope'" in unknown.output
+    assert unknown.exit_code == 3 and "unknown body 'nope'" in unknown.output

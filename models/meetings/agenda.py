@@ -1,0 +1,263 @@
+"""A meeting's agenda: items members put forward before the items deadline, and the agenda
+composed from the standing items, what is waiting under each heading, and the members' items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlmodel import Session, col, select
+
+from models.approvals import ApprovalStatus
+from models.casework import clean_text, coordinators
+from models.commands import current_constitution
+from models.constitution import BodyKind, Constitution
+from models.errors import NotFound, Refused
+from models.meetings.kinds import ITEMS_DEADLINE
+from models.meetings.plan import (
+    MeetingStatus,
+    load_meeting,
+    meeting_key,
+    step_times,
+    subject_of,
+)
+from models.permissions import find_actor
+from models.reports import RECEIVED
+from models.risks import RiskStatus
+from models.steps import body_members
+from models.tables import AgendaItem, ApprovalRequest, Meeting, Report, Risk
+from models.uow import UnitOfWork
+
+
+class AgendaItemKind(StrEnum):
+    """What put an item on the agenda: a standing heading, a member, a report received, a risk
+    escalated to the Board, a proposal awaiting this body's approval."""
+
+    STANDING = "standing"
+    SUBMITTED = "submitted"
+    REPORT = "report"
+    RISK = "risk"
+    APPROVAL = "approval"
+
+
+def items_of(session: Session, meeting_id: int) -> list[AgendaItem]:
+    """The meeting's agenda items, in agenda order."""
+    return list(
+        session.exec(
+            select(AgendaItem)
+            .where(AgendaItem.meeting_id == meeting_id)
+            .order_by(col(AgendaItem.position), col(AgendaItem.id))
+        ).all()
+    )
+
+
+def composed(items: Sequence[AgendaItem]) -> bool:
+    """Whether the agenda is composed: anything but a member's item is on it."""
+    return any(i.kind != AgendaItemKind.SUBMITTED for i in items)
+
+
+def item_at(session: Session, meeting_id: int, position: int) -> AgendaItem:
+    """The agenda item at `position`, or a clear error."""
+    for item in items_of(session, meeting_id):
+        if item.position == position:
+            return item
+    raise NotFound(f"meeting #{meeting_id} has no agenda item {position}")
+
+
+def submit_item(uow: UnitOfWork, *, meeting_id: int, title: str, by: str) -> int:
+    """Put an item forward for a meeting's agenda: from a member of the body (or a coordinator),
+    before the items deadline. Returns the item id; the same title twice is one item."""
+    session, c = uow.session, current_constitution(uow.session)
+    meeting = load_meeting(session, meeting_id)
+    title = clean_text(title, what="item title", limit=300)
+    actor = find_actor(session, by)
+    members = {p.id for p in body_members(session, c, meeting.body_id)}
+    members |= {p.id for p in coordinators(session, c)}
+    if actor.person_id not in members:
+        raise Refused(
+            f"{actor.pseudonym} is not a member of {meeting.body_id} and may not add items"
+        )
+    deadline = step_times(c, meeting.starts_at)[ITEMS_DEADLINE]
+    items = items_of(session, meeting_id)
+    if uow.clock.now() >= deadline or meeting.status != MeetingStatus.PLANNED or composed(items):
+        raise Refused(
+            f"the items deadline for {meeting_key(meeting)} passed at {deadline.isoformat()}"
+        )
+    for item in items:
+        if item.kind == AgendaItemKind.SUBMITTED and item.title.lower() == title.lower():
+            assert item.id is not None
+            return item.id
+    item = AgendaItem(
+        meeting_id=meeting_id,
+        position=1000 + len(items),
+        title=title,
+        kind=AgendaItemKind.SUBMITTED,
+        source=f"member:{actor.pseudonym}",
+        submitted_by=actor.pseudonym,
+    )
+    session.add(item)
+    session.flush()
+    uow.record(
+        "meeting.item_submitted",
+        subject_of(meeting),
+        before=None,
+        after={"item": item.id, "title": title, "by": actor.pseudonym},
+    )
+    assert item.id is not None
+    return item.id
+
+
+@dataclass(frozen=True)
+class AgendaLine:
+    position: int
+    title: str
+    kind: str
+    source: str | None
+
+
+def _already_tabled(session: Session, source: str, meeting_id: int) -> bool:
+    return (
+        session.exec(
+            select(AgendaItem.id).where(
+                AgendaItem.source == source, AgendaItem.meeting_id != meeting_id
+            )
+        ).first()
+        is not None
+    )
+
+
+def _previous_meeting(session: Session, meeting: Meeting) -> Meeting | None:
+    return session.exec(
+        select(Meeting)
+        .where(
+            Meeting.body_id == meeting.body_id,
+            col(Meeting.starts_at) < meeting.starts_at,
+            Meeting.status != MeetingStatus.CANCELLED,
+        )
+        .order_by(col(Meeting.starts_at).desc())
+    ).first()
+
+
+def standing_items(
+    session: Session, c: Constitution, meeting: Meeting
+) -> list[tuple[str, AgendaItemKind, str | None]]:
+    """The standing items of every agenda, with what is waiting under each heading: apologies;
+    declarations of interest (18.1); minutes of the last meeting; for the body the WSCB reports
+    to, its quarterly safeguarding report (11.4.1); performance reports received (14.1, 22.2.1);
+    for the Board, risks escalated to it (16.1); items awaiting this body's approval (11.3.5,
+    21.1.1). Returns (title, kind, source) rows."""
+    standing = AgendaItemKind.STANDING
+    body = c.body(meeting.body_id)
+    rows: list[tuple[str, AgendaItemKind, str | None]] = [
+        ("Apologies for absence", standing, "standing:apologies"),
+        ("Declarations of interest (18.1)", standing, "standing:declarations"),
+    ]
+    previous = _previous_meeting(session, meeting)
+    if previous is not None:
+        rows.append(
+            (
+                f"Minutes of the meeting of {previous.starts_at.date().isoformat()}",
+                standing,
+                f"minutes:{previous.id}",
+            )
+        )
+    else:
+        rows.append(("Minutes of the last meeting", standing, "standing:minutes"))
+    received = session.exec(
+        select(Report)
+        .where(Report.to_body_id == body.id, col(Report.status).in_(RECEIVED))
+        .order_by(col(Report.due_on), col(Report.from_body_id))
+    ).all()
+    fresh = [r for r in received if not _already_tabled(session, f"report:{r.id}", meeting.id or 0)]
+    wscb_to = {
+        q.to_body
+        for q in c.quarterly_reports
+        if q.from_body is not None and c.body(q.from_body).kind is BodyKind.SAFEGUARDING_BOARD
+    }
+    if body.id in wscb_to:
+        rows.append(
+            ("WSCB quarterly safeguarding report (11.4.1)", standing, "standing:wscb-report")
+        )
+    for report in fresh:
+        rows.append(
+            (
+                f"Report: {report.kind} from {report.from_body_id}, {report.period}",
+                AgendaItemKind.REPORT,
+                f"report:{report.id}",
+            )
+        )
+    if body.kind in (BodyKind.BOARD, BodyKind.EXECUTIVE):
+        rows.append(("Performance reports (14.1)", standing, "standing:performance"))
+    if body.kind is BodyKind.BOARD:
+        rows.append(("Risks escalated to the Board (16.1)", standing, "standing:risks"))
+        for risk in session.exec(
+            select(Risk).where(Risk.status == RiskStatus.ESCALATED).order_by(col(Risk.id))
+        ):
+            rows.append((f"Escalated risk: {risk.title}", AgendaItemKind.RISK, f"risk:{risk.id}"))
+    rows.append(("Items awaiting approval", standing, "standing:approvals"))
+    for request in session.exec(
+        select(ApprovalRequest)
+        .where(
+            ApprovalRequest.approver_body_id == body.id,
+            ApprovalRequest.status == ApprovalStatus.WAITING,
+        )
+        .order_by(col(ApprovalRequest.id))
+    ):
+        rows.append(
+            (
+                f"For approval ({request.clause}): {request.title}",
+                AgendaItemKind.APPROVAL,
+                f"approval:{request.id}",
+            )
+        )
+    return rows
+
+
+def compose_agenda(uow: UnitOfWork, *, meeting_id: int) -> list[AgendaLine]:
+    """The agenda: the standing items, then the items members submitted, then any other business.
+    Composed once, when the items deadline passes; later calls return it unchanged."""
+    session, c = uow.session, current_constitution(uow.session)
+    meeting = load_meeting(session, meeting_id)
+    items = items_of(session, meeting_id)
+    if composed(items):
+        return _lines(items)
+    submitted = [i for i in items if i.kind == AgendaItemKind.SUBMITTED]
+    position = 0
+    for title, kind, source in standing_items(session, c, meeting):
+        position += 1
+        session.add(
+            AgendaItem(
+                meeting_id=meeting_id, position=position, title=title, kind=kind, source=source
+            )
+        )
+    for item in submitted:
+        position += 1
+        item.position = position
+        session.add(item)
+    session.add(
+        AgendaItem(
+            meeting_id=meeting_id,
+            position=position + 1,
+            title="Any other business",
+            kind=AgendaItemKind.STANDING,
+            source="standing:aob",
+        )
+    )
+    session.flush()
+    composed_items = items_of(session, meeting_id)
+    uow.record(
+        "meeting.agenda_composed",
+        subject_of(meeting),
+        before=None,
+        after={"items": [f"{i.position}. {i.title}" for i in composed_items]},
+    )
+    return _lines(composed_items)
+
+
+def _lines(items: Sequence[AgendaItem]) -> list[AgendaLine]:
+    return [AgendaLine(i.position, i.title, i.kind, i.source) for i in items]
+
+
+def agenda(session: Session, meeting_id: int) -> list[AgendaLine]:
+    return _lines(items_of(session, meeting_id))

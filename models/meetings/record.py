@@ -1,0 +1,287 @@
+"""What is recorded of a meeting: apologies before it; attendance, declarations of interest
+(18.1) and each motion with its show of hands, decided by the 6.2 rule, after it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.casework import clean_text, coordinators
+from models.commands import current_constitution
+from models.constitution import Constitution
+from models.decision import Decision, Vote, decide
+from models.errors import InvalidInput, Refused
+from models.meetings.agenda import item_at
+from models.meetings.plan import MeetingStatus, load_meeting, meeting_key, state_of, subject_of
+from models.permissions import find_actor
+from models.steps import body_members, role_holders
+from models.tables import Attendance, Declaration, Meeting, Motion, Person, VoteRecord
+from models.uow import UnitOfWork
+
+
+class AttendanceStatus(StrEnum):
+    """A member of the body at a meeting: present, sent apologies, or absent (everyone else)."""
+
+    PRESENT = "present"
+    APOLOGIES = "apologies"
+    ABSENT = "absent"
+
+
+def find_person(session: Session, who: str) -> Person:
+    """The active member with this email or pseudonym, or a clear error."""
+    actor = find_actor(session, who)
+    person = session.get(Person, actor.person_id)
+    assert person is not None
+    return person
+
+
+def send_apologies(uow: UnitOfWork, *, meeting_id: int, who: str) -> None:
+    """A member sends apologies before the meeting; the reminder then skips them."""
+    session, c = uow.session, current_constitution(uow.session)
+    meeting = load_meeting(session, meeting_id)
+    person = find_person(session, who)
+    if person.id not in {p.id for p in body_members(session, c, meeting.body_id)}:
+        raise Refused(f"{person.pseudonym} is not a member of {meeting.body_id}")
+    if uow.clock.now() >= meeting.starts_at:
+        raise Refused("the meeting has started: record attendance instead")
+    assert person.id is not None and meeting.id is not None
+    if session.get(Attendance, (meeting.id, person.id)) is None:
+        session.add(
+            Attendance(
+                meeting_id=meeting.id, person_id=person.id, status=AttendanceStatus.APOLOGIES
+            )
+        )
+        uow.record(
+            "meeting.apologies",
+            subject_of(meeting),
+            before=None,
+            after={"person": person.pseudonym},
+        )
+
+
+def record_attendance(
+    uow: UnitOfWork, *, meeting_id: int, present: Sequence[str], apologies: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Who was present and who sent apologies; every other member of the body was absent.
+    Only after the meeting has started, only once, and everyone named must be a member."""
+    session, c = uow.session, current_constitution(uow.session)
+    meeting = load_meeting(session, meeting_id)
+    if uow.clock.now() < meeting.starts_at:
+        raise Refused(
+            f"{meeting_key(meeting)} has not started yet: attendance is recorded at or after it"
+        )
+    if meeting.status in (
+        MeetingStatus.HELD,
+        MeetingStatus.MINUTES_DRAFTED,
+        MeetingStatus.MINUTES_APPROVED,
+        MeetingStatus.CANCELLED,
+    ):
+        raise Refused(
+            f"attendance of {meeting_key(meeting)} is already recorded (status {meeting.status})"
+        )
+    if not present:
+        raise InvalidInput("no one present: a meeting needs at least one person present")
+    people = [find_person(session, w) for w in present]
+    sorry = [find_person(session, w) for w in apologies]
+    both = {p.pseudonym for p in people} & {p.pseudonym for p in sorry}
+    if both:
+        raise InvalidInput(f"recorded both present and with apologies: {', '.join(sorted(both))}")
+    members = body_members(session, c, meeting.body_id)
+    member_ids = {p.id for p in members} | {p.id for p in coordinators(session, c)}
+    strangers = sorted(p.pseudonym for p in people + sorry if p.id not in member_ids)
+    if strangers:
+        raise Refused(f"not members of {meeting.body_id}: {', '.join(strangers)}")
+    status: dict[int, AttendanceStatus] = {p.id or 0: AttendanceStatus.ABSENT for p in members}
+    status.update({p.id or 0: AttendanceStatus.APOLOGIES for p in sorry})
+    status.update({p.id or 0: AttendanceStatus.PRESENT for p in people})
+    for person_id, value in status.items():
+        row = session.get(Attendance, (meeting_id, person_id))
+        if row is None:
+            row = Attendance(meeting_id=meeting_id, person_id=person_id, status=value)
+        elif value != AttendanceStatus.ABSENT or row.status != AttendanceStatus.APOLOGIES:
+            # An apology sent before the meeting stands unless the record says otherwise.
+            row.status = value
+        session.add(row)
+    before = state_of(meeting)
+    meeting.status = MeetingStatus.HELD
+    session.add(meeting)
+    session.flush()
+    result = attendance(session, meeting_id)
+    uow.record(
+        "meeting.attendance_recorded",
+        subject_of(meeting),
+        before=before,
+        after={**state_of(meeting), **result},
+    )
+    return result
+
+
+def attendance(session: Session, meeting_id: int) -> dict[str, list[str]]:
+    """Pseudonyms by status: present, apologies, absent."""
+    out: dict[str, list[str]] = {status.value: [] for status in AttendanceStatus}
+    rows = session.exec(
+        select(Attendance.status, Person.pseudonym)
+        .join(Person, col(Person.id) == col(Attendance.person_id))
+        .where(Attendance.meeting_id == meeting_id)
+        .order_by(col(Person.pseudonym))
+    ).all()
+    for status, pseudonym in rows:
+        out[status].append(pseudonym)
+    return out
+
+
+def held_meeting(session: Session, meeting_id: int) -> Meeting:
+    """The meeting, locked, once its attendance is recorded (held, or its minutes drafted)."""
+    meeting = load_meeting(session, meeting_id)
+    if meeting.status not in (MeetingStatus.HELD, MeetingStatus.MINUTES_DRAFTED):
+        raise Refused(
+            f"{meeting_key(meeting)} has no attendance recorded yet (status {meeting.status})"
+        )
+    return meeting
+
+
+def declare_interest(uow: UnitOfWork, *, meeting_id: int, who: str, item: int, nature: str) -> int:
+    """18.1: a member present declares an interest in an agenda item, recorded in the minutes."""
+    session = uow.session
+    meeting = held_meeting(session, meeting_id)
+    nature = clean_text(nature, what="nature of the interest", limit=1000)
+    person = find_person(session, who)
+    row = session.get(Attendance, (meeting_id, person.id))
+    if row is None or row.status != AttendanceStatus.PRESENT:
+        raise Refused(f"{person.pseudonym} was not present at {meeting_key(meeting)}")
+    agenda_item = item_at(session, meeting_id, item)
+    declaration = Declaration(
+        person_id=person.id or 0,
+        meeting_id=meeting_id,
+        agenda_item_id=agenda_item.id,
+        nature=nature,
+        declared_at=uow.clock.now(),
+    )
+    session.add(declaration)
+    session.flush()
+    uow.record(
+        "meeting.interest_declared",
+        subject_of(meeting),
+        before=None,
+        after={"person": person.pseudonym, "item": item, "clause": "18.1"},
+    )
+    assert declaration.id is not None
+    return declaration.id
+
+
+@dataclass(frozen=True)
+class MotionDecided:
+    motion_id: int
+    decision: Decision
+    chair: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"motion_id": self.motion_id, "chair": self.chair, **asdict(self.decision)}
+
+
+def _chairing(
+    session: Session, c: Constitution, meeting: Meeting, present: set[str], chaired_by: str | None
+) -> str:
+    """6.2: who chairs the meeting: the body's chair if present, else its deputy if present,
+    else the person the meeting chose (`chaired_by`), who must be present."""
+    if chaired_by is not None:
+        pseudonym = find_person(session, chaired_by).pseudonym
+        if pseudonym not in present:
+            raise InvalidInput(f"{pseudonym} chaired but is not recorded as present")
+        return pseudonym
+    body = c.body(meeting.body_id)
+    for role in (body.chair, body.deputy):
+        if role is None:
+            continue
+        for person in role_holders(session, role):
+            if person.pseudonym in present:
+                return person.pseudonym
+    raise InvalidInput(
+        f"neither the chair nor a deputy of {body.id} was present: say who chaired (chaired_by)"
+    )
+
+
+def record_motion(
+    uow: UnitOfWork,
+    *,
+    meeting_id: int,
+    text: str,
+    item: int | None = None,
+    votes: Mapping[str, Vote] | None = None,
+    consensus: bool = False,
+    casting_vote: Vote | None = None,
+    chaired_by: str | None = None,
+) -> MotionDecided:
+    """6.2: record a motion and its show of hands; the 6.2 rule decides it and explains how."""
+    session, c = uow.session, current_constitution(uow.session)
+    meeting = held_meeting(session, meeting_id)
+    text = clean_text(text, what="motion", limit=2000)
+    present = set(attendance(session, meeting_id)[AttendanceStatus.PRESENT])
+    by_pseudonym = {
+        find_person(session, who).pseudonym: vote for who, vote in (votes or {}).items()
+    }
+    chair = _chairing(session, c, meeting, present, chaired_by)
+    decision = decide(
+        present=present,
+        votes=by_pseudonym,
+        chair=chair,
+        consensus=consensus,
+        casting_vote=casting_vote,
+    )
+    agenda_item = item_at(session, meeting_id, item) if item is not None else None
+    motion = Motion(
+        meeting_id=meeting_id,
+        agenda_item_id=agenda_item.id if agenda_item else None,
+        text=text,
+        outcome=decision.outcome.value,
+        method=decision.method.value,
+        explanation=decision.explanation,
+    )
+    session.add(motion)
+    session.flush()
+    assert motion.id is not None
+    ids = {p.pseudonym: p.id for p in (find_person(session, w) for w in by_pseudonym)}
+    for pseudonym, vote in by_pseudonym.items():
+        session.add(VoteRecord(motion_id=motion.id, person_id=ids[pseudonym] or 0, vote=vote.value))
+    if casting_vote is not None:
+        session.add(
+            VoteRecord(
+                motion_id=motion.id,
+                person_id=find_person(session, chair).id or 0,
+                casting=True,
+                vote=casting_vote.value,
+            )
+        )
+    uow.record(
+        "meeting.motion_decided",
+        subject_of(meeting),
+        before=None,
+        after={
+            "motion": motion.id,
+            "text": text,
+            "chair": chair,
+            **{k: str(v) for k, v in asdict(decision).items()},
+        },
+    )
+    return MotionDecided(motion.id, decision, chair)
+
+
+@dataclass(frozen=True)
+class DeclarationInput:
+    who: str
+    item: int
+    nature: str
+
+
+@dataclass(frozen=True)
+class MotionInput:
+    text: str
+    item: int | None = None
+    votes: Mapping[str, Vote] = field(default_factory=dict)
+    consensus: bool = False
+    casting_vote: Vote | None = None
+    chaired_by: str | None = None

@@ -1,0 +1,194 @@
+"""What each step of a meeting cycle does when it comes due: call for items, compose the agenda
+at the items deadline, publish the agenda and notice, remind, chase the draft minutes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import select
+
+from models.casework import coordinators, notify
+from models.commands import current_constitution
+from models.errors import NotFound
+from models.meetings.agenda import compose_agenda, composed, items_of
+from models.meetings.kinds import (
+    AGENDA,
+    CALL_FOR_ITEMS,
+    ITEMS_DEADLINE,
+    MINUTES_DUE,
+    REMINDER,
+    STEP_KINDS,
+)
+from models.meetings.minutes import NO_MINUTES_OWED
+from models.meetings.plan import (
+    MeetingStatus,
+    load_meeting,
+    meeting_key,
+    message_context,
+    state_of,
+    step_times,
+    subject_of,
+)
+from models.meetings.record import AttendanceStatus
+from models.steps import body_members, role_holders
+from models.tables import Attendance, Meeting
+from models.uow import UnitOfWork
+
+__all__ = [
+    "AGENDA",
+    "CALL_FOR_ITEMS",
+    "ITEMS_DEADLINE",
+    "MINUTES_DUE",
+    "REMINDER",
+    "STEP_ACTIONS",
+    "STEP_KINDS",
+    "act_on_step",
+    "call_for_items",
+    "chase_minutes",
+    "publish_agenda",
+    "remind",
+]
+
+
+def call_for_items(uow: UnitOfWork, meeting: Meeting) -> bool:
+    """Ask the body's members for agenda items by the items deadline."""
+    c = current_constitution(uow.session)
+    if meeting.status != MeetingStatus.PLANNED:
+        return False
+    deadline = step_times(c, meeting.starts_at)[ITEMS_DEADLINE]
+    sent = notify(
+        uow,
+        kind="call_for_items",
+        people=body_members(uow.session, c, meeting.body_id),
+        key=f"{meeting_key(meeting)}:call-for-items",
+        context=message_context(
+            c,
+            meeting,
+            items_due=deadline.isoformat(),
+            action=f"Send agenda items by {deadline:%A %d %B %Y, %H:%M} with `wct meeting item`.",
+        ),
+    )
+    uow.record(
+        "meeting.items_called",
+        subject_of(meeting),
+        before=None,
+        after={"deadline": deadline.isoformat(), "queued": sent},
+    )
+    return True
+
+
+def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | None = None) -> bool:
+    """The notice of the meeting goes to every member with the agenda and the invitation; sent
+    late (`was_due`), both say when they were due."""
+    c = current_constitution(uow.session)
+    if meeting.status != MeetingStatus.PLANNED:
+        return False
+    lines = compose_agenda(uow, meeting_id=meeting.id or 0)
+    before = state_of(meeting)
+    meeting.status = MeetingStatus.AGENDA_PUBLISHED
+    uow.session.add(meeting)
+    members = body_members(uow.session, c, meeting.body_id)
+    stem = meeting_key(meeting)
+    notify(
+        uow,
+        kind="meeting_notice",
+        people=members,
+        key=f"{stem}:notice",
+        context=message_context(c, meeting),
+        was_due=was_due,
+    )
+    items = [{"position": i.position, "title": i.title, "kind": i.kind} for i in lines]
+    action = "Read the papers before the meeting; declare any interest in an item (18.1)."
+    notify(
+        uow,
+        kind="agenda",
+        people=members,
+        key=f"{stem}:agenda",
+        context=message_context(c, meeting, items=items, action=action),
+        was_due=was_due,
+    )
+    uow.record(
+        "meeting.agenda_published", subject_of(meeting), before=before, after=state_of(meeting)
+    )
+    return True
+
+
+def remind(uow: UnitOfWork, meeting: Meeting) -> bool:
+    """The day-before reminder, to members who have not sent apologies."""
+    c = current_constitution(uow.session)
+    if meeting.status not in (MeetingStatus.PLANNED, MeetingStatus.AGENDA_PUBLISHED):
+        return False
+    apologised = {
+        a.person_id
+        for a in uow.session.exec(
+            select(Attendance).where(
+                Attendance.meeting_id == meeting.id,
+                Attendance.status == AttendanceStatus.APOLOGIES,
+            )
+        )
+    }
+    people = [p for p in body_members(uow.session, c, meeting.body_id) if p.id not in apologised]
+    notify(
+        uow,
+        kind="reminder",
+        people=people,
+        key=f"{meeting_key(meeting)}:reminder",
+        context=message_context(
+            c, meeting, what=f"{c.body(meeting.body_id).name} meeting", due=meeting.starts_at
+        ),
+    )
+    uow.record("meeting.reminded", subject_of(meeting), before=None, after={"people": len(people)})
+    return True
+
+
+def chase_minutes(uow: UnitOfWork, meeting: Meeting) -> bool:
+    """Draft minutes are due a set number of working days after the meeting: if they are not
+    drafted by then, the chair and the coordinators are told."""
+    c = current_constitution(uow.session)
+    if meeting.status in NO_MINUTES_OWED:
+        return False
+    people = role_holders(uow.session, c.body(meeting.body_id).chair) + coordinators(uow.session, c)
+    notify(
+        uow,
+        kind="reminder",  # TODO(notifications): a dedicated minutes_overdue template
+        people=people,
+        key=f"{meeting_key(meeting)}:minutes-overdue",
+        context=message_context(
+            c,
+            meeting,
+            what=f"Overdue: draft minutes of the meeting of {meeting.starts_at:%d %B %Y}",
+            due=step_times(c, meeting.starts_at)[MINUTES_DUE],
+            action="Draft the minutes with `wct meeting minutes`.",
+        ),
+    )
+    uow.record("meeting.minutes_overdue", subject_of(meeting), before=None, after=state_of(meeting))
+    return True
+
+
+STEP_ACTIONS = {
+    CALL_FOR_ITEMS: call_for_items,
+    ITEMS_DEADLINE: None,
+    REMINDER: remind,
+    MINUTES_DUE: chase_minutes,
+}
+
+
+def act_on_step(
+    uow: UnitOfWork, kind: str, meeting_id: int, *, was_due: datetime | None = None
+) -> bool:
+    """Do what the step of `kind` does for the meeting; False when it is already satisfied.
+    `was_due`: the notice is sent late and says so."""
+    meeting = load_meeting(uow.session, meeting_id)
+    if meeting.status == MeetingStatus.CANCELLED:
+        return False
+    if kind == ITEMS_DEADLINE:
+        if meeting.status != MeetingStatus.PLANNED or composed(items_of(uow.session, meeting_id)):
+            return False
+        compose_agenda(uow, meeting_id=meeting_id)
+        return True
+    if kind == AGENDA:
+        return publish_agenda(uow, meeting, was_due=was_due)
+    action = STEP_ACTIONS.get(kind)
+    if action is None:
+        raise NotFound(f"no meeting step '{kind}'")
+    return action(uow, meeting)
