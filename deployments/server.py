@@ -152,6 +152,9 @@ def prefect_server(
     browser_api = ui_api_url(host, port)
     env = {
         **os.environ,
+        # The server's database belongs to this wct home, not to ~/.prefect, which every other
+        # Prefect on the machine (another wct home, another project) would share.
+        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(home / "prefect")),
         "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get(
             "PREFECT_SERVER_ANALYTICS_ENABLED", "false"
         ),
