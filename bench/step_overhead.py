@@ -2,8 +2,8 @@
 
 Measures, on the same Prefect server in the same process, the median wall time of
   - a no-op async flow run, and
-  - one wct timer step: the `cycle-step` flow reading the step, applying its command, writing the
-    audit event and the outbox rows, in one transaction,
+  - one wct timer step: the `step` flow reading the step, applying its kind's rule, writing the
+    audit event and the outbox rows in one transaction, and relaying the audit events,
 alternating the two so drift hits both alike. Prints `step overhead ratio R` as its last line.
 
     python bench/step_overhead.py [--runs 40]
@@ -24,16 +24,14 @@ from datetime import datetime
 from pathlib import Path
 
 from prefect import flow
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from models.casework import StepStatus
 from models.clock import LONDON, FixedClock
 from models.config import get_settings
 from models.constitution import load_constitution
-from models.cycle_steps import KINDS
 from models.db import make_engine
 from models.reports import open_reports
-from models.tables import Step
+from models.steps import pending_until
 from models.uow import UnitOfWork
 
 
@@ -58,17 +56,13 @@ def prepare(home: Path, quarters: int) -> list[tuple[str, datetime]]:
             open_reports(uow, period=period)
             uow.commit()
     with Session(engine) as session:
-        steps = session.exec(
-            select(Step.key, Step.due_at)
-            .where(Step.status == StepStatus.PENDING, col(Step.kind).in_(KINDS))
-            .order_by(col(Step.due_at), col(Step.id))
-        ).all()
+        steps = pending_until(session, datetime(2100, 1, 1, tzinfo=LONDON))
     engine.dispose()
-    return [(k, d) for k, d in steps]
+    return [(s.key, s.due_at) for s in steps]
 
 
 async def measure(steps: list[tuple[str, datetime]], runs: int) -> tuple[float, float, int]:
-    from flows.cycles import cycle_step
+    from flows.steps import step
 
     for _ in range(3):  # warm up: imports, connections, the server's caches
         await noop()
@@ -80,7 +74,7 @@ async def measure(steps: list[tuple[str, datetime]], runs: int) -> tuple[float, 
         await noop()
         noop_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        result = await cycle_step(key=key, as_of=due)
+        result = await step(key=key, as_of=due)
         step_times.append(time.perf_counter() - started)
         acted += result == "acted"
     return statistics.median(noop_times[3:]), statistics.median(step_times[3:]), acted

@@ -1,32 +1,26 @@
-"""The case deployments: opening forms in the UI, the case timer, and the reconcile sweep."""
+"""The case deployments: opening forms in the UI, and following a case opened elsewhere."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from deployments.common import deployment
+from deployments.steps import step_deployments
 from flows.cases import (
     CASE_TAG,
     approval_case,
     call_to_account_case,
-    case_reconcile,
-    case_step,
     dispute_case,
     follow_case,
     risk_case,
 )
 
-RECONCILE_EVERY = timedelta(minutes=15)
 
-
-def case_deployments(
-    *, reconcile_every: timedelta = RECONCILE_EVERY, for_workers: bool = False
-) -> list[RunnerDeployment]:
-    """One deployment per case kind (typed parameters render as a form), plus timer and sweep."""
+def case_deployments(*, for_workers: bool = False) -> list[RunnerDeployment]:
+    """One deployment per case kind (typed parameters render as a form), and the follower."""
     common: dict[str, Any] = {"tags": [CASE_TAG], "for_workers": for_workers}
     return [
         deployment(dispute_case, "dispute", **common),
@@ -34,14 +28,12 @@ def case_deployments(
         deployment(risk_case, "risk", **common),
         deployment(approval_case, "approval", **common),
         deployment(follow_case, "follow-case", **common),
-        deployment(case_step, "case-step", **common),
-        deployment(case_reconcile, "case-reconcile", interval=reconcile_every, **common),
     ]
 
 
 def main() -> None:
-    """Serve the case deployments (until stopped)."""
-    serve(*case_deployments(), pause_on_shutdown=False)  # timers outlive a restart
+    """Serve the case deployments with the step timer and the sweep (until stopped)."""
+    serve(*case_deployments(), *step_deployments(), pause_on_shutdown=False)  # timers outlive it
 
 
 if __name__ == "__main__":

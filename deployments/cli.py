@@ -26,20 +26,14 @@ from deployments.cli_base import (
 )
 from deployments.cli_up import describe, runtime_health
 from models import audit
-from models.commands import (
-    apply_constitution,
-    current_constitution,
-    erase_member,
-    import_members,
-)
+from models.commands import current_constitution
 from models.constitution import default_constitution_path, load_constitution
 from models.db import migrate
 from models.errors import ConstitutionInvalid, InvalidInput, NotFound
 from models.health import Level
-from models.members import parse_members
+from models.instructions import EraseMember, ImportMembers, LoadConstitution
 from models.queries import status as status_view
 from models.tables import Person, PersonRole
-from models.uow import UnitOfWork
 
 __all__ = ["Runtime", "app", "main"]
 
@@ -58,11 +52,8 @@ def init(
     rt = runtime(ctx)
     path = constitution or default_constitution_path()
     checked = load_constitution(path)  # before any write: a bad file changes nothing
-    engine = rt.engine()
-    migrate(engine)
-    with UnitOfWork(engine, clock=rt.clock, actor=rt.actor) as uow:
-        applied = apply_constitution(uow, constitution=checked, source=str(path))
-        uow.commit()
+    migrate(rt.engine())
+    applied = rt.act(rt.operator, LoadConstitution(document=checked, source=str(path)))
     result = {
         "database": rt.settings.resolved_database_url,
         "partnership": checked.partnership.name,
@@ -168,10 +159,7 @@ def members_import(
         raise InvalidInput(f"{file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{file}: not UTF-8 text (save the CSV as UTF-8)") from None
-    with rt.uow() as uow:
-        rows = parse_members(text, current_constitution(uow.session), source=str(file))
-        result = import_members(uow, rows=rows, prune=prune)
-        uow.commit()
+    result = rt.act(rt.operator, ImportMembers(text=text, source=str(file), prune=prune))
     if as_json:
         print_json(asdict(result))
         return
@@ -231,9 +219,7 @@ def members_erase(
     if not yes:
         raise InvalidInput("erasure cannot be undone: repeat with --yes")
     rt = runtime(ctx)
-    with rt.uow() as uow:
-        pseudonym = erase_member(uow, who=who)
-        uow.commit()
+    pseudonym = rt.act(rt.operator, EraseMember(who=who))
     typer.echo(f"erased {pseudonym}: name, email and webhook removed; audit trail intact")
 
 

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
+from deployments.server import Running, api, healthy
 from models.clock import Clock, SystemClock
 from models.config import Settings, get_settings
 from models.db import make_engine, schema_is_current
@@ -25,19 +26,22 @@ from models.errors import (
     Refused,
     WctError,
 )
-from models.uow import UnitOfWork
+from models.permissions import OPERATOR, Principal, System
+from models.service import Command, execute
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 @dataclass
 class Runtime:
-    """What a command needs from outside: settings, the clock (the one seam for time), an engine."""
+    """What a command needs from outside: settings, the clock (the one seam for time), an engine,
+    and who runs wct by hand when no member is named (the operator, a system principal)."""
 
     settings: Settings = field(default_factory=get_settings)
     clock: Clock = field(default_factory=SystemClock)
-    actor: str = "cli"
+    operator: System = OPERATOR
     _engine: Engine | None = None
 
     def engine(self) -> Engine:
@@ -55,8 +59,31 @@ class Runtime:
             )
         return engine
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.ready_engine(), clock=self.clock, actor=self.actor)
+    def act(self, who: str | Principal, command: Command[T]) -> T:
+        """Every change the CLI makes: `execute` the command as `who`, then relay its events."""
+        done = execute(self.ready_engine(), self.clock, who, command)
+        self.relay()
+        return done.result
+
+    def relay(self) -> int:
+        """Relay the audit trail's new events to Prefect now when a Prefect API is configured
+        (PREFECT_API_URL, or the running `wct up` of this home) and answers; otherwise the
+        sweep relays them later. Returns how many were relayed."""
+        url = os.environ.get("PREFECT_API_URL")
+        if not url:
+            running = Running.read(self.settings.home)
+            url = running.api_url if running is not None else None
+        if not url or not healthy(url):
+            return 0
+        from prefect.events.worker import EventsWorker
+
+        from flows.signals import relay
+
+        with api(url):
+            relayed = relay(self.ready_engine())
+            if relayed:
+                EventsWorker.instance().wait_until_empty()  # sent before this process exits
+        return relayed
 
 
 app = typer.Typer(

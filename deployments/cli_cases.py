@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import date
 from typing import Annotated, TypeVar
@@ -11,13 +10,12 @@ import typer
 from sqlmodel import Session
 
 from deployments.cli_base import JsonFlag, app, errors, print_json, runtime
-from models import accountability, approvals, disputes, risks
+from models import accountability, instructions
 from models.accountability import AccountKind
 from models.cases import list_cases
 from models.disputes import DisputeStage
 from models.errors import InvalidInput
-from models.permissions import Actor, find_actor
-from models.uow import UnitOfWork
+from models.service import Command
 
 T = TypeVar("T")
 
@@ -47,15 +45,9 @@ def _day(text: str) -> date:
         raise InvalidInput(f"'{text}' is not a date (use YYYY-MM-DD)") from None
 
 
-def _act(ctx: typer.Context, who: str, command: Callable[[UnitOfWork, Actor], T]) -> T:
-    """Run one case command as `who`, in one transaction (all of it, or none of it)."""
-    rt = runtime(ctx)
-    with rt.uow() as uow:
-        actor = find_actor(uow.session, who)
-        uow.actor = actor.pseudonym
-        result = command(uow, actor)
-        uow.commit()
-    return result
+def _act(ctx: typer.Context, who: str, command: Command[T]) -> T:
+    """Run one case command as `who` (all of it, or none of it)."""
+    return runtime(ctx).act(who, command)
 
 
 def _show(result: object, as_json: bool, line: str) -> None:
@@ -84,9 +76,7 @@ def risk_raise(
     r = _act(
         ctx,
         who,
-        lambda uow, a: risks.raise_risk(
-            uow, actor=a, title=title, owner=owner, likelihood=likelihood, impact=impact
-        ),
+        instructions.RaiseRisk(title=title, owner=owner, likelihood=likelihood, impact=impact),
     )
     verb = "raised" if r.created else "already recorded"
     _show(r, as_json, f"risk #{r.risk_id} {verb}: score {r.score}, {r.status}")
@@ -104,11 +94,7 @@ def risk_review(
 ) -> None:
     """Record the Executive's review of a risk (new scores, next review date)."""
     r = _act(
-        ctx,
-        who,
-        lambda uow, a: risks.review_risk(
-            uow, actor=a, risk_id=risk_id, likelihood=likelihood, impact=impact
-        ),
+        ctx, who, instructions.ReviewRisk(risk_id=risk_id, likelihood=likelihood, impact=impact)
     )
     _show(r, as_json, f"risk #{r.risk_id} reviewed: score {r.score}, {r.status}")
 
@@ -123,9 +109,7 @@ def risk_escalate(
     as_json: JsonFlag = False,
 ) -> None:
     """The Executive escalates a risk to the Board for formal assessment."""
-    r = _act(
-        ctx, who, lambda uow, a: risks.escalate_risk(uow, actor=a, risk_id=risk_id, reason=reason)
-    )
+    r = _act(ctx, who, instructions.EscalateRisk(risk_id=risk_id, reason=reason))
     _show(r, as_json, f"risk #{r.risk_id} escalated to the Board")
 
 
@@ -139,11 +123,7 @@ def risk_assess(
     as_json: JsonFlag = False,
 ) -> None:
     """Record the Board's formal assessment of an escalated risk."""
-    r = _act(
-        ctx,
-        who,
-        lambda uow, a: risks.assess_risk(uow, actor=a, risk_id=risk_id, assessment=assessment),
-    )
+    r = _act(ctx, who, instructions.AssessRisk(risk_id=risk_id, assessment=assessment))
     _show(r, as_json, f"risk #{r.risk_id} assessed by the Board")
 
 
@@ -156,7 +136,7 @@ def risk_close(
     as_json: JsonFlag = False,
 ) -> None:
     """Close a risk that no longer needs managing."""
-    r = _act(ctx, who, lambda uow, a: risks.close_risk(uow, actor=a, risk_id=risk_id))
+    r = _act(ctx, who, instructions.CloseRisk(risk_id=risk_id))
     _show(r, as_json, f"risk #{r.risk_id} closed")
 
 
@@ -174,11 +154,7 @@ def dispute_open(
     as_json: JsonFlag = False,
 ) -> None:
     """Open a dispute at informal discussion, with its deadline."""
-    r = _act(
-        ctx,
-        who,
-        lambda uow, a: disputes.open_dispute(uow, actor=a, title=title, parties=party, note=note),
-    )
+    r = _act(ctx, who, instructions.OpenDispute(title=title, parties=party, note=note))
     verb = "opened" if r.created else "is already open"
     _show(r, as_json, f"dispute #{r.dispute_id} {verb}: {r.stage.value} until {r.deadline}")
 
@@ -198,8 +174,8 @@ def dispute_outcome(
     r = _act(
         ctx,
         who,
-        lambda uow, a: disputes.record_outcome(
-            uow, actor=a, dispute_id=dispute_id, stage=stage, resolved=resolved, note=note
+        instructions.RecordDisputeOutcome(
+            dispute_id=dispute_id, stage=stage, resolved=resolved, note=note
         ),
     )
     _show(r, as_json, f"dispute #{r.dispute_id}: now {r.stage.value}" + _until(r.deadline))
@@ -224,8 +200,8 @@ def dispute_adr(
     r = _act(
         ctx,
         who,
-        lambda uow, a: disputes.record_adr(
-            uow, actor=a, dispute_id=dispute_id, provider=provider, resolved=resolved, note=note
+        instructions.RecordAdr(
+            dispute_id=dispute_id, provider=provider, resolved=resolved, note=note
         ),
     )
     _show(r, as_json, f"dispute #{r.dispute_id} closed: {r.outcome}")
@@ -240,13 +216,7 @@ def dispute_declare(
     who: As,
 ) -> None:
     """Declare an interest in a dispute (18.1)."""
-    n = _act(
-        ctx,
-        who,
-        lambda uow, a: disputes.declare_interest(
-            uow, actor=a, dispute_id=dispute_id, nature=nature
-        ),
-    )
+    n = _act(ctx, who, instructions.DeclareDisputeInterest(dispute_id=dispute_id, nature=nature))
     typer.echo(f"declaration #{n} recorded on dispute #{dispute_id}")
 
 
@@ -283,13 +253,8 @@ def account_open(
     r = _act(
         ctx,
         who,
-        lambda uow, a: accountability.open_call(
-            uow,
-            actor=a,
-            organisation=organisation,
-            evidence=evidence,
-            proposed_deadline=day,
-            kind=kind,
+        instructions.OpenCallToAccount(
+            organisation=organisation, evidence=evidence, proposed_deadline=day, kind=kind
         ),
     )
     _show(r, as_json, _account_line(r))
@@ -304,11 +269,7 @@ def account_agree(
     as_json: JsonFlag = False,
 ) -> None:
     """Accept the other side's proposed deadline."""
-    r = _act(
-        ctx,
-        who,
-        lambda uow, a: accountability.answer_deadline(uow, actor=a, case_id=case_id, accept=True),
-    )
+    r = _act(ctx, who, instructions.AnswerDeadline(case_id=case_id, accept=True))
     _show(r, as_json, _account_line(r))
 
 
@@ -323,13 +284,7 @@ def account_counter(
 ) -> None:
     """Counter-propose a deadline, within the constitution's bounds."""
     day = _day(deadline)
-    r = _act(
-        ctx,
-        who,
-        lambda uow, a: accountability.answer_deadline(
-            uow, actor=a, case_id=case_id, accept=False, counter=day
-        ),
-    )
+    r = _act(ctx, who, instructions.AnswerDeadline(case_id=case_id, accept=False, counter=day))
     _show(r, as_json, _account_line(r))
 
 
@@ -343,13 +298,7 @@ def account_respond(
     as_json: JsonFlag = False,
 ) -> None:
     """Record the partner's formal response or action."""
-    r = _act(
-        ctx,
-        who,
-        lambda uow, a: accountability.record_response(
-            uow, actor=a, case_id=case_id, response=response
-        ),
-    )
+    r = _act(ctx, who, instructions.RespondToCall(case_id=case_id, response=response))
     _show(r, as_json, _account_line(r))
 
 
@@ -363,13 +312,7 @@ def account_accept(
     as_json: JsonFlag = False,
 ) -> None:
     """The WSCB accepts the response and closes the case."""
-    r = _act(
-        ctx,
-        who,
-        lambda uow, a: accountability.conclude(
-            uow, actor=a, case_id=case_id, accept=True, note=note
-        ),
-    )
+    r = _act(ctx, who, instructions.JudgeResponse(case_id=case_id, accept=True, note=note))
     _show(r, as_json, _account_line(r))
 
 
@@ -388,9 +331,7 @@ def account_reopen(
     r = _act(
         ctx,
         who,
-        lambda uow, a: accountability.conclude(
-            uow, actor=a, case_id=case_id, accept=False, note=note, new_deadline=day
-        ),
+        instructions.JudgeResponse(case_id=case_id, accept=False, note=note, new_deadline=day),
     )
     _show(r, as_json, _account_line(r))
 
@@ -408,9 +349,7 @@ def approval_request(
     as_json: JsonFlag = False,
 ) -> None:
     """Ask the approving body; the request waits on its next agenda."""
-    r = _act(
-        ctx, who, lambda uow, a: approvals.request_approval(uow, actor=a, gate_id=gate, title=title)
-    )
+    r = _act(ctx, who, instructions.RequestApproval(gate=gate, title=title))
     verb = "requested" if r.created else "already requested"
     _show(r, as_json, f"approval #{r.request_id} {verb}: waiting on {r.approver_body}")
 
@@ -427,11 +366,7 @@ def approval_decide(
 ) -> None:
     """Record the approving body's decision."""
     r = _act(
-        ctx,
-        who,
-        lambda uow, a: approvals.decide_approval(
-            uow, actor=a, request_id=request_id, approve=approve, note=note
-        ),
+        ctx, who, instructions.DecideApproval(request_id=request_id, approve=approve, note=note)
     )
     _show(r, as_json, f"approval #{r.request_id}: {r.status}")
 

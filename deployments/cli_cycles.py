@@ -8,26 +8,24 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session
 
 from deployments.cli_base import JsonFlag, Runtime, app, errors, print_json, runtime
 from deployments.server import api
-from models import meetings, reports, reviews
+from models import instructions, meetings, reports
 from models.commands import current_constitution
 from models.constitution import Constitution, load_constitution
-from models.cycle_steps import overdue_steps, reconcile
 from models.errors import InvalidInput, WctError
+from models.permissions import OPERATOR
 from models.steps import pending_steps
-from models.uow import UnitOfWork
-
-T = TypeVar("T")
+from models.steps.engine import overdue_steps, run_due
 
 meeting_app = typer.Typer(help="Meetings (20.4.1, 21.4.1, 22.4.1).", no_args_is_help=True)
 report_app = typer.Typer(help="Quarterly reports (22.2.1, 11.4.1).", no_args_is_help=True)
@@ -39,7 +37,14 @@ app.add_typer(meeting_app, name="meeting")
 app.add_typer(report_app, name="report")
 app.add_typer(review_app, name="review")
 
-By = Annotated[str, typer.Option("--by", help="Your email (or pseudonym): who is acting.")]
+As = Annotated[
+    str | None, typer.Option("--as", help="Your email (or pseudonym): who is acting (required).")
+]
+By = Annotated[str | None, typer.Option("--by", hidden=True, help="The same as --as.")]
+AsOperator = Annotated[
+    str | None,
+    typer.Option("--as", help="Your email (or pseudonym); default: the operator, as the system."),
+]
 Body = Annotated[str, typer.Argument(help="Body id, e.g. board.")]
 Day = Annotated[str, typer.Argument(help="Meeting date, YYYY-MM-DD.")]
 
@@ -51,12 +56,12 @@ def _day(text: str) -> date:
         raise InvalidInput(f"'{text}' is not a date (use YYYY-MM-DD)") from None
 
 
-def _do(rt: Runtime, command: Callable[[UnitOfWork], T]) -> T:
-    """Run one command in one transaction (all of it, or none of it)."""
-    with rt.uow() as uow:
-        result = command(uow)
-        uow.commit()
-    return result
+def _who(as_: str | None, by: str | None) -> str:
+    """Who is acting: `--as` (or its older name `--by`), which a member's command needs."""
+    who = as_ or by
+    if not who:
+        raise InvalidInput("say who is acting: --as EMAIL")
+    return who
 
 
 def _meeting_id(rt: Runtime, body: str, day: str) -> int:
@@ -76,10 +81,12 @@ def _show(value: Any, as_json: bool, line: str) -> None:
 
 @meeting_app.command("plan")
 @errors
-def meeting_plan(ctx: typer.Context, body: Body, day: Day, as_json: JsonFlag = False) -> None:
+def meeting_plan(
+    ctx: typer.Context, body: Body, day: Day, who: AsOperator = None, as_json: JsonFlag = False
+) -> None:
     """Plan BODY's meeting on DAY (a date of its cadence) and its steps; safe to run again."""
     rt = runtime(ctx)
-    planned = _do(rt, lambda uow: meetings.plan_meeting(uow, body_id=body, day=_day(day)))
+    planned = rt.act(who or rt.operator, instructions.PlanMeeting(body=body, day=_day(day)))
     state = "planned" if planned.created else "already planned"
     lines = [f"{body} {planned.starts_at:%Y-%m-%d %H:%M} ({state})"]
     lines += [f"  {s.due_at:%Y-%m-%d %H:%M}  {s.run_name}" for s in planned.steps]
@@ -93,22 +100,25 @@ def meeting_item(
     body: Body,
     day: Day,
     title: Annotated[str, typer.Option(help="The item's title.")],
-    by: By,
+    who: As = None,
+    by: By = None,
 ) -> None:
     """Put an item forward for the agenda, before the items deadline."""
     rt = runtime(ctx)
     meeting_id = _meeting_id(rt, body, day)
-    item = _do(rt, lambda uow: meetings.submit_item(uow, meeting_id=meeting_id, title=title, by=by))
+    item = rt.act(_who(who, by), instructions.SubmitItem(meeting_id=meeting_id, title=title))
     typer.echo(f"item #{item} submitted for {body} {day}")
 
 
 @meeting_app.command("apologies")
 @errors
-def meeting_apologies(ctx: typer.Context, body: Body, day: Day, by: By) -> None:
-    """Send apologies for a meeting (the reminder then skips you)."""
+def meeting_apologies(
+    ctx: typer.Context, body: Body, day: Day, who: As = None, by: By = None
+) -> None:
+    """Send your apologies for a meeting (the reminder then skips you)."""
     rt = runtime(ctx)
     meeting_id = _meeting_id(rt, body, day)
-    _do(rt, lambda uow: meetings.send_apologies(uow, meeting_id=meeting_id, who=by))
+    rt.act(_who(who, by), instructions.SendApologies(meeting_id=meeting_id))
     typer.echo(f"apologies recorded for {body} {day}")
 
 
@@ -142,31 +152,26 @@ def meeting_record(
             "casting_vote, chaired_by}]}",
         ),
     ],
+    who: As = None,
+    by: By = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Record attendance, declarations (18.1) and votes (6.2), and draft the minutes."""
-    from flows.cycles import MeetingRecord, _motion
+    from flows.cycles import MeetingRecord, recording
 
     rt = runtime(ctx)
+    recorder = _who(who, by)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{file}: cannot read the record: {exc}") from None
-    record = MeetingRecord.model_validate({**data, "body": body, "day": day})
-    meeting_id = _meeting_id(rt, body, day)
-    draft = _do(
-        rt,
-        lambda uow: meetings.record_meeting(
-            uow,
-            meeting_id=meeting_id,
-            present=record.present,
-            apologies=record.apologies,
-            declarations=[
-                meetings.DeclarationInput(d.who, d.item, d.nature) for d in record.declarations
-            ],
-            motions=[_motion(m) for m in record.motions],
-        ),
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{file}: the record is not a JSON object")
+    record = MeetingRecord.model_validate(
+        {**data, "body": body, "day": day, "recorded_by": recorder}
     )
+    meeting_id = _meeting_id(rt, body, day)
+    draft = rt.act(recorder, recording(record, meeting_id))
     text = "\n".join(f"{m['text']}: {m['explanation']}" for m in draft.motions)
     _show(draft.as_dict(), as_json, text or "recorded; no motions")
 
@@ -188,11 +193,13 @@ def meeting_approve(
     body: Body,
     day: Day,
     at: Annotated[str, typer.Option("--at", help="Date of the meeting approving them.")],
+    who: As = None,
+    by: By = None,
 ) -> None:
     """Approve the minutes of BODY's meeting on DAY at its next meeting."""
     rt = runtime(ctx)
     meeting_id, at_id = _meeting_id(rt, body, day), _meeting_id(rt, body, at)
-    _do(rt, lambda uow: meetings.approve_minutes(uow, meeting_id=meeting_id, at_meeting_id=at_id))
+    rt.act(_who(who, by), instructions.ApproveMinutes(meeting_id=meeting_id, at_meeting_id=at_id))
     typer.echo(f"minutes of {body} {day} approved at {at}")
 
 
@@ -203,11 +210,14 @@ def meeting_cancel(
     body: Body,
     day: Day,
     reason: Annotated[str, typer.Option(help="Why; members see it.")],
+    who: As = None,
+    by: By = None,
 ) -> None:
     """Cancel BODY's meeting on DAY: its steps stop and members get a calendar cancellation."""
     rt = runtime(ctx)
     meeting_id = _meeting_id(rt, body, day)
-    done = _do(rt, lambda uow: meetings.cancel_meeting(uow, meeting_id=meeting_id, reason=reason))
+    cancel = instructions.CancelMeeting(meeting_id=meeting_id, reason=reason)
+    done = rt.act(_who(who, by), cancel)
     typer.echo(f"{body} {day} " + ("cancelled; members told" if done else "was already cancelled"))
 
 
@@ -219,11 +229,12 @@ def meeting_cancel(
 def report_open(
     ctx: typer.Context,
     period: Annotated[str, typer.Argument(help="Quarter, e.g. 2027-Q1.")],
+    who: AsOperator = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Open every quarterly report owed for PERIOD with its reminders; safe to run again."""
     rt = runtime(ctx)
-    opened = _do(rt, lambda uow: reports.open_reports(uow, period=period))
+    opened = rt.act(who or rt.operator, instructions.OpenReports(period=period))
     _show(opened.as_dict(), as_json, f"{len(opened.created)} opened, {len(opened.steps)} steps")
 
 
@@ -234,17 +245,17 @@ def report_submit(
     kind: Annotated[str, typer.Argument(help="Report id, e.g. wscb-quarterly.")],
     body: Annotated[str, typer.Argument(help="Reporting body.")],
     period: Annotated[str, typer.Argument(help="Quarter, e.g. 2027-Q1.")],
-    by: By,
     document: Annotated[str, typer.Option(help="Link to or name of the report.")],
+    who: As = None,
+    by: By = None,
 ) -> None:
-    """Submit a quarterly report: its reminders and escalation stop."""
+    """Submit a quarterly report (its chair or deputy, or a coordinator): its reminders and
+    escalation stop."""
     rt = runtime(ctx)
-    report = _do(
-        rt,
-        lambda uow: reports.submit_report(
-            uow, kind=kind, from_body=body, period=period, by=by, document=document
-        ),
+    submission = instructions.SubmitReport(
+        kind=kind, from_body=body, period=period, document=document
     )
+    report = rt.act(_who(who, by), submission)
     typer.echo(f"{reports.report_key(report)}: {report.status}")
 
 
@@ -253,10 +264,12 @@ def report_submit(
 
 @review_app.command("open")
 @errors
-def review_open(ctx: typer.Context, kind: str, year: int, as_json: JsonFlag = False) -> None:
+def review_open(
+    ctx: typer.Context, kind: str, year: int, who: AsOperator = None, as_json: JsonFlag = False
+) -> None:
     """Open an annual review with its notice, reminders and escalation; safe to run again."""
     rt = runtime(ctx)
-    opened = _do(rt, lambda uow: reviews.open_review(uow, kind=kind, year=year))
+    opened = rt.act(who or rt.operator, instructions.OpenReview(kind=kind, year=year))
     _show(opened.as_dict(), as_json, f"{opened.key} due {opened.due_on}")
 
 
@@ -266,15 +279,14 @@ def review_complete(
     ctx: typer.Context,
     kind: str,
     year: int,
-    by: By,
     outcome: Annotated[str, typer.Option(help="The outcome, for the record.")],
+    who: As = None,
+    by: By = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Record a review's outcome (a 7.2 review is published and opens to challenge)."""
     rt = runtime(ctx)
-    done = _do(
-        rt, lambda uow: reviews.complete_review(uow, kind=kind, year=year, by=by, outcome=outcome)
-    )
+    done = rt.act(_who(who, by), instructions.CompleteReview(kind=kind, year=year, outcome=outcome))
     line = f"review:{kind}:{year}: {done.status}"
     if done.challenge_closes_on:
         line += f" (open to challenge until {done.challenge_closes_on})"
@@ -289,15 +301,19 @@ def review_challenge(
     ctx: typer.Context,
     kind: str,
     year: int,
-    by: Annotated[str, typer.Option("--by", help="Who challenges (any interested party).")],
     text: Annotated[str, typer.Option("--text", help="The challenge.")],
+    who: Annotated[
+        str | None,
+        typer.Option(
+            "--as", help="Your email if you are a member, else your name (any interested party)."
+        ),
+    ] = None,
+    by: By = None,
 ) -> None:
-    """7.2: challenge a published review while its window is open."""
+    """7.2: challenge a published review while its window is open (anyone may)."""
     rt = runtime(ctx)
-    count = _do(
-        rt,
-        lambda uow: reviews.challenge_review(uow, kind=kind, year=year, by=by, challenge=text),
-    )
+    challenge = instructions.ChallengeReview(kind=kind, year=year, text=text)
+    count = rt.act(_who(who, by), challenge)
     typer.echo(f"challenge #{count} to review:{kind}:{year} sent to its owner")
 
 
@@ -308,15 +324,18 @@ def review_challenge(
 @errors
 def steps_list(
     ctx: typer.Context,
-    subject: Annotated[str, typer.Option(help="e.g. meeting:3; default: overdue steps")] = "",
+    subject: Annotated[
+        str, typer.Option(help="e.g. meeting:3 or dispute:2; default: overdue steps")
+    ] = "",
     run: Annotated[bool, typer.Option("--reconcile", help="Act on the overdue steps now.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Cycle steps overdue (or pending for one subject); --reconcile acts on the overdue ones."""
+    """Steps overdue, of meetings, reports, reviews and cases (or pending for one subject);
+    --reconcile acts on the overdue ones, as the sweep does."""
     rt = runtime(ctx)
     engine = rt.ready_engine()
     if run:
-        done = reconcile(engine, rt.clock, actor="cli:reconcile")
+        done = run_due(engine, rt.clock, actor=OPERATOR.name)
         _show([d.as_dict() for d in done], as_json, f"{len(done)} overdue steps acted on")
         return
     with Session(engine) as session:
@@ -352,10 +371,17 @@ def deploy(
     if not os.environ.get("PREFECT_API_URL"):
         raise WctError("set PREFECT_API_URL to the Prefect server the workers use")
     from deployments.serve import all_deployments, register_on_pool
+    from deployments.steps import retire_old_deployments
 
     with api(os.environ["PREFECT_API_URL"]):
         deployments = all_deployments(c, for_workers=True)
+        retired = asyncio.run(retire_old_deployments())
         created = asyncio.run(register_on_pool(deployments, pool))
+    for name in retired:
+        typer.echo(
+            f"removed the deployment {name} of an earlier wct, with its scheduled runs: "
+            "the sweep sets their timers again under step/step"
+        )
     typer.echo(
         f"{len(deployments)} deployments registered on work pool '{pool}'"
         + (" (created, type process)" if created else "")

@@ -16,6 +16,7 @@ from models import outbox
 from models.calendar_invite import Event, feed
 from models.commands import current_constitution
 from models.errors import InvalidInput, NotFound
+from models.instructions import RetryMessages
 from models.meetings import MeetingStatus
 from models.tables import Meeting, OutboxMessage
 from notifications.config import NotificationSettings, get_notification_settings
@@ -144,13 +145,7 @@ def outbox_retry(
     if not ids and not all_failed:
         raise InvalidInput("give message ids or --all-failed")
     rt = runtime(ctx)
-    with rt.uow() as uow:
-        retried = outbox.retry(
-            uow.session, now=rt.clock.now(), ids=ids or (), all_failed=all_failed
-        )
-        if retried:
-            uow.record("outbox.retried", "outbox", before=None, after={"ids": retried})
-        uow.commit()
+    retried = rt.act(rt.operator, RetryMessages(ids=tuple(ids or ()), all_failed=all_failed))
     missing = sorted(set(ids or ()) - set(retried))
     if as_json:
         print_json({"retried": retried, "not_retryable": missing})

@@ -172,7 +172,11 @@ def _serve(
     typer.echo(f"Prefect UI: {server.ui_url}")
     if server.log:
         typer.echo(f"Prefect server log: {server.log} (rotated)")
-    asyncio.run(catch_up(deployments, c))
+    for name in asyncio.run(catch_up(deployments)):
+        typer.echo(
+            f"removed the deployment {name} of an earlier wct, with its scheduled runs: "
+            "the sweep sets their timers again under step/step"
+        )
     typer.echo(
         f"{len(deployments)} deployments registered; cycles caught up; "
         f"at most {rt.settings.run_limit} run(s) at a time; `wct status` says how it is going"

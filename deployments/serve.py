@@ -17,18 +17,17 @@ from prefect.exceptions import ObjectNotFound
 from deployments.cases import case_deployments
 from deployments.common import deployment as common_deployment
 from deployments.dispatch import dispatch_deployments
+from deployments.steps import retire_old_deployments, step_deployments
 from flows.cycles import (
     CYCLE_TAG,
     annual_review,
-    cycle_reconcile,
-    cycle_step,
     meeting_cycle,
     quarterly_reports,
     record_meeting,
 )
+from flows.timers import STEP_TAG
 from models.constitution import Constitution, load_constitution
 
-RECONCILE_EVERY = timedelta(minutes=15)
 TIMEZONE = "Europe/London"
 # A review's run opens it this long before it is due: after the scheduler's 100-day horizon
 # shows it, before its notice (20 working days, about four weeks) falls due.
@@ -58,15 +57,11 @@ def review_rule(due_month: int, due_day: int) -> str:
 
 
 def cycle_deployments(
-    constitution: Constitution | None = None,
-    *,
-    reconcile: bool = True,
-    reconcile_every: timedelta = RECONCILE_EVERY,
-    for_workers: bool = False,
+    constitution: Constitution | None = None, *, for_workers: bool = False
 ) -> list[RunnerDeployment]:
     """One deployment per body's meetings and per annual review, on the constitution's
-    schedules; the quarterly reports; the step timer; the sweep; and the meeting record form.
-    `for_workers`: flows named by module path, so a worker anywhere wct is installed runs them."""
+    schedules; the quarterly reports; and the meeting record form. `for_workers`: flows named
+    by module path, so a worker anywhere wct is installed runs them."""
     c = constitution or load_constitution()
     tags = [CYCLE_TAG]
 
@@ -74,7 +69,6 @@ def cycle_deployments(
         return common_deployment(flow, name, for_workers=for_workers, **options)
 
     made = [
-        deployment(cycle_step, "cycle-step", tags=tags),
         deployment(record_meeting, "record-meeting", tags=tags),
         deployment(
             quarterly_reports,
@@ -108,41 +102,36 @@ def cycle_deployments(
                 description=f"{review.title} ({review.clause})",
             )
         )
-    if reconcile:
-        made.append(
-            deployment(cycle_reconcile, "cycle-reconcile", tags=tags, interval=reconcile_every)
-        )
     return made
 
 
 def all_deployments(
     constitution: Constitution | None = None, *, for_workers: bool = False
 ) -> list[RunnerDeployment]:
-    """The cycles, the cases and the dispatcher: everything `wct up` serves."""
+    """The cycles, the cases, the step timer and the sweep, and the dispatcher: everything
+    `wct up` serves."""
     return (
         cycle_deployments(constitution, for_workers=for_workers)
         + case_deployments(for_workers=for_workers)
+        + step_deployments(for_workers=for_workers)
         + dispatch_deployments(for_workers=for_workers)
     )
 
 
-async def catch_up(deployments: list[RunnerDeployment], c: Constitution) -> int:  # noqa: ARG001
-    """Register the deployments, then start the sweeps once now: the cycle sweep plans every
-    cycle (what each cycle's own run does), acts on every step missed while stopped, by the late
-    rules, and sets the timers; the case sweep does the same for the cases. Two runs, not one per
-    cycle: on a small machine, with runs one at a time, the first dispatch is not kept waiting
-    behind a queue of catch-up runs."""
+async def catch_up(deployments: list[RunnerDeployment]) -> list[str]:
+    """Retire the deployments of an earlier wct's two step engines, register the deployments,
+    then start the sweep once now: it plans every cycle (what each cycle's own run does), acts
+    on every step missed while stopped, by the late rules, and sets every timer (again, under
+    `step/step`, for an installation upgraded in place). One run, not one per cycle: on a small
+    machine, with runs one at a time, the first dispatch is not kept waiting behind a queue of
+    catch-up runs. Returns the names of the deployments retired."""
+    retired = await retire_old_deployments()
     for made in deployments:
         await made.aapply()
-    names = ["cycle-reconcile/cycle-reconcile", "case-reconcile/case-reconcile"]
-    for name in names:
-        await arun_deployment(
-            name,
-            timeout=0,
-            tags=[CYCLE_TAG, "catch-up"],
-            flow_run_name=f"catch-up-{name.split('/')[0]}",
-        )
-    return len(names)
+    await arun_deployment(
+        "sweep/sweep", timeout=0, tags=[STEP_TAG, "catch-up"], flow_run_name="catch-up-sweep"
+    )
+    return retired
 
 
 async def register_on_pool(deployments: list[RunnerDeployment], pool: str) -> bool:

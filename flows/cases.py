@@ -8,7 +8,7 @@ key made of the case's audit revision, so an answer is applied once and a stale 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 
@@ -27,26 +27,21 @@ from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
-from flows.signals import relay
-from models import accountability, approvals, disputes, risks
+from flows.runtime import engine
+from flows.signals import act
+from flows.timers import schedule_subject_timers
+from models import accountability, instructions
 from models.audit import revision
-from models.case_steps import HANDLERS, lock_case_then_step, run_case_step, run_due
 from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
-from models.casework import StepStatus
 from models.clock import SystemClock
-from models.disputes import DisputeStage
-from models.errors import Refused, WctError
-from models.permissions import Actor, find_actor
-from models.tables import Step
-from models.uow import UnitOfWork
+from models.errors import NotFound, WctError
+from models.service import Command
 
 T = TypeVar("T")
 CASE_TAG = "wct-case"
 WAIT_SECONDS = 400 * 24 * 3600  # a wait outlives any stage; deadlines are timers, not this
-STEP_DEPLOYMENT = "case-step/case-step"
 
 
 # --- forms the UI shows while a case waits ---------------------------------------------------
@@ -121,44 +116,33 @@ def _is_wake(answer: _Answer) -> bool:
     return not text
 
 
-def apply_answer(
-    uow: UnitOfWork, actor: Actor, kind: str, case_id: int, form: Form, a: Any
-) -> None:
-    """Hand a form's answer to the command it stands for; the command decides."""
+def answer_command(case_id: int, form: Form, a: Any) -> Command[object]:
+    """The command a form's answer stands for; the command decides."""
     match form:
         case Form.DISPUTE_OUTCOME:
-            stage = DisputeStage(awaiting_stage(uow.session, kind, case_id))
-            disputes.record_outcome(
-                uow,
-                actor=actor,
+            return instructions.RecordDisputeOutcome(
                 dispute_id=case_id,
-                stage=stage,
+                stage=None,  # the stage the dispute is at when the answer is applied
                 resolved=a.decision == "resolved",
                 note=a.note or a.decision,
             )
         case Form.ADR_RESULT:
-            disputes.record_adr(
-                uow,
-                actor=actor,
+            return instructions.RecordAdr(
                 dispute_id=case_id,
                 provider=a.provider,
                 resolved=a.decision == "resolved",
                 note=a.note or a.decision,
             )
         case Form.DEADLINE_ANSWER:
-            accountability.answer_deadline(
-                uow,
-                actor=actor,
+            return instructions.AnswerDeadline(
                 case_id=case_id,
                 accept=a.decision == "accept",
                 counter=a.counter_deadline if a.decision == "counter" else None,
             )
         case Form.FORMAL_RESPONSE:
-            accountability.record_response(uow, actor=actor, case_id=case_id, response=a.response)
+            return instructions.RespondToCall(case_id=case_id, response=a.response)
         case Form.RESPONSE_JUDGEMENT:
-            accountability.conclude(
-                uow,
-                actor=actor,
+            return instructions.JudgeResponse(
                 case_id=case_id,
                 accept=a.decision == "accept",
                 note=a.note or a.decision,
@@ -166,68 +150,30 @@ def apply_answer(
             )
         case Form.RISK_ACTION:
             if a.decision == "review":
-                risks.review_risk(
-                    uow, actor=actor, risk_id=case_id, likelihood=a.likelihood, impact=a.impact
+                return instructions.ReviewRisk(
+                    risk_id=case_id, likelihood=a.likelihood, impact=a.impact
                 )
-            elif a.decision == "escalate":
-                risks.escalate_risk(uow, actor=actor, risk_id=case_id, reason=a.reason)
-            else:
-                risks.close_risk(uow, actor=actor, risk_id=case_id)
+            if a.decision == "escalate":
+                return instructions.EscalateRisk(risk_id=case_id, reason=a.reason)
+            return instructions.CloseRisk(risk_id=case_id)
         case Form.BOARD_ASSESSMENT:
-            risks.assess_risk(uow, actor=actor, risk_id=case_id, assessment=a.assessment)
+            return instructions.AssessRisk(risk_id=case_id, assessment=a.assessment)
         case Form.APPROVAL_DECISION:
-            approvals.decide_approval(
-                uow,
-                actor=actor,
-                request_id=case_id,
-                approve=a.decision == "approve",
-                note=a.note or a.decision,
+            return instructions.DecideApproval(
+                request_id=case_id, approve=a.decision == "approve", note=a.note or a.decision
             )
-
-
-def awaiting_stage(session: Session, kind: str, case_id: int) -> str:
-    wait = awaiting(session, kind, case_id)
-    if wait is None:
-        raise Refused(f"{kind} #{case_id} is closed")
-    return wait.stage
+    raise NotFound(f"no command answers the form '{form}'")
 
 
 # --- running commands -----------------------------------------------------------------------
 
 
-def _as(who: str, command: Callable[[UnitOfWork, Actor], T]) -> T:
-    """Run a command as the member `who`, in one transaction, then signal what it changed."""
-    with UnitOfWork(engine(), clock=SystemClock(), actor="unknown") as uow:
-        actor = find_actor(uow.session, who)
-        uow.actor = actor.pseudonym
-        result = command(uow, actor)
-        uow.commit()
-    relay(engine())
-    return result
+def _as(who: str, command: Command[T]) -> T:
+    """Run a command as the member `who` on the wall clock, and relay what it changed."""
+    return act(SystemClock(), who, command)
 
 
-# --- timers ----------------------------------------------------------------------------------
-
-
-async def schedule_timers(subject: str) -> int:
-    """One future-scheduled `case-step` run per pending step of the case: durable timers the
-    coordinator sees in the UI, created once per step key however often this runs."""
-    with Session(engine()) as session:
-        steps = session.exec(
-            select(Step).where(Step.subject == subject, Step.status == StepStatus.PENDING)
-        ).all()
-    for step in steps:
-        await arun_deployment(
-            STEP_DEPLOYMENT,
-            parameters={"key": step.key},
-            scheduled_time=step.due_at,
-            idempotency_key=step.key,
-            flow_run_name=step.key.replace(":", "-"),
-            tags=[CASE_TAG, subject],
-            timeout=0,
-            as_subflow=False,
-        )
-    return len(steps)
+# --- timers and wakes (the step flow and the sweep call these, flows/steps.py) ---------------
 
 
 async def wake(subject: str) -> int:
@@ -248,51 +194,20 @@ async def wake(subject: str) -> int:
     return woken
 
 
-@flow(name="case-step", log_prints=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
-async def case_step(key: str, as_of: datetime | None = None) -> bool:
-    """A case deadline comes due: apply its rule once, then wake the case run."""
-    logger = get_run_logger()
-    await until_due(key, as_of)
-    clock = clock_at(as_of)
-    with UnitOfWork(engine(), clock=clock, actor="system:timer") as uow:
-        step = lock_case_then_step(uow.session, key)
-        if step is None or step.kind not in HANDLERS:
-            logger.info("step %s: nothing to do (not a pending case step)", key)
-            return False
-        if clock.now() < step.due_at:
-            logger.info("step %s is not due until %s", key, step.due_at)
-            return False
-        result = run_case_step(uow, step)
-        acted = result == "acted"
-        subject = step.subject
-        uow.commit()
-    relay(engine())
-    await schedule_timers(subject)
-    await wake(subject)
-    logger.info("step %s: %s", key, result)
-    return acted
-
-
-@flow(name="case-reconcile", log_prints=True, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
-async def case_reconcile(as_of: datetime | None = None) -> list[str]:
-    """The sweep: act on any case step whose time passed without its timer run (server down, run
-    deleted), and wake case runs waiting on a stale revision (e.g. answered from the CLI)."""
-    clock = clock_at(as_of)
-    acted = run_due(engine(), clock, actor="system:reconcile")
-    relay(engine())
-    subjects = {":".join(key.split(":")[:2]) for key in acted}
-    subjects |= await _stale_subjects()
-    for subject in sorted(subjects):
-        await schedule_timers(subject)
-        await wake(subject)
-    await _follow_unwatched()
-    return acted
+async def follow_up(subjects: Iterable[str], *, as_of: datetime | None = None) -> int:
+    """Cases that moved on (a step acted, or answered elsewhere): timers for their new steps,
+    and their waiting runs woken to re-read them. Returns how many runs were woken."""
+    woken = 0
+    for subject in sorted(set(subjects)):
+        await schedule_subject_timers(subject, as_of=as_of)
+        woken += await wake(subject)
+    return woken
 
 
 LIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
 
 
-async def _follow_unwatched() -> int:
+async def follow_unwatched() -> int:
     """Every open case is a visible run: start a follower for a case opened elsewhere (the CLI)
     or whose run died. Keyed by the case's revision, so one follower per state of the case."""
     with Session(engine()) as session:
@@ -326,7 +241,8 @@ async def _follow_unwatched() -> int:
     return started
 
 
-async def _stale_subjects() -> set[str]:
+async def stale_subjects() -> set[str]:
+    """Cases whose waiting run waits on a revision the case has left (answered elsewhere)."""
     stale: set[str] = set()
     async with get_client() as client:
         runs = await client.read_flow_runs(
@@ -367,7 +283,7 @@ async def follow(kind: str, case_id: int) -> CaseSummary:
     if elder is not None:  # the same trigger twice: one case, one run waiting on it
         logger.info("case %s is already followed by run %s", subject, elder)
         return CaseSummary(kind=kind, case_id=case_id, stage=f"followed by {elder}", closed=False)
-    await schedule_timers(subject)
+    await schedule_subject_timers(subject)
     attempt, last_revision = 0, -1
     while True:
         with Session(engine()) as session:
@@ -386,15 +302,12 @@ async def follow(kind: str, case_id: int) -> CaseSummary:
         if _is_wake(answer):
             continue
 
-        def apply(uow: UnitOfWork, actor: Actor, form: Form = wait.form, a: Any = answer) -> None:
-            apply_answer(uow, actor, kind, case_id, form, a)
-
         try:
-            _as(answer.your_email, apply)
+            _as(answer.your_email, answer_command(case_id, wait.form, answer))
         except WctError as exc:  # refused: nothing changed; say why and wait again
             logger.warning("answer from %r refused: %s", answer.your_email, exc)
             continue
-        await schedule_timers(subject)
+        await schedule_subject_timers(subject)
 
 
 async def _older_follower(subject: str) -> str | None:
@@ -465,9 +378,7 @@ async def dispute_case(request: OpenDispute) -> CaseSummary:
     """18.2: a dispute between partners, from informal discussion to ADR."""
     opened = _as(
         request.opened_by,
-        lambda uow, actor: disputes.open_dispute(
-            uow, actor=actor, title=request.title, parties=request.parties, note=request.note
-        ),
+        instructions.OpenDispute(title=request.title, parties=request.parties, note=request.note),
     )
     return await follow("dispute", opened.dispute_id)
 
@@ -482,9 +393,7 @@ async def call_to_account_case(request: CallToAccountRequest) -> CaseSummary:
     )
     opened = _as(
         request.opened_by,
-        lambda uow, actor: accountability.open_call(
-            uow,
-            actor=actor,
+        instructions.OpenCallToAccount(
             organisation=request.organisation,
             evidence=request.evidence,
             proposed_deadline=request.proposed_deadline,
@@ -499,9 +408,7 @@ async def risk_case(request: RaiseRisk) -> CaseSummary:
     """16.1: a risk managed by the Executive, escalated to the Board when it must be."""
     raised = _as(
         request.raised_by,
-        lambda uow, actor: risks.raise_risk(
-            uow,
-            actor=actor,
+        instructions.RaiseRisk(
             title=request.title,
             owner=request.owner,
             likelihood=request.likelihood,
@@ -516,9 +423,7 @@ async def approval_case(request: RequestApproval) -> CaseSummary:
     """11.3.5 / 21.1.1: a proposal waits on another body's approval."""
     asked = _as(
         request.requested_by,
-        lambda uow, actor: approvals.request_approval(
-            uow, actor=actor, gate_id=request.gate, title=request.title
-        ),
+        instructions.RequestApproval(gate=request.gate, title=request.title),
     )
     return await follow("approval", asked.request_id)
 

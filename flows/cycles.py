@@ -1,5 +1,6 @@
 """The recurring cycles as Prefect flows: meetings, quarterly reports, annual reviews, each step a
-durable timer (a future-scheduled `cycle-step` run keyed by the step), and a reconcile sweep.
+durable timer (a future-scheduled `step` run keyed by the step, flows/timers.py); what the sweep
+re-plans (flows/steps.py).
 
 Flows orchestrate only: every rule is a command in `models/`; a flow calls it in one unit of work,
 turns the steps it returns into timer runs, and shows agendas, minutes drafts and overdue lists
@@ -9,77 +10,30 @@ as markdown artifacts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.deployments.flow_runs import arun_deployment
-from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
-from models import meetings, reports, reviews
-from models.casework import StepStatus
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine
+from flows.signals import act
+from flows.timers import schedule_timers
+from models import instructions, meetings, reports, reviews
 from models.clock import Clock
 from models.commands import current_constitution
-from models.cycle_steps import KINDS, reconcile, run_step
 from models.decision import Vote
 from models.errors import WctError
+from models.permissions import SYSTEM_CYCLE
 from models.queries import overdue_items
-from models.steps import PlannedStep, as_planned
-from models.tables import Meeting, Step
-from models.uow import UnitOfWork
+from models.steps.engine import StepRun
+from models.tables import Meeting
 
-T = TypeVar("T")
 CYCLE_TAG = "wct-cycle"
-STEP_DEPLOYMENT = "cycle-step/cycle-step"
 MEETINGS_AHEAD = 2
-# The sweep re-creates any lost timer due within this horizon (the cycles create them all).
-TIMER_HORIZON = timedelta(days=35)
-
-
-def command(clock: Clock, run: Callable[[UnitOfWork], T], *, actor: str = "system:cycle") -> T:
-    """Run one command in its own unit of work and commit it."""
-    with UnitOfWork(engine(), clock=clock, actor=actor) as uow:
-        result = run(uow)
-        uow.commit()
-    return result
-
-
-# --- timers ----------------------------------------------------------------------------------
-
-
-async def schedule_timers(steps: Sequence[PlannedStep], *, as_of: datetime | None = None) -> int:
-    """One future-scheduled `cycle-step` run per step, keyed by the step: a durable timer a
-    coordinator sees in the UI, created once however often this runs. Under an injected clock
-    (simulation, tests) the timer carries its due time as the clock it acts by."""
-    for step in steps:
-        parameters: dict[str, Any] = {"key": step.key}
-        if as_of is not None:
-            parameters["as_of"] = step.due_at.isoformat()
-        await arun_deployment(
-            STEP_DEPLOYMENT,
-            parameters=parameters,
-            scheduled_time=step.due_at,
-            idempotency_key=step.key,
-            flow_run_name=step.run_name,
-            tags=[CYCLE_TAG, step.subject],
-            timeout=0,
-            as_subflow=False,  # a timer outlives the run that set it
-        )
-    return len(steps)
-
-
-def pending(*, before: datetime | None = None) -> list[PlannedStep]:
-    """Every cycle step still waiting (due before `before`, when given)."""
-    with Session(engine()) as session:
-        query = select(Step).where(Step.status == StepStatus.PENDING, col(Step.kind).in_(KINDS))
-        if before is not None:
-            query = query.where(col(Step.due_at) < before)
-        return [as_planned(s) for s in session.exec(query.order_by(col(Step.due_at)))]
 
 
 # --- artifacts (display only: what the commands decided) -------------------------------------
@@ -150,65 +104,22 @@ async def publish_minutes_artifact(meeting_id: int) -> None:
     await acreate_markdown_artifact(minutes_markdown(draft), key=key, description="Draft minutes")
 
 
-# --- the step timer and the sweep ------------------------------------------------------------
+async def publish_step_artifacts(runs: Sequence[StepRun]) -> None:
+    """The agenda of a meeting whose items deadline or agenda step acted, as an artifact."""
+    for run in runs:
+        if run.result == "acted" and run.kind in (meetings.AGENDA, meetings.ITEMS_DEADLINE):
+            await publish_agenda_artifact(run.subject_id)
 
 
-def step_run_name() -> str:
-    """Name a step's run for what it is about (`board-2027-03-09-agenda`), however started."""
-    key = str(current_run.parameters.get("key", "step"))
-    return "-".join(key.split(":")[1:]) or key
-
-
-@flow(
-    name="cycle-step",
-    flow_run_name=step_run_name,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
-async def cycle_step(key: str, as_of: datetime | None = None) -> str:
-    """A step of a cycle comes due: re-read the state and act once, or do nothing if satisfied."""
-    await until_due(key, as_of)
-    outcome = run_step(engine(), clock_at(as_of), key)
-    get_run_logger().info("step %s: %s", key, outcome.result)
-    if outcome.result == "acted":
-        await _artifacts_for(key)
-    return outcome.result
-
-
-async def _artifacts_for(key: str) -> None:
+async def publish_overdue_list(now: datetime) -> int:
+    """The overdue list as an artifact; returns how many items are on it."""
     with Session(engine()) as session:
-        step = session.exec(select(Step).where(Step.key == key)).one()
-    if step.kind in (meetings.AGENDA, meetings.ITEMS_DEADLINE):
-        await publish_agenda_artifact(int(step.subject.split(":")[1]))
-
-
-@flow(name="cycle-reconcile", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
-async def cycle_reconcile(
-    as_of: datetime | None = None, timers: bool = True, cycles: bool = True
-) -> dict[str, Any]:
-    """The sweep: re-plan every cycle (so a cycle run that failed is repaired within one sweep),
-    act on every cycle step whose time passed without its timer run (server down, run deleted),
-    make sure every pending step has its timer, and publish the overdue list."""
-    clock = clock_at(as_of)
-    problems = ensure_cycles(clock) if cycles else []
-    for problem in problems:
-        get_run_logger().warning("%s", problem)
-    done = reconcile(engine(), clock)
-    for run in done:
-        if run.result == "acted":
-            await _artifacts_for(run.key)
-    horizon = clock.now() + TIMER_HORIZON
-    ensured = await schedule_timers(pending(before=horizon), as_of=as_of) if timers else 0
-    with Session(engine()) as session:
-        text, overdue = overdue_markdown(session, clock.now())
+        text, overdue = overdue_markdown(session, now)
     await acreate_markdown_artifact(text, key="overdue-list", description="Overdue")
-    return {
-        "acted": [r.key for r in done if r.result == "acted"],
-        "skipped": [r.key for r in done if r.result == "skipped"],
-        "timers": ensured,
-        "overdue": overdue,
-        "problems": problems,
-    }
+    return overdue
+
+
+# --- re-planning (what the sweep does first) -------------------------------------------------
 
 
 def ensure_cycles(clock: Clock) -> list[str]:
@@ -236,7 +147,7 @@ def ensure_cycles(clock: Clock) -> list[str]:
 
 
 def _plan(clock: Clock, body: str, day: date) -> meetings.MeetingPlanned:
-    return command(clock, lambda uow: meetings.plan_meeting(uow, body_id=body, day=day))
+    return act(clock, SYSTEM_CYCLE, instructions.PlanMeeting(body=body, day=day))
 
 
 def plan_meetings(clock: Clock, body: str) -> list[meetings.MeetingPlanned]:
@@ -249,15 +160,14 @@ def plan_meetings(clock: Clock, body: str) -> list[meetings.MeetingPlanned]:
 
 def open_quarter(clock: Clock, period: str) -> reports.ReportsOpened:
     name = reports.period_of(clock.now().date()) if period == "current" else period
-    return command(clock, lambda uow: reports.open_reports(uow, period=name))
+    return act(clock, SYSTEM_CYCLE, instructions.OpenReports(period=name))
 
 
 def open_next_review(clock: Clock, kind: str, year: int | None = None) -> reviews.ReviewOpened:
     if year is None:
         with Session(engine()) as session:
             year = reviews.next_due_year(current_constitution(session), kind, clock.now().date())
-    due_year = year
-    return command(clock, lambda uow: reviews.open_review(uow, kind=kind, year=due_year))
+    return act(clock, SYSTEM_CYCLE, instructions.OpenReview(kind=kind, year=year))
 
 
 @flow(
@@ -335,6 +245,7 @@ class MotionForm(BaseModel):
 class MeetingRecord(BaseModel):
     body: str
     day: date
+    recorded_by: str = Field(description="Your email: the chair, the deputy or a coordinator.")
     present: list[str] = Field(description="Emails of those present.")
     apologies: list[str] = Field(default_factory=list)
     declarations: list[DeclarationForm] = Field(default_factory=list)
@@ -355,25 +266,25 @@ def _motion(form: MotionForm) -> meetings.MotionInput:
     )
 
 
+def recording(record: MeetingRecord, meeting_id: int) -> instructions.RecordMeeting:
+    """The form's record as the command that records the meeting."""
+    return instructions.RecordMeeting(
+        meeting_id=meeting_id,
+        present=record.present,
+        apologies=record.apologies,
+        declarations=[
+            meetings.DeclarationInput(d.who, d.item, d.nature) for d in record.declarations
+        ],
+        motions=[_motion(m) for m in record.motions],
+    )
+
+
 @flow(name="record-meeting", flow_run_name="record-{record.body}-{record.day}")
 async def record_meeting(record: MeetingRecord, as_of: datetime | None = None) -> dict[str, Any]:
-    """After a meeting: attendance, declarations (18.1) and votes, each motion decided by 6.2;
-    the draft minutes become an artifact."""
-    clock = clock_at(as_of)
-
-    def apply(uow: UnitOfWork) -> meetings.MinutesDraft:
-        meeting = meetings.find_meeting(uow.session, record.body, record.day)
-        return meetings.record_meeting(
-            uow,
-            meeting_id=meeting.id or 0,
-            present=record.present,
-            apologies=record.apologies,
-            declarations=[
-                meetings.DeclarationInput(d.who, d.item, d.nature) for d in record.declarations
-            ],
-            motions=[_motion(m) for m in record.motions],
-        )
-
-    draft = command(clock, apply, actor="system:record-meeting")
+    """After a meeting, as the member who records it: attendance, declarations (18.1) and votes,
+    each motion decided by 6.2; the draft minutes become an artifact."""
+    with Session(engine()) as session:
+        meeting_id = meetings.find_meeting(session, record.body, record.day).id or 0
+    draft = act(clock_at(as_of), record.recorded_by, recording(record, meeting_id))
     await publish_minutes_artifact(draft.meeting_id)
     return draft.as_dict()

@@ -8,12 +8,19 @@ the cursor in the same transaction. A crash between the two re-emits a few event
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 from prefect.events import emit_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from flows.runtime import engine as wct_engine
+from models.clock import Clock
+from models.permissions import Principal
+from models.service import Command, execute
 from models.tables import AuditEvent, SignalCursor
+
+T = TypeVar("T")
 
 CURSOR = "prefect-events"
 BATCH = 500
@@ -48,3 +55,11 @@ def relay(engine: Engine) -> int:
             session.add(cursor)
             session.commit()
     return len(events)
+
+
+def act(clock: Clock, who: str | Principal, command: Command[T]) -> T:
+    """What a flow does to change state: `execute` the command as `who`, then relay the events
+    of what it changed (and any earlier ones not yet relayed)."""
+    done = execute(wct_engine(), clock, who, command)
+    relay(wct_engine())
+    return done.result

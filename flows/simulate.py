@@ -30,25 +30,34 @@ from sqlmodel import Session, col, func, select
 from flows.cycles import (
     MeetingRecord,
     annual_review,
-    cycle_step,
     meeting_cycle,
     quarterly_reports,
     record_meeting,
 )
 from flows.runtime import engine
+from flows.signals import act
+from flows.steps import step as step_timer
 from models import meetings, reports, reviews
 from models.calendar import add_working_days, meetings_between
-from models.casework import StepStatus
+from models.casework import coordinators
 from models.clock import LONDON, FixedClock
-from models.commands import apply_constitution, import_members
 from models.constitution import Constitution, RoleKind
-from models.cycle_steps import KINDS
 from models.db import migrate
 from models.errors import InvalidInput, WctError
-from models.members import parse_members
-from models.steps import at_nine, body_members, role_holders
-from models.tables import AuditEvent, Meeting, Report, Review, Step
-from models.uow import UnitOfWork
+from models.instructions import (
+    ApproveMinutes,
+    ChallengeReview,
+    CompleteReview,
+    ImportMembers,
+    LoadConstitution,
+    SendApologies,
+    SubmitItem,
+    SubmitReport,
+)
+from models.permissions import System
+from models.service import Command, execute
+from models.steps import at_nine, body_members, pending_until, role_holders
+from models.tables import AuditEvent, Meeting, Report, Review
 from notifications.config import NotificationSettings
 from notifications.dispatch import drain
 
@@ -117,13 +126,14 @@ def synthetic_members(c: Constitution) -> str:
     return out.getvalue()
 
 
+SETUP = System("operator:simulation")
+
+
 def prepare_database(db: Engine, c: Constitution, clock: FixedClock) -> None:
     migrate(db)
-    with UnitOfWork(db, clock=clock, actor="simulation") as uow:
-        apply_constitution(uow, constitution=c, source="simulation")
-        rows = parse_members(synthetic_members(c), c, source="simulated members")
-        import_members(uow, rows=rows)
-        uow.commit()
+    execute(db, clock, SETUP, LoadConstitution(document=c, source="simulation"))
+    members = ImportMembers(text=synthetic_members(c), source="simulated members")
+    execute(db, clock, SETUP, members)
 
 
 class Simulation:
@@ -155,33 +165,27 @@ class Simulation:
     def clock(self, now: datetime) -> FixedClock:
         return FixedClock(now)
 
-    def run_command(self, now: datetime, command: Callable[[UnitOfWork], Any]) -> bool:
-        """A member acts; a refusal (the rules said no) is part of the story, not a failure."""
+    def run_command(self, now: datetime, who: str, command: Command[object]) -> bool:
+        """A member (or the public) acts; a refusal (the rules said no) is part of the story,
+        not a failure."""
         try:
-            with UnitOfWork(engine(), clock=self.clock(now), actor="simulation:member") as uow:
-                command(uow)
-                uow.commit()
+            act(self.clock(now), who, command)
         except WctError:
             return False
         return True
 
     def queue_new_steps(self) -> None:
+        """Every pending step of every kind due by the end, fired when its timer would fire."""
         with Session(engine()) as session:
-            steps = session.exec(
-                select(Step.key, Step.due_at).where(
-                    Step.status == StepStatus.PENDING,
-                    col(Step.kind).in_(KINDS),
-                    col(Step.due_at) <= self.end,
-                )
-            ).all()
-        for key, due in steps:
-            if key not in self.queued_steps:
-                self.queued_steps.add(key)
-                self.at(due, key, self._fire(key))
+            steps = pending_until(session, self.end)
+        for planned in steps:
+            if planned.key not in self.queued_steps:
+                self.queued_steps.add(planned.key)
+                self.at(planned.due_at, planned.key, self._fire(planned.key))
 
     def _fire(self, key: str) -> Action:
         async def fire(now: datetime) -> None:
-            await cycle_step(key=key, as_of=now)
+            await step_timer(key=key, as_of=now, timers=False)  # the simulator plays the timers
             self.summary.steps_fired += 1
 
         return fire
@@ -240,22 +244,18 @@ class Simulation:
         return at_nine(add_working_days(due, offset)) + timedelta(hours=self.rng.randint(0, 7))
 
     def members_report(self, key: str) -> None:
-        _, kind, body, period = key.split(":")
         with Session(engine()) as session:
-            report = reports.find_report(session, kind=kind, from_body=body, period=period)
-            owners = body_members(session, self.c, body)
+            report = next(r for r in session.exec(select(Report)) if reports.report_key(r) == key)
+            kind, body, period = report.kind, report.from_body_id, report.period
+            owners = role_holders(session, self.c.body(body).chair)  # 22.2.1: the chair reports
         if not owners or self.rng.random() < 0.05:
             return  # never sent: escalated and left on the overdue list
         who = self.rng.choice(owners).email
         when = self._late(report.due_on, 12, 7)
+        submission = SubmitReport(kind=kind, from_body=body, period=period, document=f"{key}.pdf")
 
         async def submit(now: datetime) -> None:
-            if self.run_command(
-                now,
-                lambda uow: reports.submit_report(
-                    uow, kind=kind, from_body=body, period=period, by=who, document=f"{key}.pdf"
-                ),
-            ):
+            if self.run_command(now, who, submission):
                 self.summary.reports_submitted += 1
 
         self.at(when, f"submit-{key}", submit)
@@ -264,29 +264,21 @@ class Simulation:
         with Session(engine()) as session:
             review = session.get(Review, review_id)
             assert review is not None
-            owners = body_members(session, self.c, review.owner_body_id)
+            owners = role_holders(session, self.c.body(review.owner_body_id).chair)
         if not owners:
             return
         who = self.rng.choice(owners).email
         challenged = self.rng.random() < 0.5
+        outcome = CompleteReview(kind=kind, year=due.year, outcome="Reviewed by the owning body.")
 
         async def complete(now: datetime) -> None:
-            done = self.run_command(
-                now,
-                lambda uow: reviews.complete_review(
-                    uow, kind=kind, year=due.year, by=who, outcome="Reviewed by the owning body."
-                ),
-            )
+            done = self.run_command(now, who, outcome)
             if done and challenged:
                 self.at(now + timedelta(days=5), f"challenge-{kind}", challenge)
 
-        async def challenge(now: datetime) -> None:
-            self.run_command(
-                now,
-                lambda uow: reviews.challenge_review(
-                    uow, kind=kind, year=due.year, by="A local parent", challenge="Please explain."
-                ),
-            )
+        async def challenge(now: datetime) -> None:  # 7.2: any interested party
+            text = ChallengeReview(kind=kind, year=due.year, text="Please explain.")
+            self.run_command(now, "A local parent", text)
 
         self.at(self._late(due, 25, 8), f"review-{kind}", complete)
 
@@ -297,6 +289,8 @@ class Simulation:
             body = meeting.body_id
             members = [p.email for p in body_members(session, self.c, body)]
             chairs = [p.email for p in role_holders(session, self.c.body(body).chair)]
+            # 23.1: the coordinators keep the minutes; the chair when there is none.
+            recorders = [p.email for p in coordinators(session, self.c)] + chairs
         times = meetings.step_times(self.c, starts_at)
         for n in range(self.rng.randint(0, 2)):
             who = self.rng.choice(members)
@@ -304,22 +298,15 @@ class Simulation:
             when = times[meetings.CALL_FOR_ITEMS] + timedelta(seconds=self.rng.uniform(0, span))
 
             async def submit(now: datetime, who: str = who, n: int = n) -> None:
-                self.run_command(
-                    now,
-                    lambda uow: meetings.submit_item(
-                        uow, meeting_id=meeting_id, title=f"Item {n + 1} from a member", by=who
-                    ),
-                )
+                item = SubmitItem(meeting_id=meeting_id, title=f"Item {n + 1} from a member")
+                self.run_command(now, who, item)
 
             self.at(when, f"item-{meeting_id}", submit)
         absent = [m for m in members if m not in chairs and self.rng.random() < 0.1]
         for who in absent:
 
             async def apologise(now: datetime, who: str = who) -> None:
-                self.run_command(
-                    now,
-                    lambda uow: meetings.send_apologies(uow, meeting_id=meeting_id, who=who),
-                )
+                self.run_command(now, who, SendApologies(meeting_id=meeting_id))
 
             self.at(
                 times[meetings.AGENDA] + timedelta(hours=2), f"apologies-{meeting_id}", apologise
@@ -331,6 +318,7 @@ class Simulation:
         record = MeetingRecord(
             body=body,
             day=starts_at.date(),
+            recorded_by=recorders[0] if recorders else "",
             present=present,
             apologies=absent,
             motions=[self._motion(present) for _ in range(self.rng.randint(1, 2))],
@@ -362,6 +350,7 @@ class Simulation:
 
     def approve_previous(self, body: str, meeting_id: int, now: datetime) -> None:
         with Session(engine()) as session:
+            recorders = [p.email for p in coordinators(session, self.c)]
             current = session.get(Meeting, meeting_id)
             assert current is not None
             previous = session.exec(
@@ -374,13 +363,8 @@ class Simulation:
                 .order_by(col(Meeting.starts_at).desc())
             ).first()
         if previous is not None and previous.id is not None:
-            earlier = previous.id
-            self.run_command(
-                now,
-                lambda uow: meetings.approve_minutes(
-                    uow, meeting_id=earlier, at_meeting_id=meeting_id
-                ),
-            )
+            approval = ApproveMinutes(meeting_id=previous.id, at_meeting_id=meeting_id)
+            self.run_command(now, recorders[0] if recorders else "", approval)
 
     # --- delivery, once a day --------------------------------------------------------------
 

@@ -17,18 +17,32 @@ from models.casework import (
     holders,
     locked,
     notify,
-    schedule,
     settle,
     trigger_key,
 )
 from models.commands import current_constitution
-from models.constitution import BodyKind, CaseAction, Constitution, RoleKind
+from models.constitution import Action, BodyKind, Constitution, RoleKind
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import Actor, CaseScope, allowed, require
+from models.permissions import Actor, Scope, allowed
+from models.steps import (
+    ALWAYS,
+    DaysBefore,
+    Firing,
+    LatePolicy,
+    NoParams,
+    StepKind,
+    StepSpec,
+    Subject,
+    SupersededBy,
+    plan,
+)
 from models.tables import CallToAccount, Person
 from models.uow import UnitOfWork
 
 CLAUSE = "11.5.1"
+STALEMATE_STEP = StepSpec("account.stalemate", Subject.ACCOUNT, NoParams)
+REMINDER_STEP = StepSpec("account.reminder", Subject.ACCOUNT, DaysBefore)
+OVERDUE_STEP = StepSpec("account.overdue", Subject.ACCOUNT, NoParams)
 
 
 class AccountKind(StrEnum):
@@ -124,7 +138,8 @@ def _audit(
     )
 
 
-def _load(session: Session, case_id: int) -> CallToAccount:
+def lock(session: Session, case_id: int) -> CallToAccount:
+    """The call to account, locked for this transaction."""
     case = locked(session, CallToAccount, case_id)
     if case is None:
         raise NotFound(f"no call to account #{case_id}")
@@ -154,13 +169,17 @@ def _tell(
     people: list[Person],
     event: str,
     action: str,
+    *,
+    key: str | None = None,
 ) -> None:
+    """Tell `people` of `event`; `key` is the stem of the messages' keys when the event is not
+    one a case has only once (a step's occurrence), by default the case and the event."""
     org = next(o.name for o in c.organisations if o.id == case.organisation_id)
     notify(
         uow,
         kind="call_to_account",
         people=people,
-        key=f"{_subject(case)}:{event}",
+        key=key or f"{_subject(case)}:{event}",
         context={
             "clause": CLAUSE,
             "case_id": case.id,
@@ -179,7 +198,6 @@ def _tell(
 def open_call(
     uow: UnitOfWork,
     *,
-    actor: Actor,
     organisation: str,
     evidence: str,
     proposed_deadline: date,
@@ -190,13 +208,6 @@ def open_call(
     session, c = uow.session, current_constitution(uow.session)
     if organisation not in {o.id for o in c.organisations}:
         raise NotFound(f"unknown organisation '{organisation}'")
-    require(
-        c,
-        CaseAction.ACCOUNT_OPEN,
-        actor,
-        CaseScope(parties=frozenset([organisation])),
-        clause=CLAUSE,
-    )
     evidence = clean_text(evidence, what="evidence", limit=4000, multiline=True)
     today = uow.clock.now().date()
     key = trigger_key("account", kind.value, organisation, evidence)
@@ -233,28 +244,14 @@ def open_call(
 def answer_deadline(
     uow: UnitOfWork,
     *,
-    actor: Actor,
     case_id: int,
     accept: bool,
     counter: date | None = None,
 ) -> AccountResult:
     """The side that did not propose accepts the deadline, or counter-proposes within bounds."""
     session, c = uow.session, current_constitution(uow.session)
-    case = _load(session, case_id)
-    if case.status != AccountStatus.NEGOTIATING:
-        agreed = f" (agreed: {case.agreed_deadline})" if case.agreed_deadline else ""
-        raise Refused(
-            f"call to account #{case_id} is {case.status}{agreed}: the deadline is no longer "
-            "open to proposals",
-            clause=CLAUSE,
-        )
-    side = Side.PARTNER if case.proposed_by == Side.WSCB else Side.WSCB
-    action = (
-        CaseAction.ACCOUNT_AGREE_FOR_PARTNER
-        if side is Side.PARTNER
-        else CaseAction.ACCOUNT_AGREE_FOR_WSCB
-    )
-    require(c, action, actor, CaseScope(parties=frozenset([case.organisation_id])), clause=CLAUSE)
+    case = lock(session, case_id)
+    side = answering_side(case)
     if accept == (counter is not None):
         raise InvalidInput(
             "either accept the proposed deadline or give a counter-proposal, not both"
@@ -298,14 +295,25 @@ def answer_deadline(
     return _result(case)
 
 
+def _stalemate_key(case: CallToAccount) -> str:
+    """The stalemate step of this agreement window, and the stem of the keys of its messages."""
+    return f"{_subject(case)}:stalemate:{case.negotiation_ends_on}"
+
+
+def _reminder_key(case: CallToAccount, days: int) -> str:
+    """The reminder `days` working days before the agreed deadline, and the stem of the keys of
+    its messages: each reminder of each agreed deadline is its own message."""
+    return f"{_subject(case)}:reminder:{case.agreed_deadline}:{days}"
+
+
 def _schedule_stalemate(session: Session, case: CallToAccount) -> None:
     """The end of the agreement window: no deadline agreed by then is a stalemate (11.5.1)."""
     assert case.negotiation_ends_on is not None
-    schedule(
+    plan(
         session,
-        key=f"{_subject(case)}:stalemate:{case.negotiation_ends_on}",
-        kind="account.stalemate",
-        subject=_subject(case),
+        STALEMATE_STEP,
+        key=_stalemate_key(case),
+        subject_id=case.id or 0,
         due_at=close_of_business(case.negotiation_ends_on),
     )
 
@@ -316,18 +324,19 @@ def _schedule_response_steps(uow: UnitOfWork, c: Constitution, case: CallToAccou
     for days in c.reminders.report_reminders:
         day = add_working_days(case.agreed_deadline, -days)
         if day > today:
-            schedule(
+            plan(
                 uow.session,
-                key=f"{_subject(case)}:reminder:{case.agreed_deadline}:{days}",
-                kind="account.reminder",
-                subject=_subject(case),
+                REMINDER_STEP,
+                key=_reminder_key(case, days),
+                subject_id=case.id or 0,
                 due_at=close_of_business(day).replace(hour=9),
+                params=DaysBefore(days=days),
             )
-    schedule(
+    plan(
         uow.session,
+        OVERDUE_STEP,
         key=f"{_subject(case)}:overdue:{case.agreed_deadline}",
-        kind="account.overdue",
-        subject=_subject(case),
+        subject_id=case.id or 0,
         due_at=close_of_business(case.agreed_deadline),
     )
 
@@ -335,7 +344,7 @@ def _schedule_response_steps(uow: UnitOfWork, c: Constitution, case: CallToAccou
 def stalemate(uow: UnitOfWork, *, case_id: int) -> bool:
     """No deadline agreed within the agreement window: escalate once to both chairs."""
     session, c = uow.session, current_constitution(uow.session)
-    case = _load(session, case_id)
+    case = lock(session, case_id)
     if case.status != AccountStatus.NEGOTIATING or case.stalemate_escalated:
         return False
     assert case.negotiation_ends_on is not None
@@ -352,14 +361,15 @@ def stalemate(uow: UnitOfWork, *, case_id: int) -> bool:
         _chairs_of_both(session, c),
         "stalemate",
         "No response deadline has been agreed in time: the chairs are asked to settle it.",
+        key=_stalemate_key(case),
     )
     return True
 
 
-def remind(uow: UnitOfWork, *, case_id: int, key: str) -> bool:
-    """A reminder before the agreed deadline; none once the response is in."""
+def remind(uow: UnitOfWork, *, case_id: int, days: int) -> bool:
+    """The reminder `days` working days before the agreed deadline; none once the response is in."""
     session, c = uow.session, current_constitution(uow.session)
-    case = _load(session, case_id)
+    case = lock(session, case_id)
     if case.status != AccountStatus.AWAITING_RESPONSE:
         return False
     _tell(
@@ -367,8 +377,9 @@ def remind(uow: UnitOfWork, *, case_id: int, key: str) -> bool:
         c,
         case,
         _partner_people(session, c, case.organisation_id),
-        f"reminder-{key}",
+        "reminder",
         f"The formal response or action is due by {case.agreed_deadline}.",
+        key=_reminder_key(case, days),
     )
     return True
 
@@ -376,7 +387,7 @@ def remind(uow: UnitOfWork, *, case_id: int, key: str) -> bool:
 def deadline_passed(uow: UnitOfWork, *, case_id: int) -> bool:
     """No response by the agreed deadline: overdue, escalated to the Board's and WSCB's chairs."""
     session, c = uow.session, current_constitution(uow.session)
-    case = _load(session, case_id)
+    case = lock(session, case_id)
     if case.status != AccountStatus.AWAITING_RESPONSE or case.agreed_deadline is None:
         return False
     if uow.clock.now() < close_of_business(case.agreed_deadline):
@@ -396,17 +407,36 @@ def deadline_passed(uow: UnitOfWork, *, case_id: int) -> bool:
     return True
 
 
-def record_response(uow: UnitOfWork, *, actor: Actor, case_id: int, response: str) -> AccountResult:
+def _stalemate(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    return stalemate(uow, case_id=firing.subject_id)
+
+
+def _remind(uow: UnitOfWork, firing: Firing[DaysBefore]) -> bool:
+    return remind(uow, case_id=firing.subject_id, days=firing.params.days)
+
+
+def _overdue(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    return deadline_passed(uow, case_id=firing.subject_id)
+
+
+# No case message says "late": its deadlines escalate, and an escalation is late by nature.
+STEP_KINDS: tuple[StepKind[NoParams] | StepKind[DaysBefore], ...] = (
+    StepKind(STALEMATE_STEP, lock=lock, act=_stalemate, late=ALWAYS),
+    # The reminders before an agreed deadline due at once become the latest.
+    StepKind(
+        REMINDER_STEP,
+        lock=lock,
+        act=_remind,
+        late=LatePolicy(skip_if=(SupersededBy((REMINDER_STEP, OVERDUE_STEP)),)),
+    ),
+    StepKind(OVERDUE_STEP, lock=lock, act=_overdue, late=ALWAYS),
+)
+
+
+def record_response(uow: UnitOfWork, *, case_id: int, response: str) -> AccountResult:
     """The partner's formal response or action (11.5.1)."""
     session, c = uow.session, current_constitution(uow.session)
-    case = _load(session, case_id)
-    require(
-        c,
-        CaseAction.ACCOUNT_RESPOND,
-        actor,
-        CaseScope(parties=frozenset([case.organisation_id])),
-        clause=CLAUSE,
-    )
+    case = lock(session, case_id)
     if case.status not in (AccountStatus.AWAITING_RESPONSE, AccountStatus.OVERDUE):
         raise Refused(
             f"call to account #{case_id} is {case.status}: no response is awaited", clause=CLAUSE
@@ -431,7 +461,6 @@ def record_response(uow: UnitOfWork, *, actor: Actor, case_id: int, response: st
 def conclude(
     uow: UnitOfWork,
     *,
-    actor: Actor,
     case_id: int,
     accept: bool,
     note: str,
@@ -439,14 +468,7 @@ def conclude(
 ) -> AccountResult:
     """The WSCB accepts the response (closing the case) or reopens it with a new proposal."""
     session, c = uow.session, current_constitution(uow.session)
-    case = _load(session, case_id)
-    require(
-        c,
-        CaseAction.ACCOUNT_CONCLUDE,
-        actor,
-        CaseScope(parties=frozenset([case.organisation_id])),
-        clause=CLAUSE,
-    )
+    case = lock(session, case_id)
     if case.status != AccountStatus.RESPONDED:
         raise Refused(
             f"call to account #{case_id} is {case.status}: there is no response to judge",
@@ -483,12 +505,33 @@ def conclude(
     return _result(case)
 
 
+def answering_side(case: CallToAccount) -> Side:
+    """11.5.1: the side that answers a proposed deadline is the one that did not propose it;
+    once a deadline is agreed, nobody proposes."""
+    if case.status != AccountStatus.NEGOTIATING:
+        agreed = f" (agreed: {case.agreed_deadline})" if case.agreed_deadline else ""
+        raise Refused(
+            f"call to account #{case.id} is {case.status}{agreed}: the deadline is no longer "
+            "open to proposals",
+            clause=CLAUSE,
+        )
+    return Side.PARTNER if case.proposed_by == Side.WSCB else Side.WSCB
+
+
+AGREE_FOR = {
+    Side.WSCB: Action.ACCOUNT_AGREE_FOR_WSCB,
+    Side.PARTNER: Action.ACCOUNT_AGREE_FOR_PARTNER,
+}
+
+
+def scope_of(c: Constitution, organisation: str) -> Scope:
+    """What a call to account's grants refer to: the Safeguarding Board that calls, and the
+    partner called (the party)."""
+    wscb = c.sole(BodyKind.SAFEGUARDING_BOARD)
+    return Scope(body=wscb.id, parties=frozenset([organisation]))
+
+
 def may_answer_for(c: Constitution, actor: Actor, case: CallToAccount) -> list[Side]:
     """The sides `actor` may speak for in this case (for the UI's form)."""
-    scope = CaseScope(parties=frozenset([case.organisation_id]))
-    sides = []
-    if allowed(c, CaseAction.ACCOUNT_AGREE_FOR_WSCB, actor, scope):
-        sides.append(Side.WSCB)
-    if allowed(c, CaseAction.ACCOUNT_AGREE_FOR_PARTNER, actor, scope):
-        sides.append(Side.PARTNER)
-    return sides
+    scope = scope_of(c, case.organisation_id)
+    return [side for side in (Side.WSCB, Side.PARTNER) if allowed(c, AGREE_FOR[side], actor, scope)]

@@ -10,9 +10,9 @@ from sqlmodel import Session, col, select
 
 from models.casework import chairs, clean_text, locked, notify, trigger_key
 from models.commands import current_constitution
-from models.constitution import ApprovalGate, CaseAction, Constitution
+from models.constitution import ApprovalGate, Constitution
 from models.errors import NotFound, Refused
-from models.permissions import Actor, CaseScope, require
+from models.permissions import Scope
 from models.tables import ApprovalRequest
 from models.uow import UnitOfWork
 
@@ -41,8 +41,10 @@ def gate(c: Constitution, gate_id: str) -> ApprovalGate:
     raise NotFound(f"unknown approval gate '{gate_id}' (known: {known})")
 
 
-def _scope(g: ApprovalGate) -> CaseScope:
-    return CaseScope(approver_body=g.approver_body, proposer_body=g.from_body)
+def scope_of(g: ApprovalGate) -> Scope:
+    """What an approval's grants refer to: the proposing body (the one the request is about)
+    and the approving body."""
+    return Scope(body=g.from_body, approver_body=g.approver_body, proposer_body=g.from_body)
 
 
 def _subject(request: ApprovalRequest) -> str:
@@ -54,12 +56,11 @@ def _result(request: ApprovalRequest, created: bool = False) -> ApprovalResult:
     return ApprovalResult(request.id, created, request.status, request.approver_body_id)
 
 
-def request_approval(uow: UnitOfWork, *, actor: Actor, gate_id: str, title: str) -> ApprovalResult:
+def request_approval(uow: UnitOfWork, *, gate_id: str, title: str) -> ApprovalResult:
     """Ask the approving body; the request waits on its next agenda. The same title twice at the
     same gate is one request."""
     session, c = uow.session, current_constitution(uow.session)
     g = gate(c, gate_id)
-    require(c, CaseAction.APPROVAL_REQUEST, actor, _scope(g), clause=g.clause)
     title = clean_text(title, what="title", limit=300)
     key = trigger_key("approval", g.id, title)
     existing = session.exec(
@@ -103,16 +104,21 @@ def request_approval(uow: UnitOfWork, *, actor: Actor, gate_id: str, title: str)
     return _result(request, created=True)
 
 
-def decide_approval(
-    uow: UnitOfWork, *, actor: Actor, request_id: int, approve: bool, note: str
-) -> ApprovalResult:
-    """Record the approving body's decision, once."""
-    session, c = uow.session, current_constitution(uow.session)
+def lock(session: Session, request_id: int) -> ApprovalRequest:
+    """The approval request, locked for this transaction."""
     request = locked(session, ApprovalRequest, request_id)
     if request is None:
         raise NotFound(f"no approval request #{request_id}")
+    return request
+
+
+def decide_approval(
+    uow: UnitOfWork, *, request_id: int, approve: bool, note: str
+) -> ApprovalResult:
+    """Record the approving body's decision, once."""
+    session, c = uow.session, current_constitution(uow.session)
+    request = lock(session, request_id)
     g = gate(c, request.gate)
-    require(c, CaseAction.APPROVAL_DECIDE, actor, _scope(g), clause=g.clause)
     if request.status != ApprovalStatus.WAITING:
         raise Refused(
             f"approval request #{request_id} was already {request.status}", clause=g.clause

@@ -30,7 +30,7 @@ CLOSE_OF_BUSINESS = time(17, 0)
 
 class StepStatus(StrEnum):
     """What a step is: waiting to fire; fired (acted or found satisfied); stopped because what it
-    waited for happened; or fired too late to be of use (see models/lateness.py)."""
+    waited for happened; or fired too late to be of use (see models/steps/engine.py)."""
 
     PENDING = "pending"
     DONE = "done"
@@ -103,16 +103,6 @@ def notify(
     return queued
 
 
-def schedule(session: Session, *, key: str, kind: str, subject: str, due_at: datetime) -> Step:
-    """Record a step due at `due_at` once; the same key again returns the existing step."""
-    step = session.exec(select(Step).where(Step.key == key)).first()
-    if step is None:
-        step = Step(key=key, kind=kind, subject=subject, due_at=due_at, status=StepStatus.PENDING)
-        session.add(step)
-        session.flush()
-    return step
-
-
 def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str] = ()) -> int:
     """Mark the pending steps of `subject` (of `kinds`, when given) done: they no longer fire."""
     query = select(Step).where(Step.subject == subject, Step.status == StepStatus.PENDING)
@@ -124,24 +114,6 @@ def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str
         step.status, step.done_at = StepStatus.SETTLED, now
         session.add(step)
     return len(steps)
-
-
-def due_steps(session: Session, *, now: datetime, prefix: str = "") -> list[Step]:
-    """Pending steps whose time has come, oldest first (for timers and the reconcile sweep)."""
-    query = select(Step).where(Step.status == StepStatus.PENDING, col(Step.due_at) <= now)
-    if prefix:
-        query = query.where(col(Step.key).startswith(prefix))
-    return list(session.exec(query.order_by(col(Step.due_at), col(Step.id))).all())
-
-
-def mark_done(session: Session, step: Step, now: datetime) -> None:
-    step.status, step.done_at = StepStatus.DONE, now
-    session.add(step)
-
-
-def mark_skipped(session: Session, step: Step, now: datetime) -> None:
-    step.status, step.done_at = StepStatus.SKIPPED, now
-    session.add(step)
 
 
 Row = TypeVar("Row", Dispute, CallToAccount, Risk, ApprovalRequest)

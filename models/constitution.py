@@ -226,9 +226,11 @@ class ApprovalGate(_Strict):
     approver_body: Slug
 
 
-class CaseAction(StrEnum):
-    """Steps of the event-driven cases whose takers the constitution names."""
+class Action(StrEnum):
+    """Everything a person or the system can do through `models.service.execute`; the
+    constitution's `permissions` say who may do each (a default when it names no one)."""
 
+    # Cases (16.1, 18.1-18.2, 11.5.1, 11.3.5, 21.1.1).
     RISK_RAISE = "risk.raise"
     RISK_REVIEW = "risk.review"
     RISK_ESCALATE = "risk.escalate"
@@ -237,6 +239,7 @@ class CaseAction(StrEnum):
     DISPUTE_OPEN = "dispute.open"
     DISPUTE_OUTCOME = "dispute.outcome"
     DISPUTE_ADR = "dispute.adr"
+    DISPUTE_DECLARE = "dispute.declare"
     ACCOUNT_OPEN = "account.open"
     ACCOUNT_AGREE_FOR_WSCB = "account.agree_for_wscb"
     ACCOUNT_AGREE_FOR_PARTNER = "account.agree_for_partner"
@@ -244,20 +247,88 @@ class CaseAction(StrEnum):
     ACCOUNT_CONCLUDE = "account.conclude"
     APPROVAL_REQUEST = "approval.request"
     APPROVAL_DECIDE = "approval.decide"
+    # Meetings (20.4.1, 21.4.1, 22.4.1; agenda and minutes, 23.1).
+    MEETING_PLAN = "meeting.plan"
+    MEETING_ITEM = "meeting.item"
+    MEETING_APOLOGIES = "meeting.apologies"
+    MEETING_RECORD = "meeting.record"
+    MEETING_APPROVE_MINUTES = "meeting.approve_minutes"
+    MEETING_CANCEL = "meeting.cancel"
+    # Quarterly reports (22.2.1, 11.4.1) and annual reviews (7.2, 19.1, ...).
+    REPORT_OPEN = "report.open"
+    REPORT_SUBMIT = "report.submit"
+    REVIEW_OPEN = "review.open"
+    REVIEW_COMPLETE = "review.complete"
+    REVIEW_CHALLENGE = "review.challenge"
+    # Running the partnership's records (an operator at the CLI, or a coordinator).
+    CONSTITUTION_LOAD = "constitution.load"
+    MEMBERS_IMPORT = "members.import"
+    MEMBERS_ERASE = "members.erase"
+    OUTBOX_RETRY = "outbox.retry"
 
+
+CaseAction = Action  # the name the actions had when only cases had them
 
 GRANT_FORMS = (
     "anyone",
+    "member",
+    "system",
     "party",
     "party-chief-executive",
     "approver-chair",
     "proposer-member",
+    "body-member",
+    "body-chair",
+    "body-deputy",
     "role:ROLE",
     "kind:ROLE_KIND",
     "chair:BODY",
     "deputy:BODY",
     "member:BODY",
 )
+SIMPLE_GRANTS = tuple(g for g in GRANT_FORMS if ":" not in g)
+
+_CHAIRS = ("body-chair", "body-deputy")
+_COORDINATOR = "kind:coordinator"
+
+#: Who may, when a constitution's `permissions` do not say: only forms that name no body or role,
+#: so they hold in any partnership. `body-*` is the body the command is about (the meeting's body,
+#: the reporting body, the review's owner, the Executive for a risk, the Safeguarding Board for a
+#: call to account, the Board for a risk's assessment). `system` is a timer, a sweep, a cycle run
+#: or the operator at the CLI, which may do what the system does and nothing a member must.
+DEFAULT_GRANTS: dict[Action, tuple[str, ...]] = {
+    Action.RISK_RAISE: ("body-member", _COORDINATOR),  # 16.1: managed by the Executive
+    Action.RISK_REVIEW: ("body-member",),
+    Action.RISK_ESCALATE: _CHAIRS,
+    Action.RISK_ASSESS: (*_CHAIRS, _COORDINATOR),  # the Board's formal assessment
+    Action.RISK_CLOSE: _CHAIRS,
+    Action.DISPUTE_OPEN: ("party", _COORDINATOR),  # 18.2
+    Action.DISPUTE_OUTCOME: ("party",),
+    Action.DISPUTE_ADR: ("party", _COORDINATOR),
+    Action.DISPUTE_DECLARE: ("member",),  # 18.1: any member declares
+    Action.ACCOUNT_OPEN: _CHAIRS,  # 11.5.1: the Safeguarding Board calls to account
+    Action.ACCOUNT_AGREE_FOR_WSCB: _CHAIRS,
+    Action.ACCOUNT_AGREE_FOR_PARTNER: ("party",),
+    Action.ACCOUNT_RESPOND: ("party",),
+    Action.ACCOUNT_CONCLUDE: _CHAIRS,
+    Action.APPROVAL_REQUEST: ("proposer-member", _COORDINATOR),
+    Action.APPROVAL_DECIDE: ("approver-chair", _COORDINATOR),
+    Action.MEETING_PLAN: (*_CHAIRS, _COORDINATOR, "system"),
+    Action.MEETING_ITEM: ("body-member", _COORDINATOR),
+    Action.MEETING_APOLOGIES: ("body-member",),
+    Action.MEETING_RECORD: (*_CHAIRS, _COORDINATOR),  # 23.1: minutes
+    Action.MEETING_APPROVE_MINUTES: (*_CHAIRS, _COORDINATOR),
+    Action.MEETING_CANCEL: (*_CHAIRS, _COORDINATOR),
+    Action.REPORT_OPEN: (_COORDINATOR, "system"),
+    Action.REPORT_SUBMIT: (*_CHAIRS, _COORDINATOR),  # 22.2.1, 11.4.1: the reporting chair
+    Action.REVIEW_OPEN: (_COORDINATOR, "system"),
+    Action.REVIEW_COMPLETE: (*_CHAIRS, _COORDINATOR),
+    Action.REVIEW_CHALLENGE: ("anyone",),  # 7.2: any interested party
+    Action.CONSTITUTION_LOAD: ("system",),
+    Action.MEMBERS_IMPORT: ("system",),
+    Action.MEMBERS_ERASE: ("system",),
+    Action.OUTBOX_RETRY: ("system", _COORDINATOR),
+}
 
 
 class StructuralRule(StrEnum):
@@ -292,10 +363,16 @@ class Constitution(_Strict):
         default_factory=dict, description="Which MoU clause each structural rule enforces."
     )
     approval_gates: list[ApprovalGate] = Field(default_factory=list)
-    permissions: dict[CaseAction, list[Text]] = Field(
+    permissions: dict[Action, list[Text]] = Field(
         default_factory=dict,
-        description="Who may take each step of a case: " + ", ".join(GRANT_FORMS),
+        description="Who may do each action (any not named: DEFAULT_GRANTS): "
+        + ", ".join(GRANT_FORMS),
     )
+
+    def grants(self, action: Action) -> list[str]:
+        """Who may do `action`: as the file says, else as `DEFAULT_GRANTS` says."""
+        given = self.permissions.get(action)
+        return list(given) if given is not None else list(DEFAULT_GRANTS[action])
 
     def body(self, body_id: str) -> Body:
         for body in self.bodies:
@@ -501,8 +578,9 @@ def reference_problems(c: Constitution) -> list[Problem]:
 def _grant_problem(grant: str, role_ids: set[str], body_ids: set[str]) -> str | None:
     form, _, ref = grant.partition(":")
     if not ref:
-        simple = ("anyone", "party", "party-chief-executive", "approver-chair", "proposer-member")
-        return None if form in simple else f"'{grant}' is not one of: {', '.join(GRANT_FORMS)}"
+        return (
+            None if form in SIMPLE_GRANTS else f"'{grant}' is not one of: {', '.join(GRANT_FORMS)}"
+        )
     if form == "role":
         return None if ref in role_ids else f"unknown role '{ref}'"
     if form == "kind":

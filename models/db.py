@@ -52,10 +52,10 @@ def _alembic_config(connection: sa.Connection) -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+def migrate(engine: Engine, *, to: str = "head") -> None:
+    """Bring the schema to the newest migration, or to revision `to` (idempotent)."""
     with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), "head")
+        command.upgrade(_alembic_config(connection), to)
 
 
 def schema_is_current(engine: Engine) -> bool:

@@ -16,14 +16,14 @@ from models.casework import (
     holders,
     locked,
     notify,
-    schedule,
     settle,
     trigger_key,
 )
 from models.commands import current_constitution
-from models.constitution import BodyKind, CaseAction, Constitution, RoleKind
+from models.constitution import BodyKind, Constitution, RoleKind
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import Actor, CaseScope, require
+from models.permissions import Actor
+from models.steps import ALWAYS, Firing, StepKind, StepParams, StepSpec, Subject, plan
 from models.tables import Declaration, Dispute, DisputeParty, DisputeStageRecord, Person
 from models.uow import UnitOfWork
 
@@ -35,6 +35,15 @@ class DisputeStage(StrEnum):
     CHIEF_EXECUTIVES = "chief_executives"
     ADR = "adr"
     CLOSED = "closed"
+
+
+class StageParams(StepParams):
+    """A stage's deadline step: which stage it closes (18.2)."""
+
+    stage: DisputeStage
+
+
+DEADLINE_STEP = StepSpec("dispute.deadline", Subject.DISPUTE, StageParams)
 
 
 def next_stage(stage: DisputeStage) -> DisputeStage:
@@ -88,7 +97,8 @@ def parties_of(session: Session, dispute_id: int) -> frozenset[str]:
     return frozenset(rows.all())
 
 
-def _load(session: Session, dispute_id: int) -> tuple[Dispute, frozenset[str]]:
+def lock(session: Session, dispute_id: int) -> tuple[Dispute, frozenset[str]]:
+    """The dispute, locked for this transaction, and its parties."""
     dispute = locked(session, Dispute, dispute_id)
     if dispute is None:
         raise NotFound(f"no dispute #{dispute_id}")
@@ -103,21 +113,25 @@ def _representatives(session: Session, c: Constitution, parties: frozenset[str])
     )
 
 
-def open_dispute(
-    uow: UnitOfWork, *, actor: Actor, title: str, parties: list[str], note: str = ""
-) -> DisputeResult:
-    """Open a dispute between partners at informal discussion, with its deadline (18.2).
-    The same title between the same parties again is the same dispute."""
-    session, c = uow.session, current_constitution(uow.session)
-    title = clean_text(title, what="title", limit=300)
-    known = {o.id for o in c.organisations}
-    unknown = sorted(set(parties) - known)
+def dispute_parties(c: Constitution, parties: list[str]) -> frozenset[str]:
+    """18.2: the organisations in dispute, each known to the constitution, at least two."""
+    unknown = sorted(set(parties) - {o.id for o in c.organisations})
     if unknown:
         raise NotFound(f"unknown organisation(s): {', '.join(unknown)}")
     involved = frozenset(parties)
     if len(involved) < 2:
         raise InvalidInput("a dispute needs at least two different organisations")
-    require(c, CaseAction.DISPUTE_OPEN, actor, CaseScope(parties=involved), clause=CLAUSE)
+    return involved
+
+
+def open_dispute(
+    uow: UnitOfWork, *, title: str, parties: list[str], note: str = ""
+) -> DisputeResult:
+    """Open a dispute between partners at informal discussion, with its deadline (18.2).
+    The same title between the same parties again is the same dispute."""
+    session, c = uow.session, current_constitution(uow.session)
+    title = clean_text(title, what="title", limit=300)
+    involved = dispute_parties(c, parties)
     key = trigger_key("dispute", title, *sorted(involved))
     existing = session.exec(select(Dispute).where(Dispute.trigger_key == key)).first()
     if existing is not None:
@@ -167,12 +181,13 @@ def _enter_stage(
 ) -> None:
     session = uow.session
     assert dispute.stage_deadline is not None
-    schedule(
+    plan(
         session,
+        DEADLINE_STEP,
         key=f"{_subject(dispute)}:{stage.value}:deadline",
-        kind="dispute.deadline",
-        subject=_subject(dispute),
+        subject_id=dispute.id or 0,
         due_at=close_of_business(dispute.stage_deadline),
+        params=StageParams(stage=stage),
     )
     if stage is DisputeStage.INFORMAL:
         people = _representatives(session, c, parties)
@@ -231,7 +246,6 @@ def _check_open(dispute: Dispute, stage: DisputeStage | None) -> None:
 def record_outcome(
     uow: UnitOfWork,
     *,
-    actor: Actor,
     dispute_id: int,
     stage: DisputeStage,
     resolved: bool,
@@ -240,8 +254,7 @@ def record_outcome(
     """A party records the outcome of the current stage: resolved closes the dispute; not
     resolved takes it up the ladder (18.2). Answering a stage twice is refused."""
     session, c = uow.session, current_constitution(uow.session)
-    dispute, parties = _load(session, dispute_id)
-    require(c, CaseAction.DISPUTE_OUTCOME, actor, CaseScope(parties=parties), clause=CLAUSE)
+    dispute, parties = lock(session, dispute_id)
     _check_open(dispute, stage)
     if stage is DisputeStage.ADR:
         raise Refused(
@@ -258,16 +271,14 @@ def record_outcome(
 def record_adr(
     uow: UnitOfWork,
     *,
-    actor: Actor,
     dispute_id: int,
     provider: str,
     resolved: bool,
     note: str,
 ) -> DisputeResult:
     """The ADR provider and result; the dispute closes either way (18.2 ends at ADR)."""
-    session, c = uow.session, current_constitution(uow.session)
-    dispute, parties = _load(session, dispute_id)
-    require(c, CaseAction.DISPUTE_ADR, actor, CaseScope(parties=parties), clause=CLAUSE)
+    session = uow.session
+    dispute, parties = lock(session, dispute_id)
     _check_open(dispute, DisputeStage.ADR)
     record = _current_stage_record(session, dispute)
     record.provider = clean_text(provider, what="provider", limit=300)
@@ -286,7 +297,7 @@ def deadline_passed(uow: UnitOfWork, *, dispute_id: int, stage: DisputeStage) ->
     """A stage's deadline passed: with no outcome recorded, the dispute goes up the ladder; at ADR,
     the coordinators are chased once. A stage already answered is left alone."""
     session, c = uow.session, current_constitution(uow.session)
-    dispute, parties = _load(session, dispute_id)
+    dispute, parties = lock(session, dispute_id)
     if dispute.stage != stage.value or dispute.stage_deadline is None:
         return False
     if uow.clock.now() < close_of_business(dispute.stage_deadline):
@@ -313,6 +324,14 @@ def deadline_passed(uow: UnitOfWork, *, dispute_id: int, stage: DisputeStage) ->
         return queued > 0
     _advance(uow, c, dispute, parties, outcome="no_outcome_by_deadline", note=None)
     return True
+
+
+def _deadline(uow: UnitOfWork, firing: Firing[StageParams]) -> bool:
+    return deadline_passed(uow, dispute_id=firing.subject_id, stage=firing.params.stage)
+
+
+# A deadline found late still escalates: an escalation is late by nature.
+STEP_KINDS = (StepKind(DEADLINE_STEP, lock=lock, act=_deadline, late=ALWAYS),)
 
 
 def _advance(
@@ -377,7 +396,7 @@ def _close(
 def declare_interest(uow: UnitOfWork, *, actor: Actor, dispute_id: int, nature: str) -> int:
     """18.1: a member declares an interest (or a conduct matter) in a dispute."""
     session = uow.session
-    dispute, parties = _load(session, dispute_id)
+    dispute, parties = lock(session, dispute_id)
     _check_open(dispute, None)
     declaration = Declaration(
         person_id=actor.person_id,

@@ -1,14 +1,36 @@
-"""Who may take each step of a case: the constitution's `permissions`, for CLI and UI alike."""
+"""Who may do what: the principals that act (a member, the system, an outside party) and the
+constitution's `permissions`, checked by `models.service.execute` for every command."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from models.constitution import CaseAction, Constitution, RoleKind
-from models.errors import NotFound, Refused
+from models.constitution import Action, CaseAction, Constitution, RoleKind
+from models.errors import InvalidInput, NotFound, Refused
 from models.tables import Person, PersonRole
+
+__all__ = [
+    "OPERATOR",
+    "SWEEP",
+    "SYSTEM_CYCLE",
+    "TIMER",
+    "Actor",
+    "CaseAction",
+    "CaseScope",
+    "NotPermitted",
+    "Outsider",
+    "Principal",
+    "Scope",
+    "System",
+    "UnknownMember",
+    "allowed",
+    "find_actor",
+    "require",
+    "resolve",
+]
 
 
 class NotPermitted(Refused):
@@ -21,21 +43,71 @@ class UnknownMember(NotFound):
 
 @dataclass(frozen=True)
 class Actor:
-    """A member acting on a case: who, from which organisation, holding which roles."""
+    """A member acting: who, from which organisation, holding which roles. A coordinator is a
+    member whose role is of kind `coordinator`."""
 
     person_id: int
     pseudonym: str
     organisation: str
     roles: frozenset[str]
 
+    @property
+    def audit_name(self) -> str:
+        """Who the audit chain says acted: the pseudonym, never a name or an email."""
+        return self.pseudonym
+
+
+_SYSTEM_NAME = re.compile(r"^(system|operator):[a-z0-9][a-z0-9-]{0,40}$")
+
 
 @dataclass(frozen=True)
-class CaseScope:
-    """What the relative grants refer to: the case's parties and an approval gate's bodies."""
+class System:
+    """A named system principal: a timer, a sweep, a cycle run (`system:...`), or an operator
+    running wct by hand (`operator:cli`). It may do what the system does, nothing a member must."""
 
+    name: str
+
+    def __post_init__(self) -> None:
+        if not _SYSTEM_NAME.match(self.name):
+            raise InvalidInput(f"'{self.name}' is not a system principal (system:NAME)")
+
+    @property
+    def audit_name(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Outsider:
+    """An interested party outside the partnership (7.2), known only by the name they give,
+    which goes in the message and never in the audit chain."""
+
+    name: str
+
+    @property
+    def audit_name(self) -> str:
+        return "public"
+
+
+Principal = Actor | System | Outsider
+
+TIMER = System("system:timer")
+SWEEP = System("system:sweep")
+SYSTEM_CYCLE = System("system:cycle")
+OPERATOR = System("operator:cli")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the relative grants refer to: the body a command is about (`body-*`), a case's
+    parties, an approval gate's bodies."""
+
+    body: str | None = None
     parties: frozenset[str] = field(default_factory=frozenset)
     approver_body: str | None = None
     proposer_body: str | None = None
+
+
+CaseScope = Scope  # the name before every command had a scope
 
 
 def find_actor(session: Session, who: str) -> Actor:
@@ -52,6 +124,24 @@ def find_actor(session: Session, who: str) -> Actor:
     return Actor(person.id, person.pseudonym, person.organisation_id, frozenset(roles))
 
 
+def resolve(session: Session, c: Constitution, who: str | Principal, action: Action) -> Principal:
+    """Who acts: a principal as given; else the member with that email or pseudonym; else, when
+    the constitution lets anyone do `action` (7.2's challenge), an outside party by that name."""
+    if not isinstance(who, str):
+        return who
+    try:
+        return find_actor(session, who)
+    except UnknownMember:
+        if "anyone" not in c.grants(action):
+            raise
+    name = " ".join(who.split())
+    if not name:
+        raise InvalidInput("say who is acting (an email, or for the public a name)")
+    if len(name) > 200:
+        raise InvalidInput("the name of who is acting is longer than 200 characters")
+    return Outsider(name)
+
+
 def _sits_on(c: Constitution, actor: Actor, body_id: str) -> bool:
     for seat in c.body(body_id).members:
         if seat.role in actor.roles and seat.organisation in (None, actor.organisation):
@@ -59,11 +149,17 @@ def _sits_on(c: Constitution, actor: Actor, body_id: str) -> bool:
     return False
 
 
-def _grants(c: Constitution, grant: str, actor: Actor, scope: CaseScope) -> bool:
+def _grants(c: Constitution, grant: str, actor: Principal, scope: Scope) -> bool:
     form, _, ref = grant.partition(":")
+    if isinstance(actor, System):
+        return form == "system"
+    if form == "anyone":
+        return True
+    if isinstance(actor, Outsider):
+        return False
     match form:
-        case "anyone":
-            return True
+        case "member":
+            return True if not ref else _sits_on(c, actor, ref)
         case "party":
             return actor.organisation in scope.parties
         case "party-chief-executive":
@@ -73,6 +169,12 @@ def _grants(c: Constitution, grant: str, actor: Actor, scope: CaseScope) -> bool
             return scope.approver_body is not None and _chairs(c, actor, scope.approver_body)
         case "proposer-member":
             return scope.proposer_body is not None and _sits_on(c, actor, scope.proposer_body)
+        case "body-member":
+            return scope.body is not None and _sits_on(c, actor, scope.body)
+        case "body-chair":
+            return scope.body is not None and c.body(scope.body).chair in actor.roles
+        case "body-deputy":
+            return scope.body is not None and _holds_deputy(c, actor, scope.body)
         case "role":
             return ref in actor.roles
         case "kind":
@@ -80,34 +182,37 @@ def _grants(c: Constitution, grant: str, actor: Actor, scope: CaseScope) -> bool
         case "chair":
             return c.body(ref).chair in actor.roles
         case "deputy":
-            deputy = c.body(ref).deputy
-            return deputy is not None and deputy in actor.roles
-        case "member":
-            return _sits_on(c, actor, ref)
+            return _holds_deputy(c, actor, ref)
     return False
 
 
+def _holds_deputy(c: Constitution, actor: Actor, body_id: str) -> bool:
+    deputy = c.body(body_id).deputy
+    return deputy is not None and deputy in actor.roles
+
+
 def _chairs(c: Constitution, actor: Actor, body_id: str) -> bool:
-    body = c.body(body_id)
-    return body.chair in actor.roles or (body.deputy is not None and body.deputy in actor.roles)
+    return c.body(body_id).chair in actor.roles or _holds_deputy(c, actor, body_id)
 
 
-def allowed(c: Constitution, action: CaseAction, actor: Actor, scope: CaseScope) -> bool:
-    return any(_grants(c, grant, actor, scope) for grant in c.permissions.get(action, []))
+def allowed(c: Constitution, action: Action, actor: Principal, scope: Scope) -> bool:
+    """Whether any of the constitution's grants for `action` covers `actor` in `scope`."""
+    return any(_grants(c, grant, actor, scope) for grant in c.grants(action))
 
 
 def require(
     c: Constitution,
-    action: CaseAction,
-    actor: Actor,
-    scope: CaseScope,
+    action: Action,
+    actor: Principal,
+    scope: Scope,
     *,
     clause: str | None = None,
 ) -> None:
     """Refuse, naming who may (and the MoU `clause` of the step, when given), unless the
     constitution lets `actor` take `action`."""
     if not allowed(c, action, actor, scope):
-        who = ", ".join(c.permissions.get(action, [])) or "nobody (no grant in the constitution)"
+        who = ", ".join(c.grants(action)) or "nobody (no grant in the constitution)"
+        where = f" for {scope.body}" if scope.body else ""
         raise NotPermitted(
-            f"{actor.pseudonym} may not {action.value}: allowed are {who}", clause=clause
+            f"{actor.audit_name} may not {action.value}{where}: allowed are {who}", clause=clause
         )

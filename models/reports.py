@@ -16,11 +16,17 @@ from models.casework import clean_text, coordinators, notify, settle
 from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution, QuarterlyReport
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import find_actor
+from models.permissions import Principal
 from models.steps import (
+    DaysBefore,
+    Firing,
+    Ladder,
+    NoParams,
     PlannedStep,
+    StepSpec,
+    Subject,
     at_five,
-    body_members,
+    ladder_kinds,
     pending_steps,
     plan_deadline,
     role_holders,
@@ -31,7 +37,10 @@ from models.uow import UnitOfWork
 REQUEST = "report.request"
 REMINDER = "report.reminder"
 OVERDUE = "report.overdue"
-STEP_KINDS = (REQUEST, REMINDER, OVERDUE)
+REQUEST_STEP = StepSpec(REQUEST, Subject.REPORT, NoParams)
+REMINDER_STEP = StepSpec(REMINDER, Subject.REPORT, DaysBefore)
+OVERDUE_STEP = StepSpec(OVERDUE, Subject.REPORT, NoParams)
+LADDER: Ladder = (REQUEST_STEP, REMINDER_STEP, OVERDUE_STEP)
 
 
 class ReportStatus(StrEnum):
@@ -82,7 +91,7 @@ def reporters(c: Constitution, spec: QuarterlyReport) -> list[str]:
     return [b.id for b in c.bodies_of(BodyKind(spec.from_kind))]
 
 
-def _spec(c: Constitution, kind: str) -> QuarterlyReport:
+def spec_of(c: Constitution, kind: str) -> QuarterlyReport:
     for spec in c.quarterly_reports:
         if spec.id == kind:
             return spec
@@ -159,9 +168,9 @@ def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
                     session,
                     r,
                     stem=report_key(report),
-                    subject=_subject(report),
+                    subject_id=report.id or 0,
                     due=due,
-                    kinds=(REQUEST, REMINDER, OVERDUE),
+                    kinds=LADDER,
                     opening="request",
                 )
             else:
@@ -170,6 +179,9 @@ def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
 
 
 def find_report(session: Session, *, kind: str, from_body: str, period: str) -> Report:
+    """The report of `kind` from `from_body` for `period`, locked; a clear error if none."""
+    spec_of(current_constitution(session), kind)
+    quarter_end(period)
     report = session.exec(
         select(Report)
         .where(
@@ -211,7 +223,7 @@ def _context(
         "due": at_five(report.due_on).isoformat(),
         "action": (
             f"Submit it with `wct report submit {report.kind} {report.from_body_id} "
-            f"{report.period} --by EMAIL --document LINK`."
+            f"{report.period} --as EMAIL --document LINK`."
         ),
         **extra,
     }
@@ -233,7 +245,7 @@ def request(
     session, c = uow.session, current_constitution(uow.session)
     if report.status not in (ReportStatus.REQUESTED, ReportStatus.OVERDUE):
         return False
-    spec = _spec(c, report.kind)
+    spec = spec_of(c, report.kind)
     kind = "report_request" if reminder is None else "reminder"
     label = "request" if reminder is None else reminder
     notify(
@@ -259,7 +271,7 @@ def escalate(uow: UnitOfWork, report: Report) -> bool:
     session, c = uow.session, current_constitution(uow.session)
     if report.status != ReportStatus.REQUESTED:
         return False
-    spec = _spec(c, report.kind)
+    spec = spec_of(c, report.kind)
     before = _state(report)
     report.status = ReportStatus.OVERDUE
     session.add(report)
@@ -286,45 +298,41 @@ def escalate(uow: UnitOfWork, report: Report) -> bool:
     return True
 
 
-def act_on_step(
-    uow: UnitOfWork, kind: str, key: str, report_id: int, *, was_due: datetime | None = None
-) -> bool:
-    """Do what a report step does; False when the report is already in (reminders stop).
-    `was_due`: the request is sent late and says so."""
-    report = lock(uow.session, report_id)
-    if kind == REQUEST:
-        return request(uow, report, was_due=was_due)
-    if kind == REMINDER:
-        return request(uow, report, reminder=key.rsplit(":", 1)[1])
-    if kind == OVERDUE:
-        return escalate(uow, report)
-    raise NotFound(f"no report step '{kind}'")
+# --- the steps as the step engine runs them: each False once the report is in ----------------
+
+
+def _request(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    return request(uow, lock(uow.session, firing.subject_id), was_due=firing.was_due)
+
+
+def _remind(uow: UnitOfWork, firing: Firing[DaysBefore]) -> bool:
+    report = lock(uow.session, firing.subject_id)
+    return request(uow, report, reminder=f"reminder-{firing.params.days}")
+
+
+def _escalate(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    return escalate(uow, lock(uow.session, firing.subject_id))
+
+
+STEP_KINDS = ladder_kinds(LADDER, lock=lock, opening=_request, reminder=_remind, overdue=_escalate)
 
 
 def submit_report(
-    uow: UnitOfWork, *, kind: str, from_body: str, period: str, by: str, document: str
+    uow: UnitOfWork, *, kind: str, from_body: str, period: str, by: Principal, document: str
 ) -> Report:
-    """Receive a quarterly report from a member of the reporting body (or a coordinator): its
-    pending reminders and escalation stop, and it goes on the receiving body's next agenda."""
-    session, c = uow.session, current_constitution(uow.session)
-    _spec(c, kind)
-    quarter_end(period)
+    """Receive a quarterly report (who may: the constitution's `report.submit`, by default the
+    reporting body's chair or deputy, or a coordinator): its pending reminders and escalation
+    stop, and it goes on the receiving body's next agenda."""
+    session = uow.session
     document = clean_text(document, what="document", limit=2000)
     report = find_report(session, kind=kind, from_body=from_body, period=period)
-    actor = find_actor(session, by)
-    allowed = {p.id for p in body_members(session, c, from_body)}
-    allowed |= {p.id for p in coordinators(session, c)}
-    if actor.person_id not in allowed:
-        raise Refused(
-            f"{actor.pseudonym} is not a member of {from_body} and may not submit its report"
-        )
     if report.status in RECEIVED:
         raise Refused(f"{report_key(report)} was already submitted on {report.submitted_at}")
     now = uow.clock.now()
     before = _state(report)
     on_time = report.status == ReportStatus.REQUESTED
     report.status = ReportStatus.SUBMITTED if on_time else ReportStatus.SUBMITTED_LATE
-    report.submitted_at, report.submitted_by, report.document = now, actor.pseudonym, document
+    report.submitted_at, report.submitted_by, report.document = now, by.audit_name, document
     session.add(report)
     settle(session, subject=_subject(report), now=now)
     uow.record("report.submitted", _subject(report), before=before, after=_state(report))

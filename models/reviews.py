@@ -18,11 +18,19 @@ from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution, review_due
 from models.constitution import Review as ReviewSpec
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import find_actor
+from models.permissions import Principal
 from models.steps import (
+    ALWAYS,
+    DaysBefore,
+    Firing,
+    Ladder,
+    NoParams,
     PlannedStep,
+    StepKind,
+    StepSpec,
+    Subject,
     at_five,
-    body_members,
+    ladder_kinds,
     pending_steps,
     plan,
     plan_deadline,
@@ -35,7 +43,11 @@ NOTICE = "review.notice"
 REMINDER = "review.reminder"
 OVERDUE = "review.overdue"
 CHALLENGE_CLOSES = "review.challenge_closes"
-STEP_KINDS = (NOTICE, REMINDER, OVERDUE, CHALLENGE_CLOSES)
+NOTICE_STEP = StepSpec(NOTICE, Subject.REVIEW, NoParams)
+REMINDER_STEP = StepSpec(REMINDER, Subject.REVIEW, DaysBefore)
+OVERDUE_STEP = StepSpec(OVERDUE, Subject.REVIEW, NoParams)
+CHALLENGE_CLOSES_STEP = StepSpec(CHALLENGE_CLOSES, Subject.REVIEW, NoParams)
+LADDER: Ladder = (NOTICE_STEP, REMINDER_STEP, OVERDUE_STEP)
 
 
 class ReviewStatus(StrEnum):
@@ -65,7 +77,7 @@ def clauses(spec: ReviewSpec) -> set[str]:
     return {part.strip() for part in spec.clause.split(",")}
 
 
-def _spec(c: Constitution, kind: str) -> ReviewSpec:
+def spec_of(c: Constitution, kind: str) -> ReviewSpec:
     for spec in c.reviews:
         if spec.id == kind:
             return spec
@@ -124,7 +136,7 @@ def open_review(uow: UnitOfWork, *, kind: str, year: int) -> ReviewOpened:
     body the constitution names, with a notice, reminders and escalation at the constitution's
     offsets in working days. The same review and year again opens nothing new."""
     session, c = uow.session, current_constitution(uow.session)
-    spec = _spec(c, kind)
+    spec = spec_of(c, kind)
     due = review_due(spec, _year(year))
     review = session.exec(select(Review).where(Review.kind == kind, Review.year == year)).first()
     if review is not None and review.id is not None:
@@ -141,16 +153,16 @@ def open_review(uow: UnitOfWork, *, kind: str, year: int) -> ReviewOpened:
     session.add(review)
     session.flush()
     uow.record("review.opened", _subject(review), before=None, after=_state(review))
+    assert review.id is not None
     steps = plan_deadline(
         session,
         c.reminders,
         stem=review_key(review),
-        subject=_subject(review),
+        subject_id=review.id,
         due=due,
-        kinds=(NOTICE, REMINDER, OVERDUE),
+        kinds=LADDER,
         opening="notice",
     )
-    assert review.id is not None
     return ReviewOpened(review.id, review_key(review), True, due, steps)
 
 
@@ -191,7 +203,7 @@ def _context(c: Constitution, spec: ReviewSpec, review: Review, **extra: Any) ->
         "due": at_five(review.due_on).isoformat(),
         "action": (
             f"Record the outcome with `wct review complete {review.kind} {review.year} "
-            "--by EMAIL --outcome TEXT`."
+            "--as EMAIL --outcome TEXT`."
         ),
         **extra,
     }
@@ -212,7 +224,7 @@ def remind(uow: UnitOfWork, review: Review, *, label: str, was_due: datetime | N
         kind="review_due" if label == "notice" else "reminder",
         people=_owners(session, c, review),
         key=f"{review_key(review)}:{label}",
-        context=_context(c, _spec(c, review.kind), review),
+        context=_context(c, spec_of(c, review.kind), review),
         was_due=was_due,
     )
     uow.record("review.reminded", _subject(review), before=None, after={"step": label})
@@ -239,9 +251,9 @@ def escalate(uow: UnitOfWork, review: Review) -> bool:
         key=f"{review_key(review)}:overdue",
         context=_context(
             c,
-            _spec(c, review.kind),
+            spec_of(c, review.kind),
             review,
-            what=f"Overdue: {_spec(c, review.kind).title} {review.year}",
+            what=f"Overdue: {spec_of(c, review.kind).title} {review.year}",
             escalated_to=board.name,
         ),
     )
@@ -260,19 +272,31 @@ def close_challenge(uow: UnitOfWork, review: Review) -> bool:
     return True
 
 
-def act_on_step(
-    uow: UnitOfWork, kind: str, key: str, review_id: int, *, was_due: datetime | None = None
-) -> bool:
-    """Do what a review step does; False once it is satisfied (reminders stop). `was_due`: the
-    notice is sent late and says so."""
-    review = lock(uow.session, review_id)
-    if kind in (NOTICE, REMINDER):
-        return remind(uow, review, label=key.rsplit(":", 1)[1], was_due=was_due)
-    if kind == OVERDUE:
-        return escalate(uow, review)
-    if kind == CHALLENGE_CLOSES:
-        return close_challenge(uow, review)
-    raise NotFound(f"no review step '{kind}'")
+# --- the steps as the step engine runs them: each False once the review has its outcome -------
+
+
+def _notice(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    review = lock(uow.session, firing.subject_id)
+    return remind(uow, review, label="notice", was_due=firing.was_due)
+
+
+def _remind(uow: UnitOfWork, firing: Firing[DaysBefore]) -> bool:
+    review = lock(uow.session, firing.subject_id)
+    return remind(uow, review, label=f"reminder-{firing.params.days}")
+
+
+def _escalate(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    return escalate(uow, lock(uow.session, firing.subject_id))
+
+
+def _close_challenge(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    return close_challenge(uow, lock(uow.session, firing.subject_id))
+
+
+STEP_KINDS: tuple[StepKind[NoParams] | StepKind[DaysBefore], ...] = (
+    *ladder_kinds(LADDER, lock=lock, opening=_notice, reminder=_remind, overdue=_escalate),
+    StepKind(CHALLENGE_CLOSES_STEP, lock=lock, act=_close_challenge, late=ALWAYS),
+)
 
 
 @dataclass(frozen=True)
@@ -326,24 +350,17 @@ def statutory_representation(session: Session, c: Constitution) -> list[str]:
 
 
 def complete_review(
-    uow: UnitOfWork, *, kind: str, year: int, by: str, outcome: str
+    uow: UnitOfWork, *, kind: str, year: int, by: Principal, outcome: str
 ) -> ReviewCompleted:
-    """Record a review's outcome, from a member of the owning body or a coordinator. A review
-    under 7.2 is published and stays open to challenge by any interested party for a window of
-    working days; the membership review (20.3.5) checks that statutory representation still holds
-    and tells the Board's chair of any gap. Pending reminders and escalation stop."""
+    """Record a review's outcome (who may: the constitution's `review.complete`, by default the
+    owning body's chair or deputy, or a coordinator). A review under 7.2 is published and stays
+    open to challenge by any interested party for a window of working days; the membership review
+    (20.3.5) checks that statutory representation still holds and tells the Board's chair of any
+    gap. Pending reminders and escalation stop."""
     session, c = uow.session, current_constitution(uow.session)
-    spec = _spec(c, kind)
+    spec = spec_of(c, kind)
     outcome = clean_text(outcome, what="outcome", limit=1500, multiline=True)
     review = find_review(session, kind=kind, year=year)
-    actor = find_actor(session, by)
-    allowed = {p.id for p in body_members(session, c, review.owner_body_id)}
-    allowed |= {p.id for p in coordinators(session, c)}
-    if actor.person_id not in allowed:
-        raise Refused(
-            f"{actor.pseudonym} is not a member of {review.owner_body_id} and may not record "
-            "its review"
-        )
     if review.status in (ReviewStatus.PUBLISHED, ReviewStatus.COMPLETED):
         raise Refused(f"{review_key(review)} already has an outcome (status {review.status})")
     now = uow.clock.now()
@@ -362,9 +379,9 @@ def complete_review(
         steps.append(
             plan(
                 session,
+                CHALLENGE_CLOSES_STEP,
                 key=f"{review_key(review)}:challenge-closes",
-                kind=CHALLENGE_CLOSES,
-                subject=_subject(review),
+                subject_id=review.id or 0,
                 due_at=at_five(review.challenge_closes_on),
             )
         )
@@ -375,7 +392,7 @@ def complete_review(
         "review.published" if review.status == ReviewStatus.PUBLISHED else "review.completed",
         _subject(review),
         before=before,
-        after={**_state(review), "by": actor.pseudonym, "representation_gaps": gaps},
+        after={**_state(review), "by": by.audit_name, "representation_gaps": gaps},
     )
     if gaps:
         board = c.sole(BodyKind.BOARD)
@@ -400,10 +417,10 @@ def complete_review(
 
 def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challenge: str) -> int:
     """7.2: while a published review is open to challenge, any interested party may challenge it;
-    the challenge goes to the owning body's chair. `by` is who challenges, in their own words
+    the challenge goes to the owning body's chair. `by` names who challenges, as they gave it
     (kept in the message, not in the audit chain). Returns the number of challenges so far."""
     session, c = uow.session, current_constitution(uow.session)
-    spec = _spec(c, kind)
+    spec = spec_of(c, kind)
     if CHALLENGE_CLAUSE not in clauses(spec):
         raise Refused(
             f"{kind} is not open to public challenge (only reviews under 7.2 are)",
@@ -462,5 +479,5 @@ def open_reviews(session: Session) -> list[Review]:
 
 def next_due_year(c: Constitution, kind: str, today: date) -> int:
     """The year of the review's next due date on or after `today`."""
-    spec = _spec(c, kind)
+    spec = spec_of(c, kind)
     return today.year if review_due(spec, today.year) >= today else today.year + 1

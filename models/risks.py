@@ -14,18 +14,19 @@ from models.casework import (
     close_of_business,
     locked,
     notify,
-    schedule,
     settle,
     trigger_key,
 )
 from models.commands import current_constitution
-from models.constitution import BodyKind, CaseAction, Constitution
+from models.constitution import BodyKind, Constitution
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import Actor, CaseScope, find_actor, require
+from models.permissions import find_actor
+from models.steps import ALWAYS, Firing, NoParams, StepKind, StepSpec, Subject, plan
 from models.tables import Person, Risk
 from models.uow import UnitOfWork
 
 CLAUSE = "16.1"
+REVIEW_STEP = StepSpec("risk.review", Subject.RISK, NoParams)
 
 
 class RiskStatus(StrEnum):
@@ -99,7 +100,6 @@ def _context(c: Constitution, risk: Risk, **extra: object) -> dict[str, object]:
 def raise_risk(
     uow: UnitOfWork,
     *,
-    actor: Actor,
     title: str,
     owner: str,
     likelihood: int,
@@ -107,7 +107,6 @@ def raise_risk(
 ) -> RiskResult:
     """Record a risk to the CYPP, managed by the Executive; the same title twice is one risk."""
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_RAISE, actor, CaseScope(), clause=CLAUSE)
     title = clean_text(title, what="title", limit=300)
     risk_score = score(likelihood, impact)
     owner_actor = find_actor(session, owner)
@@ -138,13 +137,10 @@ def raise_risk(
     return RiskResult(risk.id, True, risk.status, risk_score)
 
 
-def review_risk(
-    uow: UnitOfWork, *, actor: Actor, risk_id: int, likelihood: int, impact: int
-) -> RiskResult:
+def review_risk(uow: UnitOfWork, *, risk_id: int, likelihood: int, impact: int) -> RiskResult:
     """The Executive reviews a risk at its meeting: new scores, next review date, and escalation
     if the score now reaches the threshold (16.1)."""
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_REVIEW, actor, CaseScope(), clause=CLAUSE)
     risk = _load(session, risk_id)
     new_score = score(likelihood, impact)
     if risk.status not in OPEN:
@@ -161,10 +157,9 @@ def review_risk(
     return RiskResult(risk_id, False, risk.status, new_score)
 
 
-def escalate_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, reason: str) -> RiskResult:
+def escalate_risk(uow: UnitOfWork, *, risk_id: int, reason: str) -> RiskResult:
     """The Executive decides to escalate a risk to the Board for formal assessment (16.1)."""
     session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_ESCALATE, actor, CaseScope(), clause=CLAUSE)
     risk = _load(session, risk_id)
     reason = clean_text(reason, what="reason", limit=500)
     if risk.status != RiskStatus.MANAGED:
@@ -197,10 +192,9 @@ def _escalate(uow: UnitOfWork, c: Constitution, risk: Risk, reason: str) -> None
     )
 
 
-def assess_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, assessment: str) -> RiskResult:
+def assess_risk(uow: UnitOfWork, *, risk_id: int, assessment: str) -> RiskResult:
     """The Board's formal assessment of an escalated risk (16.1)."""
-    session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_ASSESS, actor, CaseScope(), clause=CLAUSE)
+    session = uow.session
     risk = _load(session, risk_id)
     text = clean_text(assessment, what="assessment", limit=2000, multiline=True)
     if risk.status != RiskStatus.ESCALATED:
@@ -214,9 +208,8 @@ def assess_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int, assessment: str)
     return RiskResult(risk_id, False, risk.status, risk.likelihood * risk.impact)
 
 
-def close_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int) -> RiskResult:
-    session, c = uow.session, current_constitution(uow.session)
-    require(c, CaseAction.RISK_CLOSE, actor, CaseScope(), clause=CLAUSE)
+def close_risk(uow: UnitOfWork, *, risk_id: int) -> RiskResult:
+    session = uow.session
     risk = _load(session, risk_id)
     if risk.status == RiskStatus.CLOSED:
         raise Refused(f"risk #{risk_id} is already closed", clause=CLAUSE)
@@ -229,11 +222,11 @@ def close_risk(uow: UnitOfWork, *, actor: Actor, risk_id: int) -> RiskResult:
 
 
 def _schedule_review(uow: UnitOfWork, risk: Risk) -> None:
-    schedule(
+    plan(
         uow.session,
+        REVIEW_STEP,
         key=f"{_subject(risk)}:review:{risk.review_due_on.isoformat()}",
-        kind="risk.review",
-        subject=_subject(risk),
+        subject_id=risk.id or 0,
         due_at=close_of_business(risk.review_due_on),
     )
 
@@ -267,6 +260,13 @@ def chase_review(uow: UnitOfWork, *, risk_id: int) -> bool:
             after={"due": str(risk.review_due_on)},
         )
     return queued > 0
+
+
+def _chase(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    return chase_review(uow, risk_id=firing.subject_id)
+
+
+STEP_KINDS = (StepKind(REVIEW_STEP, lock=_load, act=_chase, late=ALWAYS),)
 
 
 def open_risks(session: Session) -> list[Risk]:

@@ -312,12 +312,18 @@ class ApprovalRequest(SQLModel, table=True):
 
 
 class Step(SQLModel, table=True):
-    """A step of a process due at a time: the record a timer run or the reconcile sweep acts on."""
+    """A step of a process due at a time: the record a timer run or the sweep acts on. `kind`
+    names its entry in the registry of step kinds (models/steps/registry.py); it is about the row
+    `subject_id` of `subject_type` (`subject` names the same, `meeting:17`, as audit events do);
+    `params` are its typed parameters, checked by its kind's model when planned and when fired."""
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=200, unique=True)
     kind: str = Field(max_length=64)
     subject: str = Field(max_length=200)
+    subject_type: str = Field(max_length=16)
+    subject_id: int
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     due_at: datetime = _ts(index=True)
     status: str = Field(
         default="pending", max_length=16, index=True, description="pending|done|settled|skipped"

@@ -12,7 +12,8 @@ from sqlmodel import Session, func, select
 from models.clock import FixedClock
 from models.commands import current_constitution, import_members
 from models.members import parse_members
-from models.permissions import Actor, find_actor
+from models.permissions import Principal
+from models.service import Command, execute
 from models.tables import AuditHead, OutboxMessage, Step
 from models.uow import UnitOfWork
 
@@ -32,9 +33,9 @@ def populate(engine: Engine, clock: FixedClock) -> None:
     import_members_file(engine, clock, DATA / "cases-members.csv")
 
 
-def actor(engine: Engine, email: str) -> Actor:
-    with Session(engine) as session:
-        return find_actor(session, email)
+def act(engine: Engine, clock: FixedClock, who: str | Principal, command: Command[T]) -> T:
+    """Give a command as `who` through the one way in (`models.service.execute`)."""
+    return execute(engine, clock, who, command).result
 
 
 def run(engine: Engine, clock: FixedClock, command: Callable[[UnitOfWork], T]) -> T:

@@ -1,4 +1,4 @@
-"""One Prefect test harness for the whole session (it takes seconds to start), the cycle
+"""One Prefect test harness for the whole session (it takes seconds to start), the
 deployments registered on it, and a fresh wct database per test that the flows read."""
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from models.uow import UnitOfWork
 from .conftest import DATA
 
 
-def register_cycle_deployments() -> None:
-    """Register the deployments (without serving them): timers are runs of `cycle-step`."""
+def register_deployments() -> None:
+    """Register the cycle deployments, the step timer and the sweep (without its schedule),
+    without serving them: timers are runs of `step`."""
     from deployments.serve import cycle_deployments
+    from deployments.steps import step_deployments
 
-    for deployment in cycle_deployments(reconcile=False):
+    for deployment in cycle_deployments() + step_deployments(sweep_every=None):
         deployment.apply()
 
 
@@ -36,7 +38,7 @@ def register_cycle_deployments() -> None:
 def prefect_harness() -> Iterator[str]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with prefect_test_harness(server_startup_timeout=120):
-        register_cycle_deployments()
+        register_deployments()
         yield str(PREFECT_API_URL.value())
 
 

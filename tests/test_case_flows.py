@@ -73,7 +73,7 @@ async def _until_deployments_exist(server: CaseServer) -> None:
                 log = (server.workdir / "serve.log").read_text()[-2000:]
                 raise AssertionError(f"the serving process exited:\n{log}")
             try:
-                await client.read_deployment_by_name("case-step/case-step")
+                await client.read_deployment_by_name("step/step")
                 await client.read_deployment_by_name("dispute/dispute")
                 return
             except Exception:  # not registered yet
@@ -161,7 +161,7 @@ async def timer_runs(name: str) -> list[FlowRun]:
 async def fire_timer(key: str, as_of: datetime) -> None:
     """What the scheduler would do when the timer comes due (the harness has no scheduler)."""
     run = await arun_deployment(
-        "case-step/case-step", parameters={"key": key, "as_of": as_of.isoformat()}, timeout=WAIT
+        "step/step", parameters={"key": key, "as_of": as_of.isoformat()}, timeout=WAIT
     )
     assert run.state is not None and run.state.is_completed(), run.state
 
@@ -272,7 +272,7 @@ async def _account_story(server: CaseServer) -> None:
     late = datetime.now(LONDON) + timedelta(days=90)
     for _ in range(2):
         sweep = await arun_deployment(
-            "case-reconcile/case-reconcile",
+            "sweep/sweep",
             parameters={"as_of": late.isoformat()},
             timeout=WAIT,
         )
@@ -291,7 +291,7 @@ async def _account_story(server: CaseServer) -> None:
         obj=runtime,
     )
     assert accepted.exit_code == 0, accepted.output
-    await arun_deployment("case-reconcile/case-reconcile", timeout=WAIT)
+    await arun_deployment("sweep/sweep", timeout=WAIT)
     await until(started.id, {StateType.COMPLETED})
     assert actions(server, subject)[-1] == "account.closed"
     names = await event_names(f"wct.account.{case.id}", until_seen="wct.account.closed")
@@ -345,7 +345,7 @@ async def _cli_story(server: CaseServer) -> None:
     risk_id = json.loads(raised.stdout)["risk_id"]
     subject = f"risk:{risk_id}"
     for _ in range(2):  # the sweep twice: still one follower
-        await arun_deployment("case-reconcile/case-reconcile", timeout=WAIT)
+        await arun_deployment("sweep/sweep", timeout=WAIT)
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[subject])),

@@ -11,14 +11,30 @@ from sqlmodel import Session, select
 from models import accountability, approvals, disputes, risks
 from models.accountability import AccountStatus
 from models.cases import list_cases
-from models.casework import due_steps
 from models.clock import FixedClock
 from models.disputes import DisputeStage
 from models.errors import WctError
+from models.instructions import (
+    AnswerDeadline,
+    AssessRisk,
+    DecideApproval,
+    DeclareDisputeInterest,
+    EscalateRisk,
+    JudgeResponse,
+    OpenCallToAccount,
+    OpenDispute,
+    RaiseRisk,
+    RecordAdr,
+    RecordDisputeOutcome,
+    RequestApproval,
+    RespondToCall,
+    ReviewRisk,
+)
 from models.permissions import NotPermitted, UnknownMember
+from models.steps import due_steps
 from models.tables import Dispute, DisputeStageRecord, Risk
 
-from .cases_support import actor, messages, populate, run, state
+from .cases_support import act, messages, populate, run, state
 
 
 @pytest.fixture
@@ -33,11 +49,7 @@ def people(loaded: Engine, clock: FixedClock) -> Engine:
 def raise_risk(engine: Engine, clock: FixedClock, who: str, **kw: object) -> risks.RiskResult:
     args: dict[str, object] = {"title": "Placement sufficiency", "owner": "sally@council.example"}
     args.update(kw)
-    return run(
-        engine,
-        clock,
-        lambda uow: risks.raise_risk(uow, actor=actor(engine, who), **args),  # type: ignore[arg-type]
-    )
+    return act(engine, clock, who, RaiseRisk(**args))  # type: ignore[arg-type]
 
 
 def test_a_risk_below_the_threshold_stays_with_the_executive(
@@ -109,50 +121,24 @@ def test_review_that_crosses_the_threshold_escalates_then_the_board_assesses(
     people: Engine, clock: FixedClock
 ) -> None:
     r = raise_risk(people, clock, "dcs@council.example", likelihood=2, impact=2)
-    dee = actor(people, "dcs@council.example")
-    reviewed = run(
-        people,
-        clock,
-        lambda uow: risks.review_risk(uow, actor=dee, risk_id=r.risk_id, likelihood=4, impact=4),
-    )
+    dee, lee = "dcs@council.example", "lead@council.example"
+    reviewed = act(people, clock, dee, ReviewRisk(risk_id=r.risk_id, likelihood=4, impact=4))
     assert reviewed.status == "escalated"
     with pytest.raises(NotPermitted):
-        run(
-            people,
-            clock,
-            lambda uow: risks.assess_risk(uow, actor=dee, risk_id=r.risk_id, assessment="ok"),
-        )
-    lee = actor(people, "lead@council.example")
-    done = run(
-        people,
-        clock,
-        lambda uow: risks.assess_risk(
-            uow, actor=lee, risk_id=r.risk_id, assessment="Accepted; monitor."
-        ),
-    )
+        act(people, clock, dee, AssessRisk(risk_id=r.risk_id, assessment="ok"))
+    done = act(people, clock, lee, AssessRisk(risk_id=r.risk_id, assessment="Accepted; monitor."))
     assert done.status == "assessed"
     with pytest.raises(WctError, match="only an escalated risk"):
-        run(
-            people,
-            clock,
-            lambda uow: risks.assess_risk(uow, actor=lee, risk_id=r.risk_id, assessment="x"),
-        )
+        act(people, clock, lee, AssessRisk(risk_id=r.risk_id, assessment="x"))
 
 
 def test_the_executive_may_escalate_by_decision(people: Engine, clock: FixedClock) -> None:
     r = raise_risk(people, clock, "dcs@council.example", likelihood=1, impact=2)
-    sally = actor(people, "sally@council.example")  # a member, not the chair
+    sally = "sally@council.example"  # a member, not the chair
     with pytest.raises(NotPermitted, match="risk.escalate"):
-        run(
-            people,
-            clock,
-            lambda uow: risks.escalate_risk(uow, actor=sally, risk_id=r.risk_id, reason="x"),
-        )
-    dee = actor(people, "dcs@council.example")
-    out = run(
-        people,
-        clock,
-        lambda uow: risks.escalate_risk(uow, actor=dee, risk_id=r.risk_id, reason="Ofsted"),
+        act(people, clock, sally, EscalateRisk(risk_id=r.risk_id, reason="x"))
+    out = act(
+        people, clock, "dcs@council.example", EscalateRisk(risk_id=r.risk_id, reason="Ofsted")
     )
     assert out.status == "escalated"
 
@@ -173,12 +159,11 @@ def test_an_unreviewed_risk_is_chased_once(people: Engine, clock: FixedClock) ->
 def open_dispute(
     engine: Engine, clock: FixedClock, who: str = "pat@police.example"
 ) -> disputes.DisputeResult:
-    return run(
+    return act(
         engine,
         clock,
-        lambda uow: disputes.open_dispute(
-            uow,
-            actor=actor(engine, who),
+        who,
+        OpenDispute(
             title="Information sharing at the front door",
             parties=["merseyside-police", "nhs-wirral"],
         ),
@@ -193,17 +178,11 @@ def outcome(
     resolved: bool,
     who: str,
 ) -> disputes.DisputeResult:
-    return run(
+    return act(
         engine,
         clock,
-        lambda uow: disputes.record_outcome(
-            uow,
-            actor=actor(engine, who),
-            dispute_id=dispute_id,
-            stage=stage,
-            resolved=resolved,
-            note="met",
-        ),
+        who,
+        RecordDisputeOutcome(dispute_id=dispute_id, stage=stage, resolved=resolved, note="met"),
     )
 
 
@@ -238,17 +217,11 @@ def test_unresolved_goes_to_the_chief_executives_then_adr(
     assert adr.stage is DisputeStage.ADR
     with pytest.raises(WctError, match="provider"):
         outcome(people, clock, d.dispute_id, DisputeStage.ADR, True, "pat@police.example")
-    done = run(
+    done = act(
         people,
         clock,
-        lambda uow: disputes.record_adr(
-            uow,
-            actor=actor(people, "coord@council.example"),
-            dispute_id=d.dispute_id,
-            provider="CEDR",
-            resolved=True,
-            note="mediated",
-        ),
+        "coord@council.example",
+        RecordAdr(dispute_id=d.dispute_id, provider="CEDR", resolved=True, note="mediated"),
     )
     assert (done.stage, done.outcome) == (DisputeStage.CLOSED, "resolved_adr")
     with Session(people) as session:
@@ -327,13 +300,7 @@ def test_bad_dispute_input(
 ) -> None:
     before = state(people)
     with pytest.raises(WctError, match=words):
-        run(
-            people,
-            clock,
-            lambda uow: disputes.open_dispute(
-                uow, actor=actor(people, "coord@council.example"), title="x", parties=parties
-            ),
-        )
+        act(people, clock, "coord@council.example", OpenDispute(title="x", parties=parties))
     assert state(people) == before
 
 
@@ -349,15 +316,11 @@ def test_a_declaration_of_interest_attaches_to_the_dispute(
     people: Engine, clock: FixedClock
 ) -> None:
     d = open_dispute(people, clock)
-    n = run(
+    n = act(
         people,
         clock,
-        lambda uow: disputes.declare_interest(
-            uow,
-            actor=actor(people, "nina@nhs.example"),
-            dispute_id=d.dispute_id,
-            nature="Spouse at police",
-        ),
+        "nina@nhs.example",
+        DeclareDisputeInterest(dispute_id=d.dispute_id, nature="Spouse at police"),
     )
     assert n > 0
 
@@ -368,12 +331,11 @@ def test_a_declaration_of_interest_attaches_to_the_dispute(
 def open_call(
     engine: Engine, clock: FixedClock, deadline: date, who: str = "chair@wscb.example"
 ) -> accountability.AccountResult:
-    return run(
+    return act(
         engine,
         clock,
-        lambda uow: accountability.open_call(
-            uow,
-            actor=actor(engine, who),
+        who,
+        OpenCallToAccount(
             organisation="merseyside-police",
             evidence="Section 11 audit: strategy meetings not attended",
             proposed_deadline=deadline,
@@ -390,13 +352,7 @@ def answer(
     accept: bool,
     counter: date | None = None,
 ) -> accountability.AccountResult:
-    return run(
-        engine,
-        clock,
-        lambda uow: accountability.answer_deadline(
-            uow, actor=actor(engine, who), case_id=case_id, accept=accept, counter=counter
-        ),
-    )
+    return act(engine, clock, who, AnswerDeadline(case_id=case_id, accept=accept, counter=counter))
 
 
 @pytest.mark.parametrize(
@@ -454,43 +410,30 @@ def test_agreed_in_time_answered_and_accepted(people: Engine, clock: FixedClock)
     assert len([k for k in reminders if ":reminder:" in k]) == 3 and any(
         ":overdue:" in k for k in reminders
     )
-    responded = run(
+    responded = act(
         people,
         clock,
-        lambda uow: accountability.record_response(
-            uow,
-            actor=actor(people, "chief@police.example"),
-            case_id=case.case_id,
-            response="Action plan attached.",
-        ),
+        "chief@police.example",
+        RespondToCall(case_id=case.case_id, response="Action plan attached."),
     )
     assert responded.waiting_on == "wscb"
     clock.advance(timedelta(days=90))
     assert not run(
         people, clock, lambda uow: accountability.deadline_passed(uow, case_id=case.case_id)
     )
-    closed = run(
+    closed = act(
         people,
         clock,
-        lambda uow: accountability.conclude(
-            uow,
-            actor=actor(people, "chair@wscb.example"),
-            case_id=case.case_id,
-            accept=True,
-            note="Satisfied",
-        ),
+        "chair@wscb.example",
+        JudgeResponse(case_id=case.case_id, accept=True, note="Satisfied"),
     )
     assert closed.status is AccountStatus.CLOSED
     with pytest.raises(WctError, match="no response is awaited"):
-        run(
+        act(
             people,
             clock,
-            lambda uow: accountability.record_response(
-                uow,
-                actor=actor(people, "pat@police.example"),
-                case_id=case.case_id,
-                response="again",
-            ),
+            "pat@police.example",
+            RespondToCall(case_id=case.case_id, response="again"),
         )
 
 
@@ -505,15 +448,11 @@ def test_never_answered_goes_overdue_to_both_chairs_once(people: Engine, clock: 
     assert fired == [True, False]
     told = {email for key, email in messages(people, "call_to_account") if ":overdue-" in key}
     assert told == {"lead@council.example", "chair@wscb.example"}
-    late = run(
+    late = act(
         people,
         clock,
-        lambda uow: accountability.record_response(
-            uow,
-            actor=actor(people, "pat@police.example"),
-            case_id=case.case_id,
-            response="Late plan",
-        ),
+        "pat@police.example",
+        RespondToCall(case_id=case.case_id, response="Late plan"),
     )
     assert late.status is AccountStatus.RESPONDED
 
@@ -527,23 +466,13 @@ def test_stalemate_escalates_once_and_reopen_restarts(people: Engine, clock: Fix
     ]
     assert fired == [True, False]
     answer(people, clock, case.case_id, "pat@police.example", accept=True)
-    run(
+    act(people, clock, "pat@police.example", RespondToCall(case_id=case.case_id, response="Plan"))
+    reopened = act(
         people,
         clock,
-        lambda uow: accountability.record_response(
-            uow, actor=actor(people, "pat@police.example"), case_id=case.case_id, response="Plan"
-        ),
-    )
-    reopened = run(
-        people,
-        clock,
-        lambda uow: accountability.conclude(
-            uow,
-            actor=actor(people, "chair@wscb.example"),
-            case_id=case.case_id,
-            accept=False,
-            note="Not enough",
-            new_deadline=date(2027, 2, 12),
+        "chair@wscb.example",
+        JudgeResponse(
+            case_id=case.case_id, accept=False, note="Not enough", new_deadline=date(2027, 2, 12)
         ),
     )
     assert (reopened.status, reopened.waiting_on) == (AccountStatus.NEGOTIATING, "partner")
@@ -553,16 +482,11 @@ def test_stalemate_escalates_once_and_reopen_restarts(people: Engine, clock: Fix
 
 
 def test_commissioning_needs_the_wscb_before_the_board(people: Engine, clock: FixedClock) -> None:
-    jack = actor(people, "jack@council.example")
-    req = run(
+    req = act(
         people,
         clock,
-        lambda uow: approvals.request_approval(
-            uow,
-            actor=jack,
-            gate_id="safeguarding-commissioning",
-            title="Parenting support contract",
-        ),
+        "jack@council.example",
+        RequestApproval(gate="safeguarding-commissioning", title="Parenting support contract"),
     )
     assert (req.status, req.approver_body) == ("waiting", "wscb")
     with Session(people) as session:
@@ -570,62 +494,37 @@ def test_commissioning_needs_the_wscb_before_the_board(people: Engine, clock: Fi
             "Parenting support contract"
         ]
     with pytest.raises(NotPermitted):  # the Board's chair does not decide for the WSCB
-        run(
+        act(
             people,
             clock,
-            lambda uow: approvals.decide_approval(
-                uow,
-                actor=actor(people, "lead@council.example"),
-                request_id=req.request_id,
-                approve=True,
-                note="x",
-            ),
+            "lead@council.example",
+            DecideApproval(request_id=req.request_id, approve=True, note="x"),
         )
-    ok = run(
+    ok = act(
         people,
         clock,
-        lambda uow: approvals.decide_approval(
-            uow,
-            actor=actor(people, "chair@wscb.example"),
-            request_id=req.request_id,
-            approve=True,
-            note="Agreed",
-        ),
+        "chair@wscb.example",
+        DecideApproval(request_id=req.request_id, approve=True, note="Agreed"),
     )
     assert ok.status == "approved"
     with pytest.raises(WctError, match="already approved"):
-        run(
+        act(
             people,
             clock,
-            lambda uow: approvals.decide_approval(
-                uow,
-                actor=actor(people, "chair@wscb.example"),
-                request_id=req.request_id,
-                approve=False,
-                note="x",
-            ),
+            "chair@wscb.example",
+            DecideApproval(request_id=req.request_id, approve=False, note="x"),
         )
 
 
 def test_unknown_gate_and_wrong_proposer(people: Engine, clock: FixedClock) -> None:
     with pytest.raises(WctError, match="unknown approval gate 'nope'"):
-        run(
-            people,
-            clock,
-            lambda uow: approvals.request_approval(
-                uow, actor=actor(people, "jack@council.example"), gate_id="nope", title="x"
-            ),
-        )
+        act(people, clock, "jack@council.example", RequestApproval(gate="nope", title="x"))
     with pytest.raises(NotPermitted):
-        run(
+        act(
             people,
             clock,
-            lambda uow: approvals.request_approval(
-                uow,
-                actor=actor(people, "fran@community.example"),
-                gate_id="strategic-development",
-                title="x",
-            ),
+            "fran@community.example",
+            RequestApproval(gate="strategic-development", title="x"),
         )
 
 
@@ -642,20 +541,23 @@ def test_cases_list_shows_stage_waiting_and_until(people: Engine, clock: FixedCl
 
 
 def test_the_sweep_acts_on_every_due_case_step_once(people: Engine, clock: FixedClock) -> None:
-    from models.case_steps import run_due
+    from models.steps.engine import run_due
+
+    def acted_on() -> list[str]:
+        return [r.key for r in run_due(people, clock) if r.result == "acted"]
 
     d = open_dispute(people, clock)
     c = open_call(people, clock, date(2027, 1, 15))
     raise_risk(people, clock, "dcs@council.example", likelihood=2, impact=2)
     assert run_due(people, clock) == []  # nothing due yet
     clock.advance(timedelta(days=45))
-    acted = run_due(people, clock)
+    acted = acted_on()
     assert f"dispute:{d.dispute_id}:informal:deadline" in acted
     assert any(k.startswith(f"account:{c.case_id}:stalemate") for k in acted)
     before = state(people)
     assert run_due(people, clock) == []  # a second sweep finds nothing left to do
     assert state(people) == before
     clock.advance(timedelta(days=60))  # the Chief Executives' deadline and the risk review
-    later = run_due(people, clock)
+    later = acted_on()
     assert f"dispute:{d.dispute_id}:chief_executives:deadline" in later
     assert any(k.startswith("risk:") for k in later)

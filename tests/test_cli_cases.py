@@ -121,7 +121,7 @@ def test_someone_not_allowed(ready: Cli) -> None:
         "account", "open", "--organisation", "merseyside-police", "--evidence", "E",
         "--deadline", "2027-01-15", "--as", "lead@council.example", code=4,
     )  # fmt: skip
-    assert "may not account.open: allowed are chair:wscb, deputy:wscb" in line
+    assert "may not account.open for wscb: allowed are chair:wscb, deputy:wscb" in line
 
 
 def test_the_same_trigger_twice_opens_one_case(ready: Cli) -> None:

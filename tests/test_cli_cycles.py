@@ -60,10 +60,21 @@ def test_meeting_from_plan_to_minutes(cli: Cli, clock: FixedClock, tmp_path: Pat
             }
         )
     )
-    recorded = cli("meeting", "record", "board", "2027-03-09", "--file", record)
+    recorded = cli(
+        "meeting",
+        "record",
+        "board",
+        "2027-03-09",
+        "--file",
+        record,
+        "--as",
+        "coord@council.example",
+    )
     assert recorded.exit_code == 0, recorded.output
     assert "Rejected on the chair's casting vote after a tie" in recorded.stdout
-    twice = cli("meeting", "record", "board", "2027-03-09", "--file", record)
+    twice = cli(
+        "meeting", "record", "board", "2027-03-09", "--file", record, "--as", "lead@council.example"
+    )
     assert twice.exit_code == 4 and "already recorded" in twice.stderr
 
 
@@ -80,7 +91,7 @@ def test_report_and_review_by_hand(cli: Cli, clock: FixedClock) -> None:
         "wscb-quarterly",
         "wscb",
         "2027-Q1",
-        "--by",
+        "--as",
         "chair@wscb.example",
         "--document",
         "https://x.example/q1.pdf",
@@ -94,7 +105,7 @@ def test_report_and_review_by_hand(cli: Cli, clock: FixedClock) -> None:
         "complete",
         "cypp-review",
         "2027",
-        "--by",
+        "--as",
         "dcs@council.example",
         "--outcome",
         "Done",
@@ -102,7 +113,7 @@ def test_report_and_review_by_hand(cli: Cli, clock: FixedClock) -> None:
     assert done.exit_code == 0, done.output
     assert "open to challenge until 2027-06-29" in done.stdout
     challenged = cli(
-        "review", "challenge", "cypp-review", "2027", "--by", "A parent", "--text", "Why?"
+        "review", "challenge", "cypp-review", "2027", "--as", "A parent", "--text", "Why?"
     )
     assert challenged.exit_code == 0 and "challenge #1" in challenged.stdout
     overdue = cli("steps", "--json")
@@ -116,9 +127,35 @@ def test_meeting_cancel_from_the_cli(cli: Cli) -> None:
     assert cli("meeting", "plan", "board", "2027-03-09").exit_code == 0
     missing = cli("meeting", "cancel", "board", "2027-03-09")
     assert missing.exit_code == 2  # --reason is required
-    done = cli("meeting", "cancel", "board", "2027-03-09", "--reason", "Snow")
+    snow = ["--reason", "Snow", "--as", "coord@council.example"]
+    done = cli("meeting", "cancel", "board", "2027-03-09", *snow)
     assert done.exit_code == 0 and "cancelled; members told" in done.output
-    again = cli("meeting", "cancel", "board", "2027-03-09", "--reason", "Snow")
+    again = cli("meeting", "cancel", "board", "2027-03-09", *snow)
     assert again.exit_code == 0 and "already cancelled" in again.output
-    unknown = cli("meeting", "cancel", "board", "2027-03-10", "--reason", "Snow")
+    unknown = cli("meeting", "cancel", "board", "2027-03-10", *snow)
     assert unknown.exit_code == 3 and "no meeting of board planned on 2027-03-10" in unknown.output
+
+
+def test_a_cli_meeting_command_records_the_member_as_its_actor(cli: Cli) -> None:
+    ready(cli)
+    assert cli("meeting", "plan", "board", "2027-03-09").exit_code == 0
+    members = {
+        m["email"]: m["pseudonym"] for m in json.loads(cli("members", "list", "--json").stdout)
+    }
+
+    def actors() -> dict[str, str]:
+        trail = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
+        assert not any("@" in e["actor"] for e in trail)  # pseudonyms only, never an email
+        return {e["action"]: e["actor"] for e in trail}
+
+    item = ("meeting", "item", "board", "2027-03-09", "--title", "Youth offer")
+    assert cli(*item, "--by", "nina@nhs.example").exit_code == 0  # --by: the older name of --as
+    assert actors()["meeting.item_submitted"] == members["nina@nhs.example"]
+    board = ("meeting", "apologies", "board", "2027-03-09")
+    assert cli(*board).exit_code == 2  # who sends them?
+    sorry = cli(*board, "--as", "eve@council.example")
+    assert sorry.exit_code == 0, sorry.output
+    assert actors()["meeting.apologies"] == members["eve@council.example"]
+    assert actors()["meeting.planned"] == "operator:cli"
+    refused = cli(*item, "--as", "olly@fire.example")  # not on the Board
+    assert refused.exit_code == 4 and "may not meeting.item for board" in refused.stderr

@@ -1,5 +1,6 @@
-"""The cycles as Prefect flows on one session harness: named timers created once, timer runs that
-act once and then do nothing, reminders stopping, escalation, artifacts, the record form.
+"""The cycles as Prefect flows on one session harness: named timers (runs of the `step` flow)
+created once, timer runs that act once and then do nothing, reminders stopping, escalation by the
+sweep, artifacts, the record form.
 
 The harness runs no scheduler: a test fires a timer by running the step flow with the time it
 would have fired at, which is what the scheduled run does when its time comes."""
@@ -18,16 +19,16 @@ from sqlmodel import Session, select
 
 from flows.cycles import (
     MeetingRecord,
-    cycle_reconcile,
-    cycle_step,
     meeting_cycle,
     quarterly_reports,
     record_meeting,
 )
-from models import reports
+from flows.steps import step, sweep
+from models.instructions import SubmitReport
 from models.tables import OutboxMessage, Step
 
-from .cycles_support import london, run, state
+from .cases_support import act
+from .cycles_support import london, state
 from .flows_harness import CycleDb
 
 NOV = london(2026, 11, 23, 9, 0)
@@ -62,7 +63,7 @@ def due_of(db: CycleDb, key: str) -> datetime:
 
 def fire(db: CycleDb, key: str) -> str:
     """What the timer run does when its time comes."""
-    return asyncio.run(cycle_step(key=key, as_of=due_of(db, key)))
+    return asyncio.run(step(key=key, as_of=due_of(db, key)))
 
 
 def messages(db: CycleDb, kind: str, prefix: str) -> int:
@@ -115,26 +116,25 @@ def test_reports_reminders_stop_on_submission_and_the_late_are_escalated(
         "report:strategy-group-performance:be-healthy:2027-Q2",
     )
     assert fire(cycle_db, f"{wscb}:request") == "acted"
-    run(
+    act(
         cycle_db.engine,
         _clock(due_of(cycle_db, f"{wscb}:request")),
-        lambda uow: reports.submit_report(
-            uow,
+        "chair@wscb.example",
+        SubmitReport(
             kind="wscb-quarterly",
             from_body="wscb",
             period="2027-Q2",
-            by="chair@wscb.example",
             document="https://x.example/q2",
         ),
     )
     for later in ("reminder-10", "reminder-5", "reminder-1", "overdue"):
         assert fire(cycle_db, f"{wscb}:{later}") == "settled"
     assert messages(cycle_db, "reminder", wscb) == 0
-    late = asyncio.run(cycle_reconcile(as_of=due_of(cycle_db, f"{healthy}:overdue")))
+    late = asyncio.run(sweep(as_of=due_of(cycle_db, f"{healthy}:overdue")))
     assert f"{healthy}:overdue" in late["acted"] and late["overdue"] == 5
     assert messages(cycle_db, "report_overdue", healthy) > 0
     assert "be-healthy:2027-Q2" in asyncio.run(artifact("overdue-list"))
-    again = asyncio.run(cycle_reconcile(as_of=due_of(cycle_db, f"{healthy}:overdue")))
+    again = asyncio.run(sweep(as_of=due_of(cycle_db, f"{healthy}:overdue")))
     assert again["acted"] == []
 
 
@@ -144,6 +144,7 @@ def test_record_form_decides_a_tie_by_the_casting_vote(cycle_db: CycleDb) -> Non
         {
             "body": "stay-safe",
             "day": "2027-04-07",
+            "recorded_by": "sally@council.example",
             "present": ["sally@council.example", "fran@community.example"],
             "apologies": ["pat@police.example"],
             "motions": [

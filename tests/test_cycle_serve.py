@@ -149,6 +149,7 @@ def test_up_registers_every_cycle_on_the_constitutions_schedule(
     cycle_db: CycleDb, prefect_harness: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_API_URL", prefect_harness)
+    sweeps_before = len(asyncio.run(runs_named("catch-up-sweep")))
     result = CliRunner().invoke(
         app, ["up", "--register-only"], obj=_runtime(cycle_db, tmp_path / "home")
     )
@@ -159,12 +160,13 @@ def test_up_registers_every_cycle_on_the_constitutions_schedule(
         async with get_client() as client:
             board = await client.read_deployment_by_name("meeting-cycle/board")
             review = await client.read_deployment_by_name("annual-review/mou-review")
-            await client.read_deployment_by_name("cycle-reconcile/cycle-reconcile")
+            sweep = await client.read_deployment_by_name("sweep/sweep")
         assert board.schedules and "BYDAY=2TU" in str(board.schedules[0].schedule)
         assert board.parameters == {"body": "board"}
         assert review.schedules and "BYMONTH=2;BYMONTHDAY=14" in str(review.schedules[0].schedule)
-        caught = await runs_named("catch-up-cycle-reconcile", "catch-up-case-reconcile")
-        assert len(caught) == 2, "one catch-up run of each sweep"
+        assert sweep.schedules and "900" in str(sweep.schedules[0].schedule)  # every 15 minutes
+        caught = await runs_named("catch-up-sweep")
+        assert len(caught) == sweeps_before + 1, "one catch-up run of the one sweep"
 
     asyncio.run(check())
 
@@ -209,9 +211,9 @@ def test_deploy_registers_every_cycle_on_a_work_pool(
 
     async def check() -> None:
         async with get_client() as client:
-            step = await client.read_deployment_by_name("cycle-step/cycle-step")
+            step = await client.read_deployment_by_name("step/step")
             board = await client.read_deployment_by_name("meeting-cycle/board")
         assert step.work_pool_name == "wct-pool" and board.work_pool_name == "wct-pool"
-        assert step.entrypoint == "flows.cycles.cycle_step"
+        assert step.entrypoint == "flows.steps.step"
 
     asyncio.run(check())

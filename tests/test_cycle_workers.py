@@ -46,7 +46,8 @@ from sqlmodel import Session, col, func, select
 from typer.testing import CliRunner
 
 from deployments.cli import Runtime, app
-from flows.cycles import STEP_DEPLOYMENT, meeting_cycle
+from flows.cycles import meeting_cycle
+from flows.timers import STEP_DEPLOYMENT
 from models.clock import FixedClock, SystemClock
 from models.commands import apply_constitution, current_constitution, import_members
 from models.config import Settings, get_settings

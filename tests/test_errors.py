@@ -138,7 +138,7 @@ BOARD = ("board", "2027-03-09")
         (
             ("meeting", "item", *BOARD, "--title", "Youth offer", "--by", "olly@fire.example"),
             4,
-            "is not a member of board and may not add items",
+            "may not meeting.item for board: allowed are body-member, kind:coordinator",
         ),
         (
             ("review", "challenge", "mou-review", "2027", "--by", "A parent", "--text", "Why?"),
@@ -166,14 +166,15 @@ def test_a_refusal_by_the_rules_cites_the_clause(ready: Cli) -> None:
     line = fails(ready, "risk", "close", "99", "--as", "dcs@council.example", code=3)
     assert line == "wct: error: no risk #99"
     line = fails(ready, "risk", "close", risk, "--as", "eve@council.example", code=4)
-    assert "may not risk.close: allowed are chair:executive, deputy:executive" in line
+    assert "may not risk.close for executive: allowed are chair:executive, deputy:executive" in line
     assert line.endswith("(MoU 16.1)")
 
 
 def test_any_other_failure_exits_1(ready: Cli, tmp_path: Path) -> None:
     record = tmp_path / "record.json"
     record.write_text(json.dumps({"present": "not a list"}))
-    line = fails(ready, "meeting", "record", *BOARD, "--file", record, code=1)
+    recorder = ("--as", "coord@council.example")
+    line = fails(ready, "meeting", "record", *BOARD, "--file", record, *recorder, code=1)
     assert "invalid MeetingRecord" in line
 
 

@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from models import accountability, case_steps, cycle_steps, lateness, meetings, reports, reviews
+from models import meetings, reports, reviews
 from models.audit import revision
 from models.clock import FixedClock
-from models.cycle_steps import reconcile, run_step
+from models.instructions import AnswerDeadline, OpenCallToAccount
+from models.steps import GRACE, LatePolicy
+from models.steps.engine import run_due, run_step
+from models.steps.registry import KINDS
 from models.tables import AgendaItem, AuditEvent, OutboxMessage, Person, Step
-from models.uow import UnitOfWork
 from notifications.contexts import validate_context
 from notifications.render import render
 
@@ -89,8 +91,15 @@ def due_at(engine: Engine, key: str) -> datetime:
 
 
 def test_every_step_kind_says_what_it_does_when_late() -> None:
-    assert set(lateness.POLICIES) == set(cycle_steps.KINDS) | set(case_steps.HANDLERS)
-    assert lateness.GRACE == timedelta(hours=1)
+    assert all(isinstance(kind.late, LatePolicy) for kind in KINDS.values())
+    saying_late = {name for name, kind in KINDS.items() if kind.late.says_late}
+    assert saying_late == {
+        meetings.CALL_FOR_ITEMS,
+        meetings.AGENDA,
+        reports.REQUEST,
+        reviews.NOTICE,
+    }
+    assert GRACE == timedelta(hours=1)
 
 
 # --- meetings --------------------------------------------------------------------------------
@@ -101,7 +110,7 @@ def test_a_first_start_after_the_items_deadline_sends_no_call_for_items_and_a_la
 ) -> None:
     clock.set(london(2026, 11, 25, 10, 0))  # the fresh install of 2026-11-25
     planned = plan_wscb(people, clock)
-    runs = {r.key: r.result for r in reconcile(people, clock)}
+    runs = {r.key: r.result for r in run_due(people, clock)}
     assert runs == {
         f"{WSCB}:call_for_items": "skipped",
         f"{WSCB}:items_deadline": "acted",
@@ -138,7 +147,7 @@ def test_a_first_start_after_the_items_deadline_sends_no_call_for_items_and_a_la
         },
     ]
     before = state(people)
-    assert reconcile(people, clock) == []
+    assert run_due(people, clock) == []
     assert run_step(people, clock, f"{WSCB}:call_for_items").result == "skipped"
     assert state(people) == before
 
@@ -167,7 +176,7 @@ def test_a_meeting_that_has_started_gets_no_notice_and_no_reminder(
 ) -> None:
     plan_wscb(people, clock)
     clock.set(london(2026, 11, 26, 15, 0))  # the server was down until after the meeting began
-    runs = {r.key: r.result for r in reconcile(people, clock)}
+    runs = {r.key: r.result for r in run_due(people, clock)}
     assert runs[f"{WSCB}:agenda"] == runs[f"{WSCB}:reminder"] == "skipped"
     assert runs[f"{WSCB}:items_deadline"] == "acted"
     assert {s["reason"] for s in skips(people) if s["kind"] != meetings.CALL_FOR_ITEMS} == {
@@ -203,9 +212,24 @@ def test_a_notice_found_past_the_grace_says_it_is_late(people: Engine, clock: Fi
     clock.set(london(2026, 11, 2, 9, 0))
     plan_wscb(people, clock)
     clock.set(london(2026, 11, 19, 10, 1))  # an hour and a minute after it was due
-    reconcile(people, clock)
+    run_due(people, clock)
     assert all(LATE_NOTICE in text for text in texts(people, "meeting_notice"))
     assert recipients(people, "call_for_items") == []
+
+
+def test_a_call_for_items_found_late_before_the_items_deadline_says_it_is_late(
+    people: Engine, clock: FixedClock
+) -> None:
+    """Found eleven days late, with the items deadline at 17:00 today, the call still goes out
+    (there is time to send items), and like a late notice it says when it was due."""
+    clock.set(london(2026, 11, 2, 9, 0))
+    plan_wscb(people, clock)
+    clock.set(london(2026, 11, 16, 10, 0))  # the items deadline is 2026-11-16 at 17:00
+    assert run_step(people, clock, f"{WSCB}:call_for_items").result == "acted"
+    assert recipients(people, "call_for_items") == WSCB_MEMBERS
+    late = "This message is sent late: it was due on Thursday 5 November 2026 at 09:00."
+    assert all(text.count(late) == 1 for text in texts(people, "call_for_items"))
+    assert skips(people) == []
 
 
 # --- chasers: reports and reviews ------------------------------------------------------------
@@ -216,7 +240,7 @@ def test_the_commissioning_review_found_late_sends_the_notice_alone_saying_late(
 ) -> None:
     clock.set(london(2026, 11, 25, 10, 0))
     run(people, clock, lambda uow: reviews.open_review(uow, kind="commissioning-review", year=2026))
-    runs = {r.key: r.result for r in reconcile(people, clock)}
+    runs = {r.key: r.result for r in run_due(people, clock)}
     assert runs == {
         f"{COMMISSIONING}:notice": "acted",
         f"{COMMISSIONING}:reminder-10": "skipped",  # a later reminder is due too
@@ -240,7 +264,7 @@ def test_reminders_due_together_become_the_latest(people: Engine, clock: FixedCl
     clock.set(london(2026, 11, 2, 9, 0))
     assert run_step(people, clock, f"{COMMISSIONING}:notice").result == "acted"  # on time
     clock.set(london(2026, 11, 24, 9, 0))  # down from before reminder-10 until after reminder-5
-    runs = {r.key: r.result for r in reconcile(people, clock)}
+    runs = {r.key: r.result for r in run_due(people, clock)}
     assert runs == {
         f"{COMMISSIONING}:reminder-10": "skipped",
         f"{COMMISSIONING}:reminder-5": "acted",
@@ -258,7 +282,7 @@ def test_a_late_escalation_still_acts_and_the_late_request_comes_first(
     run(people, clock, lambda uow: reports.open_reports(uow, period="2027-Q1"))
     stem = "report:wscb-quarterly:wscb:2027-Q1"
     clock.set(due_at(people, f"{stem}:overdue") + timedelta(days=1))
-    runs = {r.key: r.result for r in reconcile(people, clock) if r.key.startswith(stem)}
+    runs = {r.key: r.result for r in run_due(people, clock) if r.key.startswith(stem)}
     assert runs == {
         f"{stem}:request": "acted",
         f"{stem}:reminder-10": "skipped",
@@ -284,41 +308,59 @@ def test_a_late_escalation_still_acts_and_the_late_request_comes_first(
 
 def agreed_call(engine: Engine, clock: FixedClock) -> int:
     """A call to account to Merseyside Police, its response deadline agreed as 2027-01-15."""
-    case = run(
-        engine,
-        clock,
-        lambda uow: accountability.open_call(
-            uow,
-            actor=cases_support.actor(engine, "chair@wscb.example"),
-            organisation="merseyside-police",
-            evidence="Section 11 audit: strategy meetings not attended",
-            proposed_deadline=date(2027, 1, 15),
-        ),
+    call = OpenCallToAccount(
+        organisation="merseyside-police",
+        evidence="Section 11 audit: strategy meetings not attended",
+        proposed_deadline=date(2027, 1, 15),
     )
-    run(
-        engine,
-        clock,
-        lambda uow: accountability.answer_deadline(
-            uow,
-            actor=cases_support.actor(engine, "pat@police.example"),
-            case_id=case.case_id,
-            accept=True,
-        ),
-    )
+    case = cases_support.act(engine, clock, "chair@wscb.example", call)
+    agree = AnswerDeadline(case_id=case.case_id, accept=True)
+    cases_support.act(engine, clock, "pat@police.example", agree)
     return case.case_id
 
 
 def reminders_sent(engine: Engine, case_id: int) -> Counter[str]:
+    """How many reminders of the call each person was sent (one message per reminder)."""
     with Session(engine) as session:
         rows = session.exec(
             select(Person.email)
             .join(OutboxMessage, col(OutboxMessage.person_id) == col(Person.id))
-            .where(col(OutboxMessage.key).startswith(f"account:{case_id}:reminder-"))
+            .where(col(OutboxMessage.key).startswith(f"account:{case_id}:reminder:"))
         ).all()
     return Counter(rows)
 
 
+def acted(engine: Engine, clock: FixedClock) -> list[str]:
+    """The sweep, as the keys of the steps it acted on."""
+    return [r.key for r in run_due(engine, clock) if r.result == "acted"]
+
+
 PARTNER = ["chief@police.example", "pat@police.example"]
+
+
+@pytest.mark.parametrize("fired_by", ["timer", "sweep"])
+def test_each_call_to_account_reminder_reaches_each_partner_member(
+    case_people: Engine, clock: FixedClock, fired_by: str
+) -> None:
+    """11.5.1: the reminders at 10, 5 and 1 working days before the agreed deadline, each fired
+    in its time (by its timer, or by the sweep that finds its timer lost), are three messages to
+    each of the partner's people, not one: each is keyed by its own step."""
+    case_id = agreed_call(case_people, clock)
+    stem = f"account:{case_id}:reminder:2027-01-15"
+    for days in (10, 5, 1):
+        key = f"{stem}:{days}"
+        clock.set(due_at(case_people, key) + timedelta(minutes=10))
+        if fired_by == "timer":
+            assert run_step(case_people, clock, key).result == "acted"
+        else:
+            assert acted(case_people, clock) == [key]
+    assert reminders_sent(case_people, case_id) == Counter(dict.fromkeys(PARTNER, 3))
+    with Session(case_people) as session:
+        keys = session.exec(
+            select(OutboxMessage.key).where(col(OutboxMessage.key).startswith(stem))
+        ).all()
+    per_step = Counter(key.removeprefix(f"{stem}:").split(":")[0] for key in keys)
+    assert per_step == {"10": 2, "5": 2, "1": 2}
 
 
 def test_call_to_account_reminders_due_at_once_by_the_sweep_are_one_message(
@@ -328,37 +370,29 @@ def test_call_to_account_reminders_due_at_once_by_the_sweep_are_one_message(
     with Session(case_people) as session:
         version = revision(session, f"account:{case_id}")
     clock.set(london(2027, 1, 14, 12, 0))  # reminders at 10, 5 and 1 working days all due
-    acted = case_steps.run_due(case_people, clock)
     stem = f"account:{case_id}:reminder:2027-01-15"
-    assert acted == [f"{stem}:1"]
+    assert acted(case_people, clock) == [f"{stem}:1"]
     assert reminders_sent(case_people, case_id) == Counter(dict.fromkeys(PARTNER, 1))
     assert {s["step"] for s in skips(case_people)} == {f"{stem}:10", f"{stem}:5"}
     assert all(s["subject"] == f"account:{case_id}" for s in skips(case_people))
     with Session(case_people) as session:  # a skip changes no case: its waiting form stays
         assert revision(session, f"account:{case_id}") == version
     before = cases_support.state(case_people)
-    assert case_steps.run_due(case_people, clock) == []
+    assert run_due(case_people, clock) == []
     assert cases_support.state(case_people) == before
 
 
-def test_call_to_account_reminders_by_the_case_timer_path(
+def test_call_to_account_reminders_due_at_once_by_their_timers_are_one_message(
     case_people: Engine, clock: FixedClock
 ) -> None:
-    """What the `case-step` flow does for one timer: lock the case then its step, then fire."""
+    """What the `step` flow does for each timer, in whatever order they fire late."""
     case_id = agreed_call(case_people, clock)
     clock.set(london(2027, 1, 14, 12, 0))
     stem = f"account:{case_id}:reminder:2027-01-15"
-    results = {}
-    for days in (10, 5, 1):
-        with UnitOfWork(case_people, clock=clock, actor="system:timer") as uow:
-            step = case_steps.lock_case_then_step(uow.session, f"{stem}:{days}")
-            assert step is not None
-            results[days] = case_steps.run_case_step(uow, step)
-            uow.commit()
+    results = {days: run_step(case_people, clock, f"{stem}:{days}").result for days in (10, 5, 1)}
     assert results == {10: "skipped", 5: "skipped", 1: "acted"}
     assert reminders_sent(case_people, case_id) == Counter(dict.fromkeys(PARTNER, 1))
-    with UnitOfWork(case_people, clock=clock, actor="system:timer") as uow:
-        assert case_steps.lock_case_then_step(uow.session, f"{stem}:10") is None  # not pending
+    assert run_step(case_people, clock, f"{stem}:10").result == "skipped"  # no longer pending
 
 
 def test_a_late_overdue_call_to_account_escalates_and_its_reminders_stay_quiet(
@@ -366,8 +400,7 @@ def test_a_late_overdue_call_to_account_escalates_and_its_reminders_stay_quiet(
 ) -> None:
     case_id = agreed_call(case_people, clock)
     clock.set(london(2027, 1, 20, 9, 0))  # after the agreed deadline: all reminders and overdue
-    acted = case_steps.run_due(case_people, clock)
-    assert acted == [f"account:{case_id}:overdue:2027-01-15"]
+    assert acted(case_people, clock) == [f"account:{case_id}:overdue:2027-01-15"]
     assert reminders_sent(case_people, case_id) == Counter()
     assert [k for k, _ in cases_support.messages(case_people, "call_to_account") if "overdue" in k]
     assert len(skips(case_people)) == 3

@@ -11,11 +11,14 @@ from sqlmodel import Session, col, select
 
 from models import meetings
 from models.clock import FixedClock
-from models.cycle_steps import run_step
 from models.decision import Method, Outcome, Vote
 from models.errors import WctError
+from models.instructions import SendApologies, SubmitItem
+from models.permissions import NotPermitted
+from models.steps.engine import run_step
 from models.tables import Meeting, OutboxMessage, VoteRecord
 
+from .cases_support import act
 from .cycles_support import london, populate, recipients, run, state, step_status
 
 BOARD_DAY = date(2027, 3, 9)  # 20.4.1: bi-monthly, second Tuesday
@@ -125,36 +128,22 @@ def test_call_for_items_goes_to_every_board_member_once(people: Engine, clock: F
     assert context["clause"] == "20.4.1" and context["action"]
 
 
+def item(planned: meetings.MeetingPlanned, title: str) -> SubmitItem:
+    return SubmitItem(meeting_id=planned.meeting_id, title=title)
+
+
 def test_agenda_holds_standing_items_then_submitted_items(
     people: Engine, clock: FixedClock
 ) -> None:
     planned = plan(people, clock)
     fire(people, clock, f"{STEM}:call_for_items")
-    run(
-        people,
-        clock,
-        lambda uow: meetings.submit_item(
-            uow, meeting_id=planned.meeting_id, title="Youth offer", by="nina@nhs.example"
-        ),
-    )
-    with pytest.raises(WctError, match="not a member of board"):
-        run(
-            people,
-            clock,
-            lambda uow: meetings.submit_item(
-                uow, meeting_id=planned.meeting_id, title="Mine", by="olly@fire.example"
-            ),
-        )
+    act(people, clock, "nina@nhs.example", item(planned, "Youth offer"))
+    with pytest.raises(NotPermitted, match="may not meeting.item for board"):
+        act(people, clock, "olly@fire.example", item(planned, "Mine"))
     assert fire(people, clock, f"{STEM}:items_deadline") == "acted"
     before = state(people)
     with pytest.raises(WctError, match="items deadline .* passed"):
-        run(
-            people,
-            clock,
-            lambda uow: meetings.submit_item(
-                uow, meeting_id=planned.meeting_id, title="Late", by="nina@nhs.example"
-            ),
-        )
+        act(people, clock, "nina@nhs.example", item(planned, "Late"))
     assert state(people) == before
     with Session(people) as session:
         titles = [line.title for line in meetings.agenda(session, planned.meeting_id)]
@@ -179,13 +168,7 @@ def test_agenda_holds_standing_items_then_submitted_items(
 
 def test_reminder_skips_members_who_sent_apologies(people: Engine, clock: FixedClock) -> None:
     planned = plan(people, clock)
-    run(
-        people,
-        clock,
-        lambda uow: meetings.send_apologies(
-            uow, meeting_id=planned.meeting_id, who="eve@council.example"
-        ),
-    )
+    act(people, clock, "eve@council.example", SendApologies(meeting_id=planned.meeting_id))
     fire(people, clock, f"{STEM}:agenda")
     assert fire(people, clock, f"{STEM}:reminder") == "acted"
     assert recipients(people, "reminder") == [e for e in BOARD if e != "eve@council.example"]
@@ -405,7 +388,13 @@ def test_minutes_are_approved_at_the_next_meeting_only(people: Engine, clock: Fi
         titles = [line.title for line in meetings.agenda(session, second.meeting_id)]
     assert titles == []  # composed only when its items deadline passes
     clock.set(second.starts_at)
-    run(people, clock, lambda uow: meetings.act_on_step(uow, meetings.AGENDA, second.meeting_id))
+    run(
+        people,
+        clock,
+        lambda uow: meetings.publish_agenda(
+            uow, meetings.load_meeting(uow.session, second.meeting_id)
+        ),
+    )
     with Session(people) as session:
         titles = [line.title for line in meetings.agenda(session, second.meeting_id)]
     assert "Minutes of the meeting of 2027-03-09" in titles

@@ -15,13 +15,18 @@ from models.clock import FixedClock, SystemClock
 from .conftest import Cli
 
 
-def test_status_reports_a_scheduler_that_creates_no_runs(
-    prefect_harness: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def scheduled(prefect_harness: str, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """An initialised home whose Prefect server (the harness) has `dispatch` on its schedule."""
     monkeypatch.setenv("PREFECT_API_URL", prefect_harness)
     [made] = dispatch_deployments()
     made.apply()
     assert cli("init").exit_code == 0
+    return cli
+
+
+def test_status_reports_a_scheduler_that_creates_no_runs(scheduled: Cli) -> None:
+    cli = scheduled
     # Ten minutes after the deployment was registered, as `wct status` would see it then.
     cli.runtime.clock = FixedClock(SystemClock().now() + timedelta(minutes=10))
     result = cli("status", "--json")
@@ -40,12 +45,9 @@ def test_status_reports_a_scheduler_that_creates_no_runs(
 
 
 def test_the_up_console_says_when_the_scheduler_breaks_and_when_it_is_right_again(
-    prefect_harness: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    scheduled: Cli,
 ) -> None:
-    monkeypatch.setenv("PREFECT_API_URL", prefect_harness)
-    [made] = dispatch_deployments()
-    made.apply()
-    assert cli("init").exit_code == 0
+    cli = scheduled
     said: list[str] = []
     watchdog = Watchdog(cli.runtime, cli.runtime.engine(), said.append)
     cli.runtime.clock = FixedClock(SystemClock().now() + timedelta(minutes=10))

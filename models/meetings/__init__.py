@@ -3,7 +3,8 @@
 
 One module per job, each importing only those before it:
 `kinds` (the steps) -> `plan` (cadence, plan, find, cancel) -> `agenda` -> `record` (apologies,
-attendance, declarations, motions) -> `minutes` -> `steps` (what each step does when due).
+attendance, declarations, motions) -> `minutes` -> `steps` (what each step does when due, and
+its kind of step for the step engine).
 Callers use the package: `from models import meetings; meetings.plan_meeting(...)`. Note that
 `meetings.agenda` is the function that lists a meeting's agenda, not the module of that name.
 """
@@ -24,7 +25,6 @@ from models.meetings.kinds import (
     ITEMS_DEADLINE,
     MINUTES_DUE,
     REMINDER,
-    STEP_KINDS,
 )
 from models.meetings.minutes import (
     MinutesDraft,
@@ -58,8 +58,7 @@ from models.meetings.record import (
     send_apologies,
 )
 from models.meetings.steps import (
-    STEP_ACTIONS,
-    act_on_step,
+    STEP_KINDS,
     call_for_items,
     chase_minutes,
     publish_agenda,
@@ -86,7 +85,6 @@ __all__ = [
     "PLANNED",
     "PUBLISHED",
     "REMINDER",
-    "STEP_ACTIONS",
     "STEP_KINDS",
     "AgendaItemKind",
     "AgendaLine",
@@ -97,7 +95,6 @@ __all__ = [
     "MinutesDraft",
     "MotionDecided",
     "MotionInput",
-    "act_on_step",
     "agenda",
     "approve_minutes",
     "attendance",

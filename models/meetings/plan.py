@@ -13,9 +13,16 @@ from sqlmodel import Session, select
 from models.calendar import add_working_days, meetings_between
 from models.casework import clean_text, notify, settle
 from models.commands import current_constitution
-from models.constitution import Body, Constitution
+from models.constitution import Body, BodyKind, Constitution
 from models.errors import InvalidInput, NotFound, Refused
-from models.meetings.kinds import AGENDA, CALL_FOR_ITEMS, ITEMS_DEADLINE, MINUTES_DUE, REMINDER
+from models.meetings.kinds import (
+    AGENDA,
+    CALL_FOR_ITEMS,
+    ITEMS_DEADLINE,
+    MINUTES_DUE,
+    REMINDER,
+    SPECS,
+)
 from models.steps import PlannedStep, at_five, at_nine, body_members, pending_steps
 from models.steps import plan as plan_step
 from models.tables import Meeting
@@ -62,6 +69,12 @@ def meeting_key(meeting: Meeting) -> str:
 def subject_of(meeting: Meeting) -> str:
     """`meeting:17`: what the meeting's audit events and steps are about."""
     return f"meeting:{meeting.id}"
+
+
+def meeting_clause(body: Body) -> str:
+    """The clause that has the body meet: the Board 20.4.1, the Executive 21.4.1, every other
+    body 22.4.1 (as each agrees)."""
+    return {BodyKind.BOARD: "20.4.1", BodyKind.EXECUTIVE: "21.4.1"}.get(body.kind, "22.4.1")
 
 
 def body_of(c: Constitution, body_id: str) -> Body:
@@ -146,17 +159,17 @@ def plan_meeting(uow: UnitOfWork, *, body_id: str, day: date) -> MeetingPlanned:
     session.flush()
     uow.record("meeting.planned", subject_of(meeting), before=None, after=state_of(meeting))
     stem = meeting_key(meeting)
+    assert meeting.id is not None
     steps = [
         plan_step(
             session,
-            key=f"{stem}:{kind.split('.')[1]}",
-            kind=kind,
-            subject=subject_of(meeting),
+            SPECS[kind],
+            key=f"{stem}:{kind.removeprefix('meeting.')}",
+            subject_id=meeting.id,
             due_at=due,
         )
         for kind, due in times.items()
     ]
-    assert meeting.id is not None
     return MeetingPlanned(meeting.id, body_id, starts_at, meeting.ical_uid, True, steps)
 
 
@@ -202,7 +215,7 @@ def message_context(c: Constitution, meeting: Meeting, **extra: Any) -> dict[str
         "location": meeting.location,
         "ical_uid": meeting.ical_uid,
         "ical_sequence": meeting.ical_sequence,
-        "clause": {"board": "20.4.1", "executive": "21.4.1"}.get(body.kind.value, "22.4.1"),
+        "clause": meeting_clause(body),
         "action": "Please attend, or send your apologies to the chair.",
         **extra,
     }

@@ -17,7 +17,7 @@ from models.decision import Decision, Vote, decide
 from models.errors import InvalidInput, Refused
 from models.meetings.agenda import item_at
 from models.meetings.plan import MeetingStatus, load_meeting, meeting_key, state_of, subject_of
-from models.permissions import find_actor
+from models.permissions import Actor, find_actor
 from models.steps import body_members, role_holders
 from models.tables import Attendance, Declaration, Meeting, Motion, Person, VoteRecord
 from models.uow import UnitOfWork
@@ -39,27 +39,25 @@ def find_person(session: Session, who: str) -> Person:
     return person
 
 
-def send_apologies(uow: UnitOfWork, *, meeting_id: int, who: str) -> None:
-    """A member sends apologies before the meeting; the reminder then skips them."""
-    session, c = uow.session, current_constitution(uow.session)
+def send_apologies(uow: UnitOfWork, *, meeting_id: int, who: Actor) -> None:
+    """A member sends their apologies before the meeting (who may: the constitution's
+    `meeting.apologies`); the reminder then skips them."""
+    session = uow.session
     meeting = load_meeting(session, meeting_id)
-    person = find_person(session, who)
-    if person.id not in {p.id for p in body_members(session, c, meeting.body_id)}:
-        raise Refused(f"{person.pseudonym} is not a member of {meeting.body_id}")
     if uow.clock.now() >= meeting.starts_at:
         raise Refused("the meeting has started: record attendance instead")
-    assert person.id is not None and meeting.id is not None
-    if session.get(Attendance, (meeting.id, person.id)) is None:
+    assert meeting.id is not None
+    if session.get(Attendance, (meeting.id, who.person_id)) is None:
         session.add(
             Attendance(
-                meeting_id=meeting.id, person_id=person.id, status=AttendanceStatus.APOLOGIES
+                meeting_id=meeting.id, person_id=who.person_id, status=AttendanceStatus.APOLOGIES
             )
         )
         uow.record(
             "meeting.apologies",
             subject_of(meeting),
             before=None,
-            after={"person": person.pseudonym},
+            after={"person": who.pseudonym},
         )
 
 

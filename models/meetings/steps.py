@@ -1,15 +1,16 @@
 """What each step of a meeting cycle does when it comes due: call for items, compose the agenda
-at the items deadline, publish the agenda and notice, remind, chase the draft minutes."""
+at the items deadline, publish the agenda and notice, remind, chase the draft minutes. Each is a
+kind of step (`STEP_KINDS`, gathered by models/steps/registry.py) with its late policy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from models.casework import coordinators, notify
 from models.commands import current_constitution
-from models.errors import NotFound
 from models.meetings.agenda import compose_agenda, composed, items_of
 from models.meetings.kinds import (
     AGENDA,
@@ -17,7 +18,7 @@ from models.meetings.kinds import (
     ITEMS_DEADLINE,
     MINUTES_DUE,
     REMINDER,
-    STEP_KINDS,
+    SPECS,
 )
 from models.meetings.minutes import NO_MINUTES_OWED
 from models.meetings.plan import (
@@ -30,8 +31,17 @@ from models.meetings.plan import (
     subject_of,
 )
 from models.meetings.record import AttendanceStatus
-from models.steps import body_members, role_holders
-from models.tables import Attendance, Meeting
+from models.steps import (
+    ALWAYS,
+    CoveredBy,
+    Firing,
+    LatePolicy,
+    NoParams,
+    StepKind,
+    body_members,
+    role_holders,
+)
+from models.tables import Attendance, Meeting, Step
 from models.uow import UnitOfWork
 
 __all__ = [
@@ -40,18 +50,18 @@ __all__ = [
     "ITEMS_DEADLINE",
     "MINUTES_DUE",
     "REMINDER",
-    "STEP_ACTIONS",
     "STEP_KINDS",
-    "act_on_step",
     "call_for_items",
     "chase_minutes",
+    "compose_at_deadline",
     "publish_agenda",
     "remind",
 ]
 
 
-def call_for_items(uow: UnitOfWork, meeting: Meeting) -> bool:
-    """Ask the body's members for agenda items by the items deadline."""
+def call_for_items(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | None = None) -> bool:
+    """Ask the body's members for agenda items by the items deadline; sent late (`was_due`), the
+    call says when it was due."""
     c = current_constitution(uow.session)
     if meeting.status != MeetingStatus.PLANNED:
         return False
@@ -67,6 +77,7 @@ def call_for_items(uow: UnitOfWork, meeting: Meeting) -> bool:
             items_due=deadline.isoformat(),
             action=f"Send agenda items by {deadline:%A %d %B %Y, %H:%M} with `wct meeting item`.",
         ),
+        was_due=was_due,
     )
     uow.record(
         "meeting.items_called",
@@ -165,30 +176,82 @@ def chase_minutes(uow: UnitOfWork, meeting: Meeting) -> bool:
     return True
 
 
-STEP_ACTIONS = {
-    CALL_FOR_ITEMS: call_for_items,
-    ITEMS_DEADLINE: None,
-    REMINDER: remind,
-    MINUTES_DUE: chase_minutes,
-}
-
-
-def act_on_step(
-    uow: UnitOfWork, kind: str, meeting_id: int, *, was_due: datetime | None = None
-) -> bool:
-    """Do what the step of `kind` does for the meeting; False when it is already satisfied.
-    `was_due`: the notice is sent late and says so."""
-    meeting = load_meeting(uow.session, meeting_id)
-    if meeting.status == MeetingStatus.CANCELLED:
+def compose_at_deadline(uow: UnitOfWork, meeting: Meeting) -> bool:
+    """At the items deadline the agenda is composed (once: items submitted since are refused)."""
+    if meeting.status != MeetingStatus.PLANNED or composed(items_of(uow.session, meeting.id or 0)):
         return False
-    if kind == ITEMS_DEADLINE:
-        if meeting.status != MeetingStatus.PLANNED or composed(items_of(uow.session, meeting_id)):
-            return False
-        compose_agenda(uow, meeting_id=meeting_id)
-        return True
-    if kind == AGENDA:
-        return publish_agenda(uow, meeting, was_due=was_due)
-    action = STEP_ACTIONS.get(kind)
-    if action is None:
-        raise NotFound(f"no meeting step '{kind}'")
-    return action(uow, meeting)
+    compose_agenda(uow, meeting_id=meeting.id or 0)
+    return True
+
+
+# --- the steps as the step engine runs them --------------------------------------------------
+
+
+def items_deadline_passed(session: Session, step: Step, now: datetime) -> str | None:
+    """20.4.1, 21.4.1, 22.4.1 with 23.1: a call for items at or after the items deadline would
+    ask for contributions nobody can send any more."""
+    meeting = load_meeting(session, step.subject_id)
+    deadline = step_times(current_constitution(session), meeting.starts_at)[ITEMS_DEADLINE]
+    if now >= deadline:
+        return f"the items deadline passed at {deadline.isoformat()}"
+    return None
+
+
+def meeting_started(session: Session, step: Step, now: datetime) -> str | None:
+    """20.4.1, 21.4.1, 22.4.1: a notice or reminder of a meeting that has started helps nobody."""
+    meeting = load_meeting(session, step.subject_id)
+    if now >= meeting.starts_at:
+        return f"the meeting started at {meeting.starts_at.isoformat()}"
+    return None
+
+
+def _on_meeting(
+    do: Callable[[UnitOfWork, Meeting, datetime | None], bool],
+) -> Callable[[UnitOfWork, Firing[NoParams]], bool]:
+    """A meeting step's act: `do` on the meeting (told when the step was due if it says late),
+    unless the meeting was cancelled: its steps then do nothing."""
+
+    def act(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+        meeting = load_meeting(uow.session, firing.subject_id)
+        return meeting.status != MeetingStatus.CANCELLED and do(uow, meeting, firing.was_due)
+
+    return act
+
+
+STEP_KINDS: tuple[StepKind[NoParams], ...] = (
+    # A call found late but before the items deadline still asks, saying it is late.
+    StepKind(
+        SPECS[CALL_FOR_ITEMS],
+        lock=load_meeting,
+        act=_on_meeting(
+            lambda uow, meeting, was_due: call_for_items(uow, meeting, was_due=was_due)
+        ),
+        late=LatePolicy(skip_if=(items_deadline_passed,), says_late=True),
+    ),
+    StepKind(
+        SPECS[ITEMS_DEADLINE],
+        lock=load_meeting,
+        act=_on_meeting(lambda uow, meeting, _: compose_at_deadline(uow, meeting)),
+        late=ALWAYS,
+    ),
+    StepKind(
+        SPECS[AGENDA],
+        lock=load_meeting,
+        act=_on_meeting(
+            lambda uow, meeting, was_due: publish_agenda(uow, meeting, was_due=was_due)
+        ),
+        late=LatePolicy(skip_if=(meeting_started,), says_late=True),
+    ),
+    StepKind(
+        SPECS[REMINDER],
+        lock=load_meeting,
+        act=_on_meeting(lambda uow, meeting, _: remind(uow, meeting)),
+        late=LatePolicy(skip_if=(meeting_started, CoveredBy(SPECS[AGENDA]))),
+    ),
+    StepKind(
+        SPECS[MINUTES_DUE],
+        lock=load_meeting,
+        act=_on_meeting(lambda uow, meeting, _: chase_minutes(uow, meeting)),
+        late=ALWAYS,
+    ),
+)

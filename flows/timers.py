@@ -1,0 +1,52 @@
+"""Durable timers: one future-scheduled run of the `step` flow (flows/steps.py) per step, keyed by
+the step, so a coordinator sees every deadline in the UI and each is created once however often
+the flow that sets it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from prefect.deployments.flow_runs import arun_deployment
+from sqlmodel import Session
+
+from flows.runtime import engine
+from models.steps import PlannedStep, pending_steps, pending_until
+
+STEP_DEPLOYMENT = "step/step"
+STEP_TAG = "wct-step"
+
+
+async def schedule_timers(steps: Sequence[PlannedStep], *, as_of: datetime | None = None) -> int:
+    """One future-scheduled `step` run per step, named for it (`board-2027-03-09-agenda`,
+    `dispute-3-informal-deadline`) and keyed by it. Under an injected clock (simulation, tests)
+    the timer carries its due time as the clock it acts by."""
+    for step in steps:
+        parameters: dict[str, Any] = {"key": step.key}
+        if as_of is not None:
+            parameters["as_of"] = step.due_at.isoformat()
+        await arun_deployment(
+            STEP_DEPLOYMENT,
+            parameters=parameters,
+            scheduled_time=step.due_at,
+            idempotency_key=step.key,
+            flow_run_name=step.run_name,
+            tags=[STEP_TAG, step.subject],
+            timeout=0,
+            as_subflow=False,  # a timer outlives the run that set it
+        )
+    return len(steps)
+
+
+async def schedule_subject_timers(subject: str, *, as_of: datetime | None = None) -> int:
+    """A timer for every pending step of `subject` (`dispute:3`)."""
+    with Session(engine()) as session:
+        steps = pending_steps(session, subject)
+    return await schedule_timers(steps, as_of=as_of)
+
+
+def pending(*, before: datetime) -> list[PlannedStep]:
+    """Every step still waiting that is due before `before`: the timers a sweep makes sure of."""
+    with Session(engine()) as session:
+        return pending_until(session, before)
