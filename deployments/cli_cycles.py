@@ -335,7 +335,7 @@ def steps_list(
     rt = runtime(ctx)
     engine = rt.ready_engine()
     if run:
-        done = run_due(engine, rt.clock, actor=OPERATOR.name)
+        done = run_due(engine, rt.clock, actor=OPERATOR)
         _show([d.as_dict() for d in done], as_json, f"{len(done)} overdue steps acted on")
         return
     with Session(engine) as session:
@@ -419,6 +419,12 @@ def simulate(
         print_json({**summary, "wall_seconds": started})
         return
     for key, value in summary.items():
+        if key == "cases":  # per kind, one line each: "risk: opened 4, escalated 3, ..."
+            typer.echo(f"{key:>20}:")
+            for kind, counts in value.items():
+                shown = ", ".join(f"{what} {n}" for what, n in counts.items())
+                typer.echo(f"{kind:>20}: {shown}")
+            continue
         typer.echo(f"{key:>20}: {value}")
     typer.echo(f"{'wall_seconds':>20}: {started}")
 

@@ -6,10 +6,12 @@ import asyncio
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.engine import Engine
@@ -21,6 +23,9 @@ from deployments.server import Running, Server, announced, api, healthy, prefect
 from models.commands import current_constitution
 from models.constitution import Constitution
 from models.health import Finding, Level, RuntimeHealth, assess
+
+if TYPE_CHECKING:
+    from deployments.web.serve import Running as WebRunning
 
 DEFAULT_API = "http://127.0.0.1:4200/api"
 WATCH_EVERY_SECONDS = 60.0
@@ -43,7 +48,20 @@ def runtime_health(rt: Runtime, engine: Engine | None) -> RuntimeHealth:
     facts = asyncio.run(
         gather(api_url, engine=engine, now=now, log=running.log if running else None)
     )
+    web_url = rt.settings.web_url
+    facts = replace(facts, web_url=web_url, web_answers=members_pages_answer(web_url))
     return assess(facts, now, expected_up=running is not None)
+
+
+def members_pages_answer(web_url: str, timeout: float = 2.0) -> bool:
+    """Whether the members' pages answer at `web_url` (their /healthz says ok)."""
+    if not web_url.startswith(("http://", "https://")):
+        return False
+    try:
+        with urllib.request.urlopen(f"{web_url.rstrip('/')}/healthz", timeout=timeout) as r:  # noqa: S310
+            return bool(r.status == 200 and r.read(16) == b"ok")
+    except (OSError, ValueError):
+        return False
 
 
 def describe(health: RuntimeHealth, now: datetime) -> list[str]:
@@ -72,6 +90,13 @@ def describe(health: RuntimeHealth, now: datetime) -> list[str]:
         lines.append(f"scheduler: {state}; last created runs at {last}")
         done = f.last_dispatch_at.isoformat(timespec="seconds") if f.last_dispatch_at else "never"
         lines.append(f"last completed dispatch: {done}")
+    if f.web_url is not None:
+        if f.web_answers:
+            lines.append(f"members' pages: answering at {f.web_url}")
+        elif any(x.what == "web" for x in health.findings):
+            lines.append(f"members' pages: NOT answering at {f.web_url}")
+        else:
+            lines.append(f"members' pages: not running at {f.web_url} (they start with `wct up`)")
     if f.oldest_due_unsent is not None:
         minutes = int((now - f.oldest_due_unsent).total_seconds() // 60)
         lines.append(f"outbox: {f.due_unsent} due and unsent, the oldest for {minutes} min")
@@ -183,9 +208,43 @@ def _serve(
     )
     if register_only:
         return
+    members = _start_members_pages(rt, engine)
     watchdog = Watchdog(rt, engine, lambda line: typer.echo(line, err=True))
     watchdog.start()
     try:
         serve_limited(deployments, limit=rt.settings.run_limit)
     finally:
         watchdog.stop()
+        if members is not None:
+            members.stop()
+
+
+def _start_members_pages(rt: Runtime, engine: Engine) -> WebRunning | None:
+    """The members' pages in a thread of this process, at WCT_WEB_URL; `wct up` goes on without
+    them (and says so) if they cannot start."""
+    from deployments.web.serve import host_port, prefect_follow_up, start, web_app
+
+    url = rt.settings.web_url
+    try:
+        host, port = host_port(url)
+        running = start(web_app(rt.settings, engine, rt.clock, prefect_follow_up), host, port)
+    except (OSError, RuntimeError, ValueError) as exc:
+        typer.echo(f"wct up: warning: members' pages not started at {url}: {exc}", err=True)
+        return None
+    typer.echo(f"Members' pages: {url}")
+    return running
+
+
+@app.command()
+@errors
+def web(ctx: typer.Context) -> None:
+    """Serve only the members' pages, at WCT_WEB_URL, until stopped (Ctrl-C). Inside `wct up`
+    they are served already."""
+    from deployments.web.serve import host_port, prefect_follow_up, server, web_app
+
+    rt = runtime(ctx)
+    engine = rt.ready_engine()
+    host, port = host_port(rt.settings.web_url)
+    follow = prefect_follow_up if os.environ.get("PREFECT_API_URL") else None
+    typer.echo(f"Members' pages: {rt.settings.web_url}")
+    server(web_app(rt.settings, engine, rt.clock, follow), host, port).run()

@@ -1,6 +1,12 @@
 """Event-driven cases as Prefect flow runs: open the case, then wait (suspended, with a form in the
 UI) for the person it waits on; deadlines are separate timer runs that escalate and wake it.
 
+Each case flow takes the injected clock as the cycle flows do: `as_of` (None: the wall clock) is
+when the case is opened and what its timers are set by; `follow=False` opens the case and returns
+without waiting (the simulation, whose members answer with commands; under `wct up` the sweep
+then starts a follower, as for a case opened from the CLI); `timers=False` sets no timer runs
+(the simulation plays them itself).
+
 A case run re-runs from the top each time it is resumed (that is how `suspend_flow_run` works),
 so every step here is idempotent: opening a case twice returns the same case, and each wait has a
 key made of the case's audit revision, so an answer is applied once and a stale wait is replaced.
@@ -29,13 +35,13 @@ from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from flows.runtime import engine
+from flows.runtime import clock_at, engine
 from flows.signals import act
 from flows.timers import schedule_subject_timers
 from models import accountability, instructions
 from models.audit import revision
 from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
-from models.clock import SystemClock
+from models.clock import Clock, SystemClock
 from models.errors import NotFound, WctError
 from models.service import Command
 
@@ -168,9 +174,9 @@ def answer_command(case_id: int, form: Form, a: Any) -> Command[object]:
 # --- running commands -----------------------------------------------------------------------
 
 
-def _as(who: str, command: Command[T]) -> T:
-    """Run a command as the member `who` on the wall clock, and relay what it changed."""
-    return act(SystemClock(), who, command)
+def _as(clock: Clock, who: str, command: Command[T]) -> T:
+    """Run a command as the member `who` by `clock`, and relay what it changed."""
+    return act(clock, who, command)
 
 
 # --- timers and wakes (the step flow and the sweep call these, flows/steps.py) ---------------
@@ -274,8 +280,12 @@ class CaseSummary(BaseModel):
     closed: bool
 
 
-async def follow(kind: str, case_id: int) -> CaseSummary:
-    """Wait on whoever the case waits on, apply each answer through its command, until closed."""
+async def follow_to_close(
+    kind: str, case_id: int, *, as_of: datetime | None = None, timers: bool = True
+) -> CaseSummary:
+    """Wait on whoever the case waits on, apply each answer through its command, until closed.
+    An answer is applied when it arrives (the wall clock); `as_of` only says how the case's
+    timers are set (each carrying its due time as its clock, flows/timers.py)."""
     logger = get_run_logger()
     subject = f"{SUBJECT_PREFIX[kind]}:{case_id}"
     await _label_run(f"{kind.replace('_', '-')}-{case_id}", subject)
@@ -283,7 +293,8 @@ async def follow(kind: str, case_id: int) -> CaseSummary:
     if elder is not None:  # the same trigger twice: one case, one run waiting on it
         logger.info("case %s is already followed by run %s", subject, elder)
         return CaseSummary(kind=kind, case_id=case_id, stage=f"followed by {elder}", closed=False)
-    await schedule_subject_timers(subject)
+    if timers:
+        await schedule_subject_timers(subject, as_of=as_of)
     attempt, last_revision = 0, -1
     while True:
         with Session(engine()) as session:
@@ -303,11 +314,12 @@ async def follow(kind: str, case_id: int) -> CaseSummary:
             continue
 
         try:
-            _as(answer.your_email, answer_command(case_id, wait.form, answer))
+            _as(SystemClock(), answer.your_email, answer_command(case_id, wait.form, answer))
         except WctError as exc:  # refused: nothing changed; say why and wait again
             logger.warning("answer from %r refused: %s", answer.your_email, exc)
             continue
-        await schedule_subject_timers(subject)
+        if timers:
+            await schedule_subject_timers(subject, as_of=as_of)
 
 
 async def _older_follower(subject: str) -> str | None:
@@ -373,25 +385,59 @@ class RequestApproval(BaseModel):
     requested_by: str
 
 
+async def opened(
+    kind: str,
+    case_id: int,
+    *,
+    as_of: datetime | None,
+    follow: bool,
+    timers: bool,
+) -> CaseSummary:
+    """After a case flow's opening command: follow the case until it closes, or (`follow=False`)
+    name the run for the case, set its timers and return where the case stands."""
+    if follow:
+        return await follow_to_close(kind, case_id, as_of=as_of, timers=timers)
+    subject = f"{SUBJECT_PREFIX[kind]}:{case_id}"
+    await _label_run(f"{kind.replace('_', '-')}-{case_id}", subject)
+    if timers:
+        await schedule_subject_timers(subject, as_of=as_of)
+    with Session(engine()) as session:
+        wait = awaiting(session, kind, case_id)
+    stage = "closed" if wait is None else wait.stage
+    return CaseSummary(kind=kind, case_id=case_id, stage=stage, closed=wait is None)
+
+
 @flow(name="dispute", flow_run_name="dispute-{request.title}")
-async def dispute_case(request: OpenDispute) -> CaseSummary:
+async def dispute_case(
+    request: OpenDispute,
+    as_of: datetime | None = None,
+    follow: bool = True,
+    timers: bool = True,
+) -> CaseSummary:
     """18.2: a dispute between partners, from informal discussion to ADR."""
-    opened = _as(
+    done = _as(
+        clock_at(as_of),
         request.opened_by,
         instructions.OpenDispute(title=request.title, parties=request.parties, note=request.note),
     )
-    return await follow("dispute", opened.dispute_id)
+    return await opened("dispute", done.dispute_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="call-to-account", flow_run_name="call-to-account-{request.organisation}")
-async def call_to_account_case(request: CallToAccountRequest) -> CaseSummary:
+async def call_to_account_case(
+    request: CallToAccountRequest,
+    as_of: datetime | None = None,
+    follow: bool = True,
+    timers: bool = True,
+) -> CaseSummary:
     """11.5.1: the WSCB calls a partner to account; the response deadline is agreed mutually."""
     kind = (
         accountability.AccountKind.EVIDENCE_REQUEST
         if request.evidence_request
         else accountability.AccountKind.CALL_TO_ACCOUNT
     )
-    opened = _as(
+    done = _as(
+        clock_at(as_of),
         request.opened_by,
         instructions.OpenCallToAccount(
             organisation=request.organisation,
@@ -400,13 +446,19 @@ async def call_to_account_case(request: CallToAccountRequest) -> CaseSummary:
             kind=kind,
         ),
     )
-    return await follow(kind.value, opened.case_id)
+    return await opened(kind.value, done.case_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="risk", flow_run_name="risk-{request.title}")
-async def risk_case(request: RaiseRisk) -> CaseSummary:
+async def risk_case(
+    request: RaiseRisk,
+    as_of: datetime | None = None,
+    follow: bool = True,
+    timers: bool = True,
+) -> CaseSummary:
     """16.1: a risk managed by the Executive, escalated to the Board when it must be."""
-    raised = _as(
+    done = _as(
+        clock_at(as_of),
         request.raised_by,
         instructions.RaiseRisk(
             title=request.title,
@@ -415,20 +467,26 @@ async def risk_case(request: RaiseRisk) -> CaseSummary:
             impact=request.impact,
         ),
     )
-    return await follow("risk", raised.risk_id)
+    return await opened("risk", done.risk_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="approval", flow_run_name="approval-{request.gate}")
-async def approval_case(request: RequestApproval) -> CaseSummary:
+async def approval_case(
+    request: RequestApproval,
+    as_of: datetime | None = None,
+    follow: bool = True,
+    timers: bool = True,
+) -> CaseSummary:
     """11.3.5 / 21.1.1: a proposal waits on another body's approval."""
-    asked = _as(
+    done = _as(
+        clock_at(as_of),
         request.requested_by,
         instructions.RequestApproval(gate=request.gate, title=request.title),
     )
-    return await follow("approval", asked.request_id)
+    return await opened("approval", done.request_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="follow-case", flow_run_name="follow-{kind}-{case_id}")
 async def follow_case(kind: str, case_id: int) -> CaseSummary:
     """Follow a case opened elsewhere (the CLI) as a visible run."""
-    return await follow(kind, case_id)
+    return await follow_to_close(kind, case_id)

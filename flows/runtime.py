@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -31,6 +32,13 @@ def _engine(url: str) -> Engine:
 def engine() -> Engine:
     """The engine for the configured database, made once per process on first use."""
     return _engine(get_settings().resolved_database_url)
+
+
+def database_tag() -> str:
+    """A short name for this wct database (a hash of its URL, password left out), so that two
+    partnerships, or a test and a simulation, sharing one Prefect server never share a timer."""
+    url = engine().url.render_as_string(hide_password=True)
+    return hashlib.sha256(url.encode()).hexdigest()[:10]
 
 
 def clock_at(as_of: datetime | None) -> Clock:

@@ -26,6 +26,12 @@ CURSOR = "prefect-events"
 BATCH = 500
 
 
+def resource_id(subject: str) -> str:
+    """The Prefect resource an audit subject is (`meeting:12` -> `wct.meeting.12`): what an
+    automation or the UI's event feed filters on."""
+    return "wct." + subject.replace(":", ".")
+
+
 def relay(engine: Engine) -> int:
     """Emit `wct.<action>` for each audit event not yet signalled; returns how many."""
     with Session(engine) as session:
@@ -41,11 +47,10 @@ def relay(engine: Engine) -> int:
             .limit(BATCH)
         ).all()
         for event in events:
-            kind, _, ident = event.subject.partition(":")
             emit_event(
                 event=f"wct.{event.action}",
                 resource={
-                    "prefect.resource.id": f"wct.{kind}.{ident}",
+                    "prefect.resource.id": resource_id(event.subject),
                     "prefect.resource.name": event.subject,
                 },
                 payload={"seq": event.seq, "actor": event.actor, "after": json.loads(event.after)},

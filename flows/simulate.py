@@ -4,6 +4,13 @@ The simulator plays the scheduler: it runs each cycle flow when its schedule wou
 step flow when its timer would fire, with the injected clock set to that moment. Simulated members
 act on a seeded random schedule (some late, so escalations happen): they submit items and reports,
 send apologies, record their meetings through the record form, approve minutes, finish reviews.
+Every quarter a round of cases is opened, each as a run of its case flow at its moment
+(`as_of`, not followed: the simulated members answer with commands, as a form would), and each
+case's deadlines and reminders fire as runs of the step flow like every other step: risks raised
+by the Executive and escalated to the Board (16.1), a dispute whose deadlines pass until it
+reaches ADR (18.2), a call to account agreed, reminded and answered late (11.5.1), approvals
+granted and refused by the approving body's chair (11.3.5, 21.1.1). People are picked by their
+roles in the constitution. A command the rules refuse is part of the story, counted, not a failure.
 Messages are delivered to the mail folder by the notifications dispatcher at the end of each day.
 Nothing here decides a governance question: every change is a command in `models/`.
 """
@@ -14,8 +21,9 @@ import csv
 import heapq
 import io
 import itertools
+import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -27,6 +35,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from flows import cases as case_flows
 from flows.cycles import (
     MeetingRecord,
     annual_review,
@@ -37,12 +46,13 @@ from flows.cycles import (
 from flows.runtime import engine
 from flows.signals import act
 from flows.steps import step as step_timer
-from models import meetings, reports, reviews
-from models.calendar import add_working_days, meetings_between
-from models.casework import coordinators
+from models import accountability, approvals, instructions, meetings, reports, reviews
+from models.calendar import add_working_days, is_working_day, meetings_between
+from models.casework import StepStatus, coordinators, holders
 from models.clock import LONDON, FixedClock
-from models.constitution import Constitution, RoleKind
+from models.constitution import BodyKind, Constitution, RoleKind
 from models.db import migrate
+from models.disputes import DisputeStage, stage_deadline
 from models.errors import InvalidInput, WctError
 from models.instructions import (
     ApproveMinutes,
@@ -57,13 +67,24 @@ from models.instructions import (
 from models.permissions import System
 from models.service import Command, execute
 from models.steps import at_nine, body_members, pending_until, role_holders
-from models.tables import AuditEvent, Meeting, Report, Review
+from models.tables import (
+    ApprovalRequest,
+    AuditEvent,
+    CallToAccount,
+    DisputeStageRecord,
+    Meeting,
+    Person,
+    Report,
+    Review,
+    Step,
+)
 from notifications.config import NotificationSettings
 from notifications.dispatch import drain
 
 Action = Callable[[datetime], Awaitable[None]]
 QUARTER_MONTHS = (3, 6, 9, 12)
 REVIEW_LEAD = timedelta(days=45)
+CASE_ROUND = timedelta(weeks=13)  # a round of cases every quarter
 
 
 @dataclass(order=True)
@@ -88,6 +109,8 @@ class Summary:
     reviews_completed: int = 0
     reviews_overdue: int = 0
     steps_fired: int = 0
+    commands_refused: int = 0
+    cases: dict[str, dict[str, int]] = field(default_factory=dict)
     messages_delivered: int = 0
     messages_failed: int = 0
     flow_runs: int = 0
@@ -96,6 +119,32 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class GateCast:
+    """An approval gate's people: members of the proposing body, the approving body's chair."""
+
+    gate: str
+    proposers: list[str]
+    approvers: list[str]
+
+
+@dataclass(frozen=True)
+class Cast:
+    """Who plays each part in the cases, picked by role from the constitution (emails)."""
+
+    executive_chairs: list[str]
+    executive_members: list[str]
+    board_chairs: list[str]
+    wscb_chairs: list[str]
+    coordinators: list[str]
+    partners: dict[str, list[str]]  # statutory partner -> its people with a seat on the Board
+    gates: list[GateCast]
+
+
+def _emails(people: Iterable[Person]) -> list[str]:
+    return [p.email for p in people]
 
 
 def synthetic_members(c: Constitution) -> str:
@@ -171,6 +220,7 @@ class Simulation:
         try:
             act(self.clock(now), who, command)
         except WctError:
+            self.summary.commands_refused += 1
             return False
         return True
 
@@ -366,6 +416,226 @@ class Simulation:
             approval = ApproveMinutes(meeting_id=previous.id, at_meeting_id=meeting_id)
             self.run_command(now, recorders[0] if recorders else "", approval)
 
+    # --- cases: a round every quarter (what members, chairs and partners start and answer) ----
+
+    def schedule_cases(self) -> None:
+        """A round of cases at the start and every quarter after, while the range lasts."""
+        first = self._working_day(self.start.date() + timedelta(days=1))
+        for n in itertools.count():
+            day = first + CASE_ROUND * n
+            if day > self.end.date():
+                return
+            self.at(at_nine(self._working_day(day)), f"cases-{n}", self._case_round(n))
+
+    @staticmethod
+    def _working_day(day: date) -> date:
+        while not is_working_day(day):
+            day += timedelta(days=1)
+        return day
+
+    def _later(self, now: datetime, low: int, high: int) -> datetime:
+        """A working day `low` to `high` working days after `now`, at a time in office hours."""
+        day = add_working_days(now.date(), self.rng.randint(low, high))
+        return at_nine(day) + timedelta(hours=self.rng.randint(0, 7))
+
+    def _case_round(self, n: int) -> Action:
+        async def run(now: datetime) -> None:
+            cast = self.cast()
+            await self.open_risks(n, now, cast)
+            await self.open_dispute(n, now, cast)
+            await self.open_call_to_account(n, now, cast)
+            await self.open_approvals(n, now, cast)
+
+        return run
+
+    def cast(self) -> Cast:
+        """Who plays each part, by role in the constitution."""
+        c = self.c
+        executive, board = c.sole(BodyKind.EXECUTIVE), c.sole(BodyKind.BOARD)
+        wscb = c.sole(BodyKind.SAFEGUARDING_BOARD)
+        with Session(engine()) as session:
+            exec_chairs = _emails(role_holders(session, executive.chair))
+            members = _emails(body_members(session, c, executive.id))
+            board_seats = {seat.role for seat in board.members}
+            partners: dict[str, list[str]] = {}
+            for org in c.organisations:
+                if not org.statutory_partner:  # 20.3.3: the partners under the duty to co-operate
+                    continue
+                people = _emails(holders(session, board_seats, [org.id]))
+                if people:
+                    partners[org.id] = people
+            gates = [
+                GateCast(
+                    gate=g.id,
+                    proposers=_emails(body_members(session, c, g.from_body)),
+                    approvers=_emails(role_holders(session, c.body(g.approver_body).chair)),
+                )
+                for g in c.approval_gates
+            ]
+            return Cast(
+                executive_chairs=exec_chairs,
+                executive_members=[m for m in members if m not in exec_chairs],
+                board_chairs=_emails(role_holders(session, board.chair)),
+                wscb_chairs=_emails(role_holders(session, wscb.chair)),
+                coordinators=_emails(coordinators(session, c)),
+                partners=partners,
+                gates=gates,
+            )
+
+    async def _open(self, opening: Awaitable[case_flows.CaseSummary]) -> int | None:
+        """A case flow run opens the case at its moment and returns (the members answer by
+        command); the opening refused by the rules is part of the story."""
+        try:
+            summary = await opening
+        except WctError:
+            self.summary.commands_refused += 1
+            return None
+        return summary.case_id
+
+    async def open_risks(self, n: int, now: datetime, cast: Cast) -> None:
+        """16.1: an Executive member raises risks. One scores at the threshold and goes to the
+        Board at once; one is escalated by the Executive's chair after a member's attempt is
+        refused; one is reviewed and closed. The Board's chair assesses the escalated ones."""
+        if not cast.executive_members or not cast.executive_chairs or not cast.board_chairs:
+            return
+        threshold = self.c.risk.escalation_threshold
+        high = [(li, im) for li in range(1, 6) for im in range(1, 6) if li * im >= threshold]
+        low = [(li, im) for li in range(1, 6) for im in range(1, 6) if li * im < threshold]
+        themes = ("Agency staff turnover", "Placement sufficiency", "Data sharing gaps")
+        for i, (theme, scores) in enumerate(zip(themes, (high, low, low), strict=True)):
+            if not scores:
+                continue
+            likelihood, impact = self.rng.choice(scores)
+            raiser, owner = self.rng.sample(cast.executive_members, 2)
+            request = case_flows.RaiseRisk(
+                title=f"{theme} (round {n + 1})",
+                owner=owner,
+                likelihood=likelihood,
+                impact=impact,
+                raised_by=raiser,
+            )
+            opened = await self._open(
+                case_flows.risk_case(request=request, as_of=now, follow=False, timers=False)
+            )
+            if opened is None:
+                continue
+            self._risk_story(i, opened, now, raiser, cast)
+
+    def _risk_story(self, i: int, risk_id: int, now: datetime, raiser: str, cast: Cast) -> None:
+        chair = self.rng.choice(cast.executive_chairs)
+        board_chair = self.rng.choice(cast.board_chairs)
+        assess = instructions.AssessRisk(risk_id=risk_id, assessment="Accepted; mitigations noted.")
+        if i == 0:  # escalated when raised: on the Board's agenda for formal assessment
+            self._command(self._later(now, 10, 25), board_chair, assess, f"assess-risk-{risk_id}")
+            return
+        if i == 1:  # a member may not escalate (16.1: the Executive's chair does); the chair does
+            escalate = instructions.EscalateRisk(risk_id=risk_id, reason="Needs the Board's view")
+            when = self._later(now, 3, 8)
+            self._command(when, raiser, escalate, f"escalate-risk-{risk_id}")
+            self._command(when + timedelta(hours=1), chair, escalate, f"escalate-risk-{risk_id}")
+            self._command(self._later(when, 10, 25), board_chair, assess, f"assess-{risk_id}")
+            return
+        review = instructions.ReviewRisk(risk_id=risk_id, likelihood=1, impact=2)
+        when = self._later(now, 15, 30)
+        self._command(when, raiser, review, f"review-risk-{risk_id}")
+        close = instructions.CloseRisk(risk_id=risk_id)
+        self._command(self._later(when, 5, 15), chair, close, f"close-risk-{risk_id}")
+
+    async def open_dispute(self, n: int, now: datetime, cast: Cast) -> None:
+        """18.2: two partners in dispute. Nobody records an outcome, so each stage's deadline
+        passes and the dispute climbs to the Chief Executives, then to ADR, where a
+        coordinator records the provider and the result."""
+        if len(cast.partners) < 2:
+            return
+        first, second = self.rng.sample(sorted(cast.partners), 2)
+        request = case_flows.OpenDispute(
+            title=f"Information sharing at the front door (round {n + 1})",
+            parties=[first, second],
+            opened_by=self.rng.choice(cast.partners[first]),
+        )
+        dispute_id = await self._open(
+            case_flows.dispute_case(request=request, as_of=now, follow=False, timers=False)
+        )
+        if dispute_id is None or not cast.coordinators:
+            return
+        informal = stage_deadline(self.c, DisputeStage.INFORMAL, now.date())
+        adr_opens = stage_deadline(self.c, DisputeStage.CHIEF_EXECUTIVES, informal)
+        result = instructions.RecordAdr(
+            dispute_id=dispute_id,
+            provider="Centre for Effective Dispute Resolution",
+            resolved=self.rng.random() < 0.7,
+            note="Mediation held.",
+        )
+        when = self._later(at_nine(adr_opens), 10, 30)
+        self._command(when, self.rng.choice(cast.coordinators), result, f"adr-{dispute_id}")
+
+    async def open_call_to_account(self, n: int, now: datetime, cast: Cast) -> None:
+        """11.5.1: the WSCB's chair calls a partner to account; the partner agrees the proposed
+        deadline; the reminders come 10, 5 and 1 working days before it; nothing arrives by
+        then, so the overdue step escalates; the response comes late, and the WSCB accepts it."""
+        if not cast.partners or not cast.wscb_chairs:
+            return
+        partner = self.rng.choice(sorted(cast.partners))
+        bounds = self.c.call_to_account
+        days = min(max(bounds.min_deadline, 15), bounds.max_deadline)
+        chair = self.rng.choice(cast.wscb_chairs)
+        request = case_flows.CallToAccountRequest(
+            organisation=partner,
+            evidence=f"Section 11 audit: strategy meetings missed (round {n + 1})",
+            proposed_deadline=add_working_days(now.date(), days),
+            opened_by=chair,
+        )
+        case_id = await self._open(
+            case_flows.call_to_account_case(request=request, as_of=now, follow=False, timers=False)
+        )
+        if case_id is None:
+            return
+        deadline = request.proposed_deadline
+        answerer = self.rng.choice(cast.partners[partner])
+        agree = instructions.AnswerDeadline(case_id=case_id, accept=True)
+        self._command(self._later(now, 1, 3), answerer, agree, f"agree-{case_id}")
+        respond = instructions.RespondToCall(case_id=case_id, response="Action plan attached.")
+        late = self._later(at_nine(deadline), 2, 6)
+        self._command(late, answerer, respond, f"respond-{case_id}")
+        accept = instructions.JudgeResponse(case_id=case_id, accept=True, note="Accepted.")
+        self._command(self._later(late, 2, 5), chair, accept, f"conclude-{case_id}")
+
+    async def open_approvals(self, n: int, now: datetime, cast: Cast) -> None:
+        """11.3.5 / 21.1.1: a member of the proposing body asks each gate's approving body; its
+        chair grants or refuses (alternating by round). Another body's chair tries first and is
+        refused by the rules."""
+        for i, gate in enumerate(cast.gates):
+            if not gate.proposers or not gate.approvers:
+                continue
+            request = case_flows.RequestApproval(
+                gate=gate.gate,
+                title=f"Proposal {n + 1}.{i + 1} for approval",
+                requested_by=self.rng.choice(gate.proposers),
+            )
+            request_id = await self._open(
+                case_flows.approval_case(request=request, as_of=now, follow=False, timers=False)
+            )
+            if request_id is None:
+                continue
+            grant = (n + i) % 2 == 0
+            decide = instructions.DecideApproval(
+                request_id=request_id, approve=grant, note="Agreed." if grant else "Not now."
+            )
+            when = self._later(now, 5, 20)
+            others = [
+                a for g in cast.gates if g is not gate for a in g.approvers
+            ]  # another body's chair may not decide for this one
+            if others:
+                self._command(when, self.rng.choice(others), decide, f"decide-{request_id}")
+            chair = self.rng.choice(gate.approvers)
+            self._command(when + timedelta(hours=1), chair, decide, f"decide-{request_id}")
+
+    def _command(self, when: datetime, who: str, command: Command[object], label: str) -> None:
+        async def run(now: datetime) -> None:
+            self.run_command(now, who, command)
+
+        self.at(when, label, run)
+
     # --- delivery, once a day --------------------------------------------------------------
 
     def schedule_deliveries(self) -> None:
@@ -383,6 +653,7 @@ class Simulation:
 
     async def run(self) -> Summary:
         self.schedule_cycles()
+        self.schedule_cases()
         self.schedule_deliveries()
         with tags(self.tag):
             while self.queue:
@@ -435,4 +706,69 @@ class Simulation:
                     col(Meeting.starts_at) <= self.end,
                 )
             ).one()
+            s.cases = case_counts(session, audits)
         s.mail_folder = str(self.delivery.mail_dir)
+
+
+def case_counts(session: Session, audits: Callable[[str], int]) -> dict[str, dict[str, int]]:
+    """What happened to the cases, per kind, from the audit trail and the case tables."""
+
+    def rows(query: Any) -> int:
+        return int(session.exec(query).one())
+
+    adr = DisputeStage.ADR.value
+    responses = session.exec(
+        select(AuditEvent.before).where(AuditEvent.action == "account.responded")
+    ).all()
+    overdue = accountability.AccountStatus.OVERDUE
+    late = sum(1 for before in responses if json.loads(before)["status"] == overdue)
+    return {
+        "risk": {
+            "opened": audits("risk.raised"),
+            "escalated": audits("risk.escalated"),
+            "assessed": audits("risk.assessed"),
+            "closed": audits("risk.closed"),
+        },
+        "dispute": {
+            "opened": audits("dispute.opened"),
+            "escalated": audits("dispute.escalated"),
+            "reached_adr": rows(
+                select(func.count(func.distinct(DisputeStageRecord.dispute_id))).where(
+                    DisputeStageRecord.stage == adr
+                )
+            ),
+            "closed": audits("dispute.closed"),
+        },
+        "call_to_account": {
+            "opened": rows(
+                select(func.count())
+                .select_from(CallToAccount)
+                .where(CallToAccount.kind == accountability.AccountKind.CALL_TO_ACCOUNT)
+            ),
+            "agreed": audits("account.deadline_agreed"),
+            "reminders": rows(
+                select(func.count())
+                .select_from(Step)
+                .where(
+                    Step.kind == accountability.REMINDER_STEP.name,
+                    Step.status == StepStatus.DONE,
+                )
+            ),
+            "overdue": audits("account.overdue"),
+            "answered_late": late,
+            "accepted": audits("account.closed"),
+        },
+        "approval": {
+            "requested": audits("approval.requested"),
+            "granted": rows(
+                select(func.count())
+                .select_from(ApprovalRequest)
+                .where(ApprovalRequest.status == approvals.ApprovalStatus.APPROVED)
+            ),
+            "refused": rows(
+                select(func.count())
+                .select_from(ApprovalRequest)
+                .where(ApprovalRequest.status == approvals.ApprovalStatus.REFUSED)
+            ),
+        },
+    }

@@ -1,6 +1,8 @@
 """Durable timers: one future-scheduled run of the `step` flow (flows/steps.py) per step, keyed by
-the step, so a coordinator sees every deadline in the UI and each is created once however often
-the flow that sets it runs."""
+the database, the step and its due time, so a coordinator sees every deadline in the UI, each is
+created once however often the flow that sets it runs, a step planned again for another time gets
+a new timer (the old one finds nothing due and ends), and two databases sharing a Prefect server
+never take each other's timers."""
 
 from __future__ import annotations
 
@@ -11,11 +13,16 @@ from typing import Any
 from prefect.deployments.flow_runs import arun_deployment
 from sqlmodel import Session
 
-from flows.runtime import engine
+from flows.runtime import database_tag, engine
 from models.steps import PlannedStep, pending_steps, pending_until
 
 STEP_DEPLOYMENT = "step/step"
 STEP_TAG = "wct-step"
+
+
+def timer_key(step: PlannedStep) -> str:
+    """The timer's idempotency key: this database's, this step's, at this time."""
+    return f"{database_tag()}:{step.key}@{step.due_at.isoformat()}"
 
 
 async def schedule_timers(steps: Sequence[PlannedStep], *, as_of: datetime | None = None) -> int:
@@ -30,7 +37,7 @@ async def schedule_timers(steps: Sequence[PlannedStep], *, as_of: datetime | Non
             STEP_DEPLOYMENT,
             parameters=parameters,
             scheduled_time=step.due_at,
-            idempotency_key=step.key,
+            idempotency_key=timer_key(step),
             flow_run_name=step.run_name,
             tags=[STEP_TAG, step.subject],
             timeout=0,

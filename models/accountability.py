@@ -23,6 +23,8 @@ from models.casework import (
 from models.commands import current_constitution
 from models.constitution import Action, BodyKind, Constitution, RoleKind
 from models.errors import InvalidInput, NotFound, Refused
+from models.messages import Ask, revision_key
+from models.messages import CallToAccount as CallToAccountMessage
 from models.permissions import Actor, Scope, allowed
 from models.steps import (
     ALWAYS,
@@ -170,29 +172,39 @@ def _tell(
     event: str,
     action: str,
     *,
+    ask: Action | None = None,
     key: str | None = None,
 ) -> None:
-    """Tell `people` of `event`; `key` is the stem of the messages' keys when the event is not
-    one a case has only once (a step's occurrence), by default the case and the event."""
+    """Tell `people` of `event`: by default the change the case has just had, keyed by the
+    revision it made (`account:3:r5:agreed`), so a second agreement after a reopen is a message
+    of its own; a step that changes nothing (a reminder) gives its own key. `ask`: the action
+    the message's button takes, offered to those of `people` the constitution lets take it."""
     org = next(o.name for o in c.organisations if o.id == case.organisation_id)
+    assert case.id is not None
     notify(
         uow,
-        kind="call_to_account",
+        CallToAccountMessage(
+            clause=CLAUSE,
+            case_id=case.id,
+            case_kind=case.kind,
+            organisation=org,
+            evidence=case.evidence,
+            status=case.status,
+            event=event,
+            proposed_deadline=case.proposed_deadline,
+            agreed_deadline=case.agreed_deadline,
+            action=action,
+            ask=None if ask is None else Ask(action=ask, subject=_subject(case)),
+        ),
         people=people,
-        key=key or f"{_subject(case)}:{event}",
-        context={
-            "clause": CLAUSE,
-            "case_id": case.id,
-            "kind": case.kind,
-            "organisation": org,
-            "evidence": case.evidence,
-            "status": case.status,
-            "event": event,
-            "proposed_deadline": str(case.proposed_deadline) if case.proposed_deadline else None,
-            "agreed_deadline": str(case.agreed_deadline) if case.agreed_deadline else None,
-            "action": action,
-        },
+        key=key or revision_key(uow.session, _subject(case), event),
+        scope=Scope(parties=frozenset({case.organisation_id})),
     )
+
+
+def _day(day: date | None) -> str:
+    """`Monday 1 February 2027`: a date as a message says it."""
+    return "not set" if day is None else f"{day:%A} {day.day} {day:%B %Y}"
 
 
 def open_call(
@@ -236,7 +248,9 @@ def open_call(
         case,
         _partner_people(session, c, organisation),
         "opened",
-        f"Accept the proposed deadline or propose another by {case.negotiation_ends_on}.",
+        f"Accept the proposed deadline for your organisation's response, or propose another, "
+        f"by {_day(case.negotiation_ends_on)}, with the button below.",
+        ask=Action.ACCOUNT_AGREE_FOR_PARTNER,
     )
     return _result(case, created=True)
 
@@ -271,7 +285,9 @@ def answer_deadline(
             case,
             _partner_people(session, c, case.organisation_id) + _wscb_people(session, c),
             "agreed",
-            f"The formal response or action is due by {case.agreed_deadline}.",
+            f"The formal response or action is due by {_day(case.agreed_deadline)}. If you "
+            "answer for the organisation, send it with the button below.",
+            ask=Action.ACCOUNT_RESPOND,
         )
     else:
         assert counter is not None
@@ -290,20 +306,21 @@ def answer_deadline(
             case,
             other,
             f"counter-{counter.isoformat()}",
-            f"Accept {counter} as the deadline or propose another by {case.negotiation_ends_on}.",
+            f"Accept {_day(counter)} as the deadline, or propose another, by "
+            f"{_day(case.negotiation_ends_on)}, with the button below.",
+            ask=(
+                Action.ACCOUNT_AGREE_FOR_WSCB
+                if side is Side.PARTNER
+                else Action.ACCOUNT_AGREE_FOR_PARTNER
+            ),
         )
     return _result(case)
 
 
-def _stalemate_key(case: CallToAccount) -> str:
-    """The stalemate step of this agreement window, and the stem of the keys of its messages."""
-    return f"{_subject(case)}:stalemate:{case.negotiation_ends_on}"
-
-
-def _reminder_key(case: CallToAccount, days: int) -> str:
-    """The reminder `days` working days before the agreed deadline, and the stem of the keys of
-    its messages: each reminder of each agreed deadline is its own message."""
-    return f"{_subject(case)}:reminder:{case.agreed_deadline}:{days}"
+def _step_key(session: Session, case: CallToAccount, step: str) -> str:
+    """`account:3:r5:reminder-10`: a step planned by the change the case has just had, named by
+    the revision it made, so a reopened case that agrees the same date again gets new steps."""
+    return revision_key(session, _subject(case), step)
 
 
 def _schedule_stalemate(session: Session, case: CallToAccount) -> None:
@@ -312,7 +329,7 @@ def _schedule_stalemate(session: Session, case: CallToAccount) -> None:
     plan(
         session,
         STALEMATE_STEP,
-        key=_stalemate_key(case),
+        key=_step_key(session, case, "stalemate"),
         subject_id=case.id or 0,
         due_at=close_of_business(case.negotiation_ends_on),
     )
@@ -327,7 +344,7 @@ def _schedule_response_steps(uow: UnitOfWork, c: Constitution, case: CallToAccou
             plan(
                 uow.session,
                 REMINDER_STEP,
-                key=_reminder_key(case, days),
+                key=_step_key(uow.session, case, f"reminder-{days}"),
                 subject_id=case.id or 0,
                 due_at=close_of_business(day).replace(hour=9),
                 params=DaysBefore(days=days),
@@ -335,7 +352,7 @@ def _schedule_response_steps(uow: UnitOfWork, c: Constitution, case: CallToAccou
     plan(
         uow.session,
         OVERDUE_STEP,
-        key=f"{_subject(case)}:overdue:{case.agreed_deadline}",
+        key=_step_key(uow.session, case, "overdue"),
         subject_id=case.id or 0,
         due_at=close_of_business(case.agreed_deadline),
     )
@@ -361,13 +378,14 @@ def stalemate(uow: UnitOfWork, *, case_id: int) -> bool:
         _chairs_of_both(session, c),
         "stalemate",
         "No response deadline has been agreed in time: the chairs are asked to settle it.",
-        key=_stalemate_key(case),
     )
     return True
 
 
-def remind(uow: UnitOfWork, *, case_id: int, days: int) -> bool:
-    """The reminder `days` working days before the agreed deadline; none once the response is in."""
+def remind(uow: UnitOfWork, *, case_id: int, step_key: str) -> bool:
+    """A reminder before the agreed deadline (the step `step_key`, whose key is the stem of its
+    messages: each reminder of each agreement is its own message); none once the response is
+    in."""
     session, c = uow.session, current_constitution(uow.session)
     case = lock(session, case_id)
     if case.status != AccountStatus.AWAITING_RESPONSE:
@@ -378,8 +396,10 @@ def remind(uow: UnitOfWork, *, case_id: int, days: int) -> bool:
         case,
         _partner_people(session, c, case.organisation_id),
         "reminder",
-        f"The formal response or action is due by {case.agreed_deadline}.",
-        key=_reminder_key(case, days),
+        f"The formal response or action is due by {_day(case.agreed_deadline)}. Send it with "
+        "the button below.",
+        ask=Action.ACCOUNT_RESPOND,
+        key=step_key,
     )
     return True
 
@@ -402,7 +422,7 @@ def deadline_passed(uow: UnitOfWork, *, case_id: int) -> bool:
         case,
         _chairs_of_both(session, c),
         f"overdue-{case.agreed_deadline}",
-        f"The response due by {case.agreed_deadline} has not been received.",
+        f"The response due by {_day(case.agreed_deadline)} has not been received.",
     )
     return True
 
@@ -412,7 +432,7 @@ def _stalemate(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
 
 
 def _remind(uow: UnitOfWork, firing: Firing[DaysBefore]) -> bool:
-    return remind(uow, case_id=firing.subject_id, days=firing.params.days)
+    return remind(uow, case_id=firing.subject_id, step_key=firing.key)
 
 
 def _overdue(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
@@ -453,7 +473,8 @@ def record_response(uow: UnitOfWork, *, case_id: int, response: str) -> AccountR
         case,
         _wscb_people(session, c),
         f"responded-{case.agreed_deadline}",
-        "Accept the response, or reopen the case with a new proposed deadline.",
+        "Consider the response: accept it, or reopen the case with a new proposed deadline. "
+        "The governance coordinator can record either for you.",
     )
     return _result(case)
 
@@ -482,6 +503,15 @@ def conclude(
         case.status, case.closed_at = AccountStatus.CLOSED.value, uow.clock.now()
         session.add(case)
         _audit(uow, case, "account.closed", before, note=text)
+        _tell(
+            uow,
+            c,
+            case,
+            _partner_people(session, c, case.organisation_id) + _wscb_people(session, c),
+            "accepted",
+            "Nothing more is needed: the Safeguarding Board has accepted the response and "
+            "closed the case.",
+        )
         return _result(case)
     if new_deadline is None:
         raise InvalidInput("reopening needs a new proposed deadline")
@@ -500,7 +530,9 @@ def conclude(
         case,
         _partner_people(session, c, case.organisation_id),
         f"reopened-{new_deadline}",
-        f"The WSCB reopened the case: accept {new_deadline} or propose another deadline.",
+        f"The Safeguarding Board reopened the case: accept {_day(new_deadline)} as the "
+        "deadline, or propose another, with the button below.",
+        ask=Action.ACCOUNT_AGREE_FOR_PARTNER,
     )
     return _result(case)
 

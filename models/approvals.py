@@ -10,8 +10,10 @@ from sqlmodel import Session, col, select
 
 from models.casework import chairs, clean_text, locked, notify, trigger_key
 from models.commands import current_constitution
-from models.constitution import ApprovalGate, Constitution
+from models.constitution import Action, ApprovalGate, Constitution
 from models.errors import NotFound, Refused
+from models.messages import ApprovalRequest as ApprovalMessage
+from models.messages import Ask, revision_key
 from models.permissions import Scope
 from models.tables import ApprovalRequest
 from models.uow import UnitOfWork
@@ -80,6 +82,7 @@ def request_approval(uow: UnitOfWork, *, gate_id: str, title: str) -> ApprovalRe
     )
     session.add(request)
     session.flush()
+    assert request.id is not None
     uow.record(
         "approval.requested",
         _subject(request),
@@ -88,18 +91,22 @@ def request_approval(uow: UnitOfWork, *, gate_id: str, title: str) -> ApprovalRe
     )
     notify(
         uow,
-        kind="approval_request",
+        ApprovalMessage(
+            clause=g.clause,
+            request_id=request.id,
+            title=title,
+            gate=g.title,
+            from_body=c.body(g.from_body).name,
+            approver_body=c.body(g.approver_body).name,
+            action=(
+                f"The proposal goes on the agenda of the next {c.body(g.approver_body).name} "
+                "meeting. Once it has decided, record its decision with the button below."
+            ),
+            ask=Ask(action=Action.APPROVAL_DECIDE, subject=_subject(request)),
+        ),
         people=chairs(session, c, g.approver_body),
-        key=f"{_subject(request)}:requested",
-        context={
-            "clause": g.clause,
-            "request_id": request.id,
-            "title": title,
-            "gate": g.title,
-            "from_body": c.body(g.from_body).name,
-            "approver_body": c.body(g.approver_body).name,
-            "action": "The proposal is on your body's next agenda for a decision.",
-        },
+        key=revision_key(session, _subject(request), "requested"),
+        scope=scope_of(g),
     )
     return _result(request, created=True)
 
@@ -131,21 +138,24 @@ def decide_approval(
     uow.record(
         "approval.decided", _subject(request), before=before, after={"status": request.status}
     )
+    assert request.id is not None
     notify(
         uow,
-        kind="approval_request",
+        ApprovalMessage(
+            clause=g.clause,
+            request_id=request.id,
+            title=request.title,
+            gate=g.title,
+            from_body=c.body(g.from_body).name,
+            approver_body=c.body(g.approver_body).name,
+            decision=request.status,
+            action=(
+                f"Nothing more is needed: {c.body(g.approver_body).name} has {request.status} "
+                "the proposal."
+            ),
+        ),
         people=chairs(session, c, request.from_body_id),
-        key=f"{_subject(request)}:decided",
-        context={
-            "clause": g.clause,
-            "request_id": request.id,
-            "title": request.title,
-            "gate": g.title,
-            "from_body": c.body(g.from_body).name,
-            "approver_body": c.body(g.approver_body).name,
-            "decision": request.status,
-            "action": f"{c.body(g.approver_body).name} {request.status} the proposal.",
-        },
+        key=revision_key(session, _subject(request), "decided"),
     )
     return _result(request)
 

@@ -6,14 +6,17 @@ import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
 from models.clock import LONDON
+from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
+from models.messages import MessageContext, MessageMalformed, serialise
 from models.outbox import channels_of, enqueue
+from models.permissions import Actor, Scope, allowed
 from models.tables import (
     ApprovalRequest,
     CallToAccount,
@@ -76,31 +79,71 @@ def coordinators(session: Session, c: Constitution) -> list[Person]:
 
 def notify(
     uow: UnitOfWork,
+    context: MessageContext,
     *,
-    kind: str,
     people: Iterable[Person],
     key: str,
-    context: dict[str, Any],
     was_due: datetime | None = None,
+    scope: Scope | None = None,
 ) -> int:
-    """Queue `kind` for each person on each of their channels; a key already queued is skipped.
-    `was_due`: the message is sent late, and says when it was due."""
-    if was_due is not None:
-        context = {**context, "was_due": was_due.isoformat()}
+    """Queue the message `context` (its kind's typed model, models/messages.py) for each person on
+    each of their channels, addressed to them; a key already queued is skipped. The context is
+    checked first: one that does not fit its kind raises MessageMalformed before anything is
+    queued, and the command's transaction rolls back. `key` is the stem that makes the message
+    distinct (see models/messages.py); `was_due`: the message is sent late, and says when it was
+    due. A message that asks for an action (`context.ask`) names the `scope` the constitution's
+    permission is checked in: only a recipient it lets take the action gets the ask (the button);
+    the others get the same message as information."""
+    payload = serialise(context, was_due=was_due)
+    if context.ask is not None and scope is None:
+        raise MessageMalformed(
+            f"the {context.kind} message asks for {context.ask.action.value} "
+            "but names no scope to check who may do it"
+        )
+    informative = {k: v for k, v in payload.items() if k != "ask"}
+    recipients = distinct(people)
+    may_act = _permitted(uow, recipients, context, scope) if scope is not None else frozenset[int]()
     queued = 0
-    for person in distinct(people):
+    for person in recipients:
+        body = payload if person.id in may_act else informative
         for channel in channels_of(person):
             message = enqueue(
                 uow.session,
                 key=f"{key}:{person.pseudonym}:{channel.value}",
-                kind=kind,
+                kind=context.kind,
                 person=person,
                 channel=channel,
-                context={**context, "recipient": person.name},
+                context={**body, "recipient": person.name},
                 now=uow.clock.now(),
             )
             queued += message is not None
     return queued
+
+
+def _permitted(
+    uow: UnitOfWork, people: list[Person], context: MessageContext, scope: Scope
+) -> frozenset[int]:
+    """The ids of `people` the constitution lets take the action `context` asks for."""
+    if context.ask is None or not people:
+        return frozenset()
+    c = current_constitution(uow.session)
+    ids = [p.id for p in people if p.id is not None]
+    roles: dict[int, set[str]] = {i: set() for i in ids}
+    for person_id, role_id in uow.session.exec(
+        select(PersonRole.person_id, PersonRole.role_id).where(col(PersonRole.person_id).in_(ids))
+    ):
+        roles[person_id].add(role_id)
+    return frozenset(
+        p.id
+        for p in people
+        if p.id is not None
+        and allowed(
+            c,
+            context.ask.action,
+            Actor(p.id, p.pseudonym, p.organisation_id, frozenset(roles[p.id])),
+            scope,
+        )
+    )
 
 
 def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str] = ()) -> int:

@@ -64,6 +64,21 @@ class Settings(BaseSettings):
         "1 keeps server and runs under 600 MB on a small machine.",
     )
 
+    web_url: str = Field(
+        default="http://127.0.0.1:4300",
+        description="Where members' pages are served; links in messages point here.",
+    )
+    link_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs members' links (base64url or hex, >= 32 bytes); "
+        "default: WCT_HOME/secrets/link.key, created on first use.",
+    )
+    web_max_body: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request the members' pages accept (bytes); larger gets 413.",
+    )
+
     @property
     def mail_dir(self) -> Path:
         return self.home / "mail"

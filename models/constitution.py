@@ -136,6 +136,10 @@ class Body(_Strict):
     deputy: Slug | None = Field(default=None, description="Role id of the deputy, once appointed.")
     members: list[Seat] = Field(min_length=1)
     cadence: Cadence | None = None
+    clause: Text | None = Field(
+        default=None,
+        description="The MoU clause that has this body meet (20.4.1); by its kind when omitted.",
+    )
     outcome: Slug | None = Field(default=None, description="Outcome area of a strategy group.")
     accountable_to: list[Slug] = Field(default_factory=list)
 
@@ -251,6 +255,7 @@ class Action(StrEnum):
     MEETING_PLAN = "meeting.plan"
     MEETING_ITEM = "meeting.item"
     MEETING_APOLOGIES = "meeting.apologies"
+    MEETING_DECLARE = "meeting.declare"
     MEETING_RECORD = "meeting.record"
     MEETING_APPROVE_MINUTES = "meeting.approve_minutes"
     MEETING_CANCEL = "meeting.cancel"
@@ -265,6 +270,8 @@ class Action(StrEnum):
     MEMBERS_IMPORT = "members.import"
     MEMBERS_ERASE = "members.erase"
     OUTBOX_RETRY = "outbox.retry"
+    # A step whose time has come (a timer run or the sweep): the system acts on it.
+    STEP_FIRE = "step.fire"
 
 
 CaseAction = Action  # the name the actions had when only cases had them
@@ -316,6 +323,7 @@ DEFAULT_GRANTS: dict[Action, tuple[str, ...]] = {
     Action.MEETING_PLAN: (*_CHAIRS, _COORDINATOR, "system"),
     Action.MEETING_ITEM: ("body-member", _COORDINATOR),
     Action.MEETING_APOLOGIES: ("body-member",),
+    Action.MEETING_DECLARE: ("body-member",),  # 18.1: ahead of the meeting
     Action.MEETING_RECORD: (*_CHAIRS, _COORDINATOR),  # 23.1: minutes
     Action.MEETING_APPROVE_MINUTES: (*_CHAIRS, _COORDINATOR),
     Action.MEETING_CANCEL: (*_CHAIRS, _COORDINATOR),
@@ -328,6 +336,7 @@ DEFAULT_GRANTS: dict[Action, tuple[str, ...]] = {
     Action.MEMBERS_IMPORT: ("system",),
     Action.MEMBERS_ERASE: ("system",),
     Action.OUTBOX_RETRY: ("system", _COORDINATOR),
+    Action.STEP_FIRE: ("system",),
 }
 
 

@@ -20,9 +20,11 @@ from models.casework import (
     trigger_key,
 )
 from models.commands import current_constitution
-from models.constitution import BodyKind, Constitution, RoleKind
+from models.constitution import Action, BodyKind, Constitution, RoleKind
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import Actor
+from models.messages import Ask, revision_key
+from models.messages import DisputeStage as DisputeStageMessage
+from models.permissions import Actor, Scope
 from models.steps import ALWAYS, Firing, StepKind, StepParams, StepSpec, Subject, plan
 from models.tables import Declaration, Dispute, DisputeParty, DisputeStageRecord, Person
 from models.uow import UnitOfWork
@@ -113,6 +115,11 @@ def _representatives(session: Session, c: Constitution, parties: frozenset[str])
     )
 
 
+def party_names(c: Constitution, parties: frozenset[str]) -> list[str]:
+    """The parties as a message names them: by their organisations' names."""
+    return sorted(o.name for o in c.organisations if o.id in parties)
+
+
 def dispute_parties(c: Constitution, parties: list[str]) -> frozenset[str]:
     """18.2: the organisations in dispute, each known to the constitution, at least two."""
     unknown = sorted(set(parties) - {o.id for o in c.organisations})
@@ -191,31 +198,47 @@ def _enter_stage(
     )
     if stage is DisputeStage.INFORMAL:
         people = _representatives(session, c, parties)
-        action = "Meet informally and record the outcome (resolved or not) by the deadline."
+        action = (
+            "Meet the other parties informally, then record the outcome (resolved or not) by "
+            "the deadline with the button below."
+        )
     elif stage is DisputeStage.CHIEF_EXECUTIVES:
         people = holders(session, c.roles_of(RoleKind.CHIEF_EXECUTIVE), parties)
         missing = sorted(parties - {p.organisation_id for p in people})
         people += coordinators(session, c) if missing else []
-        action = "The Chief Executive of each agency involved is asked to meet to resolve it."
+        action = (
+            "The Chief Executive of each agency involved is asked to meet to resolve it, and "
+            "to record the outcome (resolved or not) by the deadline with the button below."
+        )
     else:
         people = holders(session, c.roles_of(RoleKind.CHIEF_EXECUTIVE), parties)
         people += coordinators(session, c) + _representatives(session, c, parties)
-        action = "Consider alternative dispute resolution; record the provider and the result."
+        action = (
+            "Consider alternative dispute resolution. When it is done, send the provider and "
+            "the result to the governance coordinator, who records them."
+        )
+    assert dispute.id is not None
     notify(
         uow,
-        kind="dispute_stage",
+        DisputeStageMessage(
+            clause=CLAUSE,
+            dispute_id=dispute.id,
+            title=dispute.title,
+            stage=stage.value,
+            parties=party_names(c, parties),
+            deadline=dispute.stage_deadline,
+            reason=reason,
+            action=action,
+            ask=(
+                None
+                if stage is DisputeStage.ADR
+                else Ask(action=Action.DISPUTE_OUTCOME, subject=_subject(dispute))
+            ),
+        ),
         people=people,
-        key=f"{_subject(dispute)}:{stage.value}",
-        context={
-            "clause": CLAUSE,
-            "dispute_id": dispute.id,
-            "title": dispute.title,
-            "stage": stage.value,
-            "parties": sorted(parties),
-            "deadline": dispute.stage_deadline.isoformat(),
-            "reason": reason,
-            "action": action,
-        },
+        scope=Scope(parties=parties),
+        # The change that entered the stage (opened, or escalated), by the revision it made.
+        key=revision_key(session, _subject(dispute), stage.value),
     )
 
 
@@ -258,7 +281,8 @@ def record_outcome(
     _check_open(dispute, stage)
     if stage is DisputeStage.ADR:
         raise Refused(
-            "at the ADR stage, record the provider and result (`wct dispute adr`)", clause=CLAUSE
+            "at the ADR stage, the outcome is the ADR provider and result, recorded as such",
+            clause=CLAUSE,
         )
     text = clean_text(note, what="note", limit=2000, multiline=True)
     if resolved:
@@ -303,21 +327,22 @@ def deadline_passed(uow: UnitOfWork, *, dispute_id: int, stage: DisputeStage) ->
     if uow.clock.now() < close_of_business(dispute.stage_deadline):
         return False
     if stage is DisputeStage.ADR:
+        assert dispute.id is not None
         queued = notify(
             uow,
-            kind="dispute_stage",
+            DisputeStageMessage(
+                clause=CLAUSE,
+                dispute_id=dispute.id,
+                title=dispute.title,
+                stage=DisputeStage.ADR.value,
+                parties=party_names(c, parties),
+                deadline=dispute.stage_deadline,
+                reason="no ADR result by the deadline",
+                action="Record the ADR provider and result.",
+            ),
             people=coordinators(session, c),
+            # A dispute reaches ADR once (18.2 climbs, never back): one chase of its deadline.
             key=f"{_subject(dispute)}:adr:overdue",
-            context={
-                "clause": CLAUSE,
-                "dispute_id": dispute.id,
-                "title": dispute.title,
-                "stage": "adr",
-                "parties": sorted(parties),
-                "deadline": dispute.stage_deadline.isoformat(),
-                "reason": "no ADR result by the deadline",
-                "action": "Record the ADR provider and result.",
-            },
         )
         if queued:
             uow.record("dispute.adr_overdue", _subject(dispute), before=None, after=_state(dispute))

@@ -49,6 +49,8 @@ class RuntimeFacts:
     oldest_due_unsent: datetime | None = None
     due_unsent: int = 0
     unreadable: str | None = None  # the server answered /health but its state could not be read
+    web_url: str | None = None  # where the members' pages should answer (WCT_WEB_URL)
+    web_answers: bool | None = None  # None: not looked at
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class RuntimeHealth:
                 ],
             },
             "dispatch": {"last_completed_at": _iso(f.last_dispatch_at)},
+            "web": {"url": f.web_url, "answers": f.web_answers},
             "outbox": {
                 "due_unsent": f.due_unsent,
                 "oldest_due_unsent_age_seconds": round(age) if age is not None else None,
@@ -119,8 +122,9 @@ def _ago(now: datetime, then: datetime) -> str:
 
 def assess(facts: RuntimeFacts, now: datetime, *, expected_up: bool = False) -> RuntimeHealth:
     """Judge the facts: a server that `wct up` says it runs but does not answer, a scheduler that
-    creates no runs, a dispatcher that leaves due messages waiting. A stopped system with nothing
-    due is not a fault: `wct status` before the first `wct up` is fine."""
+    creates no runs, members' pages that `wct up` serves but do not answer, a dispatcher that
+    leaves due messages waiting. A stopped system with nothing due is not a fault: `wct status`
+    before the first `wct up` is fine."""
     findings: list[Finding] = []
     log = f" (server log: {facts.log})" if facts.log else ""
     if not facts.server_answers:
@@ -155,6 +159,16 @@ def assess(facts: RuntimeFacts, now: datetime, *, expected_up: bool = False) -> 
                         d.name,
                     )
                 )
+    if expected_up and facts.web_url is not None and facts.web_answers is False:
+        findings.append(
+            Finding(
+                Level.ERROR,
+                "web",
+                f"the members' pages at {facts.web_url} do not answer although `wct up` is "
+                "running: the links in members' messages do not work (is WCT_WEB_URL right, "
+                "or its port taken?)",
+            )
+        )
     if facts.oldest_due_unsent is not None and now - facts.oldest_due_unsent > OUTBOX_STALE:
         running = " although the server is up" if facts.server_answers else ""
         findings.append(

@@ -30,6 +30,7 @@ from models.constitution import Action, BodyKind, Constitution
 from models.disputes import DisputeStage
 from models.errors import NotFound, NotInitialised
 from models.meetings.plan import body_of, meeting_clause
+from models.meetings.record import declare_interest_ahead
 from models.members import parse_members
 from models.permissions import Actor, Principal, Scope
 from models.service import Command, Permission, member
@@ -99,6 +100,33 @@ class SendApologies(_MeetingCommand[None]):
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> None:
         meetings.send_apologies(uow, meeting_id=self.meeting_id, who=member(actor, self.action))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeclareMeetingInterest(_MeetingCommand[int]):
+    """18.1: declare your interest in an item of a meeting before it is held."""
+
+    action = Action.MEETING_DECLARE
+    clause = "18.1"
+    meeting_id: int
+    item: int
+    nature: str
+
+    @override
+    def permission(self, uow: UnitOfWork) -> Permission:
+        meeting = meetings.load_meeting(uow.session, self.meeting_id)
+        body = body_of(current_constitution(uow.session), meeting.body_id)
+        return Permission(self.action, Scope(body=body.id), self.clause)
+
+    @override
+    def run(self, uow: UnitOfWork, actor: Principal) -> int:
+        return declare_interest_ahead(
+            uow,
+            meeting_id=self.meeting_id,
+            who=member(actor, self.action),
+            item=self.item,
+            nature=self.nature,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -690,6 +718,7 @@ __all__ = [
     "CompleteReview",
     "DecideApproval",
     "DeclareDisputeInterest",
+    "DeclareMeetingInterest",
     "EraseMember",
     "EscalateRisk",
     "ImportMembers",

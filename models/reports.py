@@ -11,12 +11,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models.calendar import add_working_days
+from models.calendar import add_working_days, working_days_between
 from models.casework import clean_text, coordinators, notify, settle
 from models.commands import current_constitution
-from models.constitution import BodyKind, Constitution, QuarterlyReport
+from models.constitution import Action, BodyKind, Constitution, QuarterlyReport
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import Principal
+from models.messages import Ask, Reminder, ReportOverdue, ReportRequest
+from models.permissions import Principal, Scope
 from models.steps import (
     DaysBefore,
     Firing,
@@ -208,25 +209,43 @@ def lock(session: Session, report_id: int) -> Report:
     return report
 
 
-def _context(
-    c: Constitution, spec: QuarterlyReport, report: Report, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "clause": spec.clause,
-        "report": spec.title,
-        "report_id": report.id,
-        "from_body": c.body(report.from_body_id).name,
-        "to_body": c.body(report.to_body_id).name,
-        "period": report.period,
-        "due_on": report.due_on.isoformat(),
-        "what": f"{spec.title} for {report.period}",
-        "due": at_five(report.due_on).isoformat(),
-        "action": (
-            f"Submit it with `wct report submit {report.kind} {report.from_body_id} "
-            f"{report.period} --as EMAIL --document LINK`."
-        ),
-        **extra,
-    }
+SUBMIT = (
+    "Submit the report with the button below: attach it, or give the link to where it is "
+    "published. It then goes on the agenda of the next meeting."
+)
+
+
+def _ask(report: Report) -> Ask:
+    return Ask(action=Action.REPORT_SUBMIT, subject=_subject(report))
+
+
+def _scope(report: Report) -> Scope:
+    """Who may submit is judged for the reporting body (its chair or deputy, 22.2.1, 11.4.1)."""
+    return Scope(body=report.from_body_id)
+
+
+def _request_message(c: Constitution, spec: QuarterlyReport, report: Report) -> ReportRequest:
+    return ReportRequest(
+        clause=spec.clause,
+        report=spec.title,
+        from_body=c.body(report.from_body_id).name,
+        to_body=c.body(report.to_body_id).name,
+        period=report.period,
+        due_on=report.due_on,
+        action=SUBMIT,
+        ask=_ask(report),
+    )
+
+
+def _reminder_message(c: Constitution, spec: QuarterlyReport, report: Report) -> Reminder:
+    return Reminder(
+        clause=spec.clause,
+        what=f"the {spec.title} of {c.body(report.from_body_id).name} for {report.period}",
+        due=at_five(report.due_on),
+        body=c.body(report.to_body_id).name,
+        action=SUBMIT,
+        ask=_ask(report),
+    )
 
 
 def _owners(session: Session, c: Constitution, report: Report) -> list[Any]:
@@ -246,15 +265,16 @@ def request(
     if report.status not in (ReportStatus.REQUESTED, ReportStatus.OVERDUE):
         return False
     spec = spec_of(c, report.kind)
-    kind = "report_request" if reminder is None else "reminder"
     label = "request" if reminder is None else reminder
     notify(
         uow,
-        kind=kind,
+        _request_message(c, spec, report)
+        if reminder is None
+        else _reminder_message(c, spec, report),
         people=_owners(session, c, report),
         key=f"{report_key(report)}:{label}",
-        context=_context(c, spec, report),
         was_due=was_due,
+        scope=_scope(report),
     )
     uow.record(
         f"report.{'requested' if reminder is None else 'reminded'}",
@@ -283,16 +303,19 @@ def escalate(uow: UnitOfWork, report: Report) -> bool:
     )
     notify(
         uow,
-        kind="report_overdue",
+        ReportOverdue(
+            **_request_message(c, spec, report).model_dump(exclude={"kind", "action"}),
+            action=(
+                f"The report is needed now. If it is yours to submit, use the button below; "
+                f"otherwise {executive.name}'s chair will follow it up."
+            ),
+            escalated_to=executive.name,
+            # The due date and the grace are counted in working days, so is the lateness.
+            days_overdue=max(1, working_days_between(report.due_on, uow.clock.now().date())),
+        ),
         people=people,
         key=f"{report_key(report)}:overdue",
-        context=_context(
-            c,
-            spec,
-            report,
-            escalated_to=executive.name,
-            days_overdue=max(1, (uow.clock.now().date() - report.due_on).days),
-        ),
+        scope=_scope(report),
     )
     uow.record("report.overdue", _subject(report), before=before, after=_state(report))
     return True

@@ -18,6 +18,13 @@ from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution, review_due
 from models.constitution import Review as ReviewSpec
 from models.errors import InvalidInput, NotFound, Refused
+from models.messages import (
+    Reminder,
+    RepresentationGap,
+    ReviewChallenged,
+    ReviewDue,
+    ReviewOverdue,
+)
 from models.permissions import Principal
 from models.steps import (
     ALWAYS,
@@ -191,22 +198,11 @@ def lock(session: Session, review_id: int) -> Review:
     return review
 
 
-def _context(c: Constitution, spec: ReviewSpec, review: Review, **extra: Any) -> dict[str, Any]:
-    return {
-        "clause": spec.clause,
-        "review": spec.title,
-        "review_id": review.id,
-        "year": review.year,
-        "owner_body": c.body(review.owner_body_id).name,
-        "due_on": review.due_on.isoformat(),
-        "what": f"{spec.title} {review.year}",
-        "due": at_five(review.due_on).isoformat(),
-        "action": (
-            f"Record the outcome with `wct review complete {review.kind} {review.year} "
-            "--as EMAIL --outcome TEXT`."
-        ),
-        **extra,
-    }
+def _action(c: Constitution, review: Review) -> str:
+    return (
+        f"Put the review on the agenda of {c.body(review.owner_body_id).name}. When its outcome "
+        "is agreed, send it to the governance coordinator, who records it."
+    )
 
 
 def _owners(session: Session, c: Constitution, review: Review) -> list[Person]:
@@ -219,12 +215,26 @@ def remind(uow: UnitOfWork, review: Review, *, label: str, was_due: datetime | N
     session, c = uow.session, current_constitution(uow.session)
     if review.status not in (ReviewStatus.OPEN, ReviewStatus.OVERDUE):
         return False
+    spec = spec_of(c, review.kind)
     notify(
         uow,
-        kind="review_due" if label == "notice" else "reminder",
+        ReviewDue(
+            clause=spec.clause,
+            review=spec.title,
+            year=review.year,
+            owner_body=c.body(review.owner_body_id).name,
+            due_on=review.due_on,
+            action=_action(c, review),
+        )
+        if label == "notice"
+        else Reminder(
+            clause=spec.clause,
+            what=f"{spec.title} {review.year}",
+            due=at_five(review.due_on),
+            action=_action(c, review),
+        ),
         people=_owners(session, c, review),
         key=f"{review_key(review)}:{label}",
-        context=_context(c, spec_of(c, review.kind), review),
         was_due=was_due,
     )
     uow.record("review.reminded", _subject(review), before=None, after={"step": label})
@@ -244,18 +254,18 @@ def escalate(uow: UnitOfWork, review: Review) -> bool:
     people = (
         _owners(session, c, review) + role_holders(session, board.chair) + coordinators(session, c)
     )
+    spec = spec_of(c, review.kind)
     notify(
         uow,
-        kind="reminder",  # TODO(notifications): a dedicated review_overdue template
-        people=people,
-        key=f"{review_key(review)}:overdue",
-        context=_context(
-            c,
-            spec_of(c, review.kind),
-            review,
-            what=f"Overdue: {spec_of(c, review.kind).title} {review.year}",
+        ReviewOverdue(  # TODO(notifications): a dedicated review_overdue template
+            clause=spec.clause,
+            what=f"Overdue: {spec.title} {review.year}",
+            due=at_five(review.due_on),
+            action=_action(c, review),
             escalated_to=board.name,
         ),
+        people=people,
+        key=f"{review_key(review)}:overdue",
     )
     uow.record("review.overdue", _subject(review), before=before, after=_state(review))
     return True
@@ -398,18 +408,16 @@ def complete_review(
         board = c.sole(BodyKind.BOARD)
         notify(
             uow,
-            kind="reminder",  # TODO(notifications): a dedicated representation_gap template
-            people=role_holders(session, board.chair) + coordinators(session, c),
-            key=f"{review_key(review)}:representation-gap",
-            context=_context(
-                c,
-                spec,
-                review,
-                gaps=gaps,
+            RepresentationGap(  # TODO(notifications): a dedicated representation_gap template
                 clause="20.3.5, 20.3.3-20.3.4",
                 what="Statutory representation on the Board: " + "; ".join(gaps),
+                due=at_five(review.due_on),
                 action="Fill the statutory partners' Board seats (20.3.3).",
+                gaps=gaps,
             ),
+            people=role_holders(session, board.chair) + coordinators(session, c),
+            # A review has one outcome (a second is refused): one notice of its gaps.
+            key=f"{review_key(review)}:representation-gap",
         )
     assert review.id is not None
     return ReviewCompleted(review.id, review.status, review.challenge_closes_on, gaps, steps)
@@ -444,18 +452,17 @@ def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challeng
     session.add(review)
     notify(
         uow,
-        kind="reminder",  # TODO(notifications): a dedicated review_challenged template
-        people=_owners(session, c, review) + coordinators(session, c),
-        key=f"{review_key(review)}:challenge-{review.challenges}",
-        context=_context(
-            c,
-            spec,
-            review,
+        ReviewChallenged(  # TODO(notifications): a dedicated review_challenged template
+            clause=spec.clause,
+            what=f"Challenge to the published {spec.title} {review.year} (7.2)",
+            due=at_five(review.due_on),
+            action="Consider the challenge and respond to the challenger.",
             challenge=challenge,
             challenger=who,
-            what=f"Challenge to the published {spec.title} {review.year} (7.2)",
-            action="Consider the challenge and respond to the challenger.",
         ),
+        people=_owners(session, c, review) + coordinators(session, c),
+        # Each challenge is its own message: the review's count of challenges names it.
+        key=f"{review_key(review)}:challenge-{review.challenges}",
     )
     uow.record(
         "review.challenged", _subject(review), before=None, after={"challenge": review.challenges}

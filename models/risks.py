@@ -18,9 +18,10 @@ from models.casework import (
     trigger_key,
 )
 from models.commands import current_constitution
-from models.constitution import BodyKind, Constitution
+from models.constitution import Action, BodyKind, Constitution
 from models.errors import InvalidInput, NotFound, Refused
-from models.permissions import find_actor
+from models.messages import Ask, RiskEscalated, RiskReviewOverdue, revision_key
+from models.permissions import Scope, find_actor
 from models.steps import ALWAYS, Firing, NoParams, StepKind, StepSpec, Subject, plan
 from models.tables import Person, Risk
 from models.uow import UnitOfWork
@@ -82,19 +83,6 @@ def _load(session: Session, risk_id: int) -> Risk:
     if risk is None:
         raise NotFound(f"no risk #{risk_id}")
     return risk
-
-
-def _context(c: Constitution, risk: Risk, **extra: object) -> dict[str, object]:
-    return {
-        "clause": CLAUSE,
-        "risk_id": risk.id,
-        "title": risk.title,
-        "likelihood": risk.likelihood,
-        "impact": risk.impact,
-        "score": risk.likelihood * risk.impact,
-        "threshold": c.risk.escalation_threshold,
-        **extra,
-    }
 
 
 def raise_risk(
@@ -177,18 +165,26 @@ def _escalate(uow: UnitOfWork, c: Constitution, risk: Risk, reason: str) -> None
         "risk.escalated", _subject(risk), before=before, after=_state(risk) | {"reason": reason}
     )
     board = c.sole(BodyKind.BOARD).id
+    assert risk.id is not None
     notify(
         uow,
-        kind="risk_escalated",
-        people=chairs(uow.session, c, board),
-        key=f"{_subject(risk)}:escalated",
-        context=_context(
-            c,
-            risk,
+        RiskEscalated(
+            clause=CLAUSE,
+            risk_id=risk.id,
+            title=risk.title,
+            likelihood=risk.likelihood,
+            impact=risk.impact,
+            score=risk.likelihood * risk.impact,
+            threshold=c.risk.escalation_threshold,
             reason=reason,
             body=c.body(board).name,
-            action="The risk will be on the Board's next agenda for formal assessment.",
+            action=(
+                f"The risk will be on the agenda of the next {c.body(board).name} meeting for "
+                "its formal assessment."
+            ),
         ),
+        people=chairs(uow.session, c, board),
+        key=revision_key(uow.session, _subject(risk), "escalated"),
     )
 
 
@@ -222,10 +218,12 @@ def close_risk(uow: UnitOfWork, *, risk_id: int) -> RiskResult:
 
 
 def _schedule_review(uow: UnitOfWork, risk: Risk) -> None:
+    """The next review, planned by the change just recorded (raised, or reviewed) and named by
+    the revision it made: a risk reviewed twice in a day (same next date) still gets its step."""
     plan(
         uow.session,
         REVIEW_STEP,
-        key=f"{_subject(risk)}:review:{risk.review_due_on.isoformat()}",
+        key=revision_key(uow.session, _subject(risk), f"review:{risk.review_due_on.isoformat()}"),
         subject_id=risk.id or 0,
         due_at=close_of_business(risk.review_due_on),
     )
@@ -240,17 +238,25 @@ def chase_review(uow: UnitOfWork, *, risk_id: int) -> bool:
         return False
     owner = session.get(Person, risk.owner_person_id)
     people = [p for p in [owner, *chairs(session, c, c.sole(BodyKind.EXECUTIVE).id)] if p]
+    assert risk.id is not None
     queued = notify(
         uow,
-        kind="risk_review_overdue",
-        people=people,
-        key=f"{_subject(risk)}:review-chase:{risk.review_due_on.isoformat()}",
-        context=_context(
-            c,
-            risk,
-            due=risk.review_due_on.isoformat(),
-            action="Review the risk at the Executive and record its new scores.",
+        RiskReviewOverdue(
+            clause=CLAUSE,
+            risk_id=risk.id,
+            title=risk.title,
+            score=risk.likelihood * risk.impact,
+            due=risk.review_due_on,
+            action=(
+                f"Review the risk with {c.sole(BodyKind.EXECUTIVE).name} and record its new "
+                "likelihood and impact with the button below."
+            ),
+            ask=Ask(action=Action.RISK_REVIEW, subject=_subject(risk)),
         ),
+        people=people,
+        scope=Scope(),
+        # One chase per review date: a review moves the date on, so a chase is never repeated.
+        key=f"{_subject(risk)}:review-chase:{risk.review_due_on.isoformat()}",
     )
     if queued:
         uow.record(

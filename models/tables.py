@@ -383,3 +383,18 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = Field(max_length=64)
+
+
+# --- Members' pages ------------------------------------------------------------------------
+
+
+class UsedLink(SQLModel, table=True):
+    """A signed link whose action was done: recorded in the action's own transaction, so a
+    replay of the link changes nothing (models/members_web/used.py)."""
+
+    __tablename__ = "used_link"
+    nonce: str = Field(primary_key=True, max_length=64)
+    person: str = Field(max_length=32, description="Pseudonym the link was sent to.")
+    action: str = Field(max_length=64)
+    subject: str = Field(max_length=200)
+    used_at: datetime = _ts()

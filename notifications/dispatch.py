@@ -53,6 +53,7 @@ from notifications.contexts import (
     validate_context,
 )
 from notifications.email_message import AddressInvalid, build_email
+from notifications.links import LinkFailed, LinkMinter, MessageLinks
 from notifications.render import HeaderInjection, TemplateFailed, render
 
 #: Test hook: with WCT_DISPATCH_CRASH=after-send the process SIGKILLs itself right after a send
@@ -71,6 +72,7 @@ class Recipient:
     email: str
     teams_webhook: str | None
     active: bool
+    pseudonym: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,13 @@ def calendar_event(
     *,
     recipient: Recipient,
     settings: NotificationSettings,
+    links: MessageLinks | None = None,
 ) -> Event:
+    """The meeting as the recipient's calendar shows it; its description says what to do, with
+    the recipient's own link when the message asks for something (a calendar has no button)."""
+    description = context.action
+    if links is not None and links.action is not None:
+        description = f"{description}\n\n{links.action.label}: {links.action.url}"
     return Event(
         uid=context.ical_uid,
         sequence=context.ical_sequence,
@@ -124,7 +132,7 @@ def calendar_event(
         ends_at=context.ends_at,
         summary=f"{context.body} meeting",
         location=context.location,
-        description=context.action,
+        description=description,
         organizer_email=settings.mail_from,
         organizer_name=settings.mail_from_name,
         cancelled=isinstance(context, MeetingCancelled),
@@ -141,9 +149,11 @@ def prepare(
     recipient: Recipient,
     settings: NotificationSettings,
     now: datetime,
+    links: MessageLinks | None = None,
 ) -> Prepared:
-    """Render and build one message; raises TemplateFailed, HeaderInjection, AddressInvalid..."""
-    rendered = render(kind, context, channel=channel)
+    """Render and build one message, with the recipient's `links`; raises TemplateFailed,
+    HeaderInjection, AddressInvalid..."""
+    rendered = render(kind, context, channel=channel, links=links)
     if channel == Channel.TEAMS.value:
         if not recipient.teams_webhook:
             raise Undeliverable("the recipient chose Teams but has no Teams webhook")
@@ -154,7 +164,7 @@ def prepare(
         raise Undeliverable(f"unknown channel '{channel}'")
     ics, method = None, Method.REQUEST
     if kind in INVITE_KINDS and isinstance(context, MeetingNotice | MeetingCancelled):
-        event = calendar_event(context, recipient=recipient, settings=settings)
+        event = calendar_event(context, recipient=recipient, settings=settings, links=links)
         ics = invite(event, stamp=now)
         method = Method.CANCEL if event.cancelled else Method.REQUEST
     wire = build_email(
@@ -207,6 +217,9 @@ class Dispatcher:
         self.jitter = jitter
         self.channels = channels or Channels(self.settings)
         self.lease = timedelta(seconds=self.settings.lease_seconds)
+        self.minter = LinkMinter(
+            self.settings.web_url, home=self.settings.home, configured=self.settings.link_key
+        )
         self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
@@ -232,7 +245,7 @@ class Dispatcher:
         with Session(self.engine) as session:
             people = session.exec(select(Person).where(col(Person.id).in_(list(person_ids)))).all()
             return {
-                p.id: Recipient(p.id, p.name, p.email, p.teams_webhook, p.active)
+                p.id: Recipient(p.id, p.name, p.email, p.teams_webhook, p.active, p.pseudonym)
                 for p in people
                 if p.id is not None
             }
@@ -297,6 +310,7 @@ class Dispatcher:
             return outbox.Status.DEAD, "the recipient is no longer an active member"
         try:
             context = validate_context(message.kind, json.loads(message.context))
+            now = self.clock.now()
             return prepare(
                 key=message.key,
                 kind=message.kind,
@@ -304,11 +318,12 @@ class Dispatcher:
                 context=context,
                 recipient=recipient,
                 settings=self.settings,
-                now=self.clock.now(),
+                now=now,
+                links=self.minter.links(context, person=recipient.pseudonym, now=now),
             )
         except (ContextInvalid, Undeliverable, AddressInvalid, json.JSONDecodeError) as exc:
             return outbox.Status.DEAD, str(exc)
-        except (TemplateFailed, HeaderInjection) as exc:
+        except (TemplateFailed, HeaderInjection, LinkFailed) as exc:
             return outbox.Status.FAILED, str(exc)
 
     def _record_failure(

@@ -21,7 +21,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from models.clock import LONDON
 from models.errors import WctError
-from notifications.contexts import MessageContext
+from models.messages import MessageContext
+from notifications.links import MessageLinks
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 PARTS = ("subject.txt.j2", "body.txt.j2", "body.html.j2", "teams.md.j2")
@@ -65,8 +66,21 @@ def time_only(value: datetime) -> str:
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#~|])")
 
 
+@dataclass(frozen=True)
+class Verbatim:
+    """A value a Teams template shows as it is (a link's URL, which escaping would break): only
+    ever one wct made, never user data."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def escape_markdown(value: Any) -> Any:
     """Every `{{ }}` value in a Teams template: markdown characters shown, never interpreted."""
+    if isinstance(value, Verbatim):
+        return value.text
     if isinstance(value, str):
         return _MARKDOWN_SPECIAL.sub(r"\\\1", value.replace("\r", " ").replace("\n", " "))
     return value
@@ -95,8 +109,12 @@ def environment(markdown: bool = False) -> SandboxedEnvironment:
 
 
 def kinds() -> list[str]:
-    """Every kind that has a template set."""
-    return sorted(p.name for p in TEMPLATES.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    """Every kind that has a template set (a folder with a subject; not the members' pages)."""
+    return sorted(
+        p.name
+        for p in TEMPLATES.iterdir()
+        if p.is_dir() and not p.name.startswith("_") and (p / PARTS[0]).is_file()
+    )
 
 
 def _render_one(name: str, values: dict[str, Any]) -> str:
@@ -153,11 +171,34 @@ def single_line(value: str, *, what: str) -> str:
     return value
 
 
-def render(kind: str, context: MessageContext, *, channel: str | None = None) -> Rendered:
+def _teams_links(links: MessageLinks | None) -> str:
+    """The links of a Teams message, rendered on their own: the card's body is cut at
+    TEAMS_LIMIT, and the links must survive the cut."""
+    if links is None:
+        return ""
+    values = {
+        "action": None
+        if links.action is None
+        else {"label": links.action.label, "url": Verbatim(links.action.url)},
+        "personal": {"label": links.personal.label, "url": Verbatim(links.personal.url)},
+    }
+    return _render_one("_links.md.j2", values).strip()
+
+
+def render(
+    kind: str,
+    context: MessageContext,
+    *,
+    channel: str | None = None,
+    links: MessageLinks | None = None,
+) -> Rendered:
     """The parts of `kind` for `context` (for `channel` "email": subject, text and HTML; "teams":
-    subject and Teams body; None: all four); TemplateFailed or HeaderInjection if not possible."""
+    subject and Teams body; None: all four), with the recipient's `links` (the button of the
+    action the message asks for, and their own page) when given; TemplateFailed or
+    HeaderInjection if not possible."""
     values = context.model_dump()
     values["kind"] = kind
+    values["links"] = links
     subject_name, text_name, html_name, teams_name = (f"{kind}/{part}" for part in PARTS)
     subject = _render_one(subject_name, values).strip()
     single_line(subject, what=f"the subject of '{kind}'")
@@ -166,8 +207,12 @@ def render(kind: str, context: MessageContext, *, channel: str | None = None) ->
     teams = ""
     if channel in (None, "teams"):
         teams = _render_one(teams_name, values).strip()
-        if len(teams) > TEAMS_LIMIT:
-            teams = teams[: TEAMS_LIMIT - 1] + "…"
+        footer = _teams_links(links)
+        room = TEAMS_LIMIT - (len(footer) + 2 if footer else 0)
+        if len(teams) > room:
+            teams = teams[: room - 1] + "…"
+        if footer:
+            teams = f"{teams}\n\n{footer}"
     email = channel in (None, "email")
     return Rendered(
         kind=kind,

@@ -1,4 +1,5 @@
-"""A sample context for every kind, so `wct preview KIND` lets a coordinator proof a template."""
+"""A sample context for every kind, so `wct preview KIND` lets a coordinator proof a template.
+A kind that asks for an action has it in its sample (`ask`), as its command would give it."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "ical_uid": "meeting-board-2027-01-12@wct",
         "ical_sequence": 0,
         "items_due": datetime(2026, 12, 22, 17, 0, tzinfo=LONDON),
-        "clause": "20.4",
-        "action": "Accept the invitation; send apologies to the coordinator if you cannot come.",
+        "clause": "20.4.1",
+        "action": "Please attend. If you cannot come, send your apologies with the button below.",
+        "ask": {"action": "meeting.apologies", "subject": "meeting:12"},
     },
     "meeting_cancelled": {
         "body": "Wirral Children's Trust Board",
@@ -28,15 +30,17 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "ical_uid": "meeting-board-2027-01-12@wct",
         "ical_sequence": 1,
         "reason": "Not quorate: fewer than half the members can attend.",
-        "clause": "20.4",
-        "action": "Nothing: the business moves to the next meeting.",
+        "clause": "20.4.1",
+        "action": "Nothing: the meeting will not take place, and it is removed from your calendar.",
     },
     "call_for_items": {
         "body": "Wirral Children's Trust Board",
         "starts_at": _MEETING,
         "items_due": datetime(2026, 12, 22, 17, 0, tzinfo=LONDON),
-        "clause": "20.4.2",
-        "action": "Reply with the title of any item you want on the agenda, and its paper.",
+        "clause": "20.4.1",
+        "action": "If you want an item on the agenda, send its title and paper by Tuesday 22 "
+        "December 2026 at 17:00 with the button below.",
+        "ask": {"action": "meeting.item", "subject": "meeting:12"},
     },
     "agenda": {
         "body": "Wirral Children's Trust Board",
@@ -48,15 +52,19 @@ SAMPLES: dict[str, dict[str, Any]] = {
             {"position": 3, "title": "Quarterly report of the Executive"},
         ],
         "papers": "https://example.org/board/2027-01-12",
-        "clause": "20.4.3",
-        "action": "Read the papers before the meeting; declare any interest at item 1.",
+        "clause": "20.4.1",
+        "action": "Read the papers before the meeting and declare any interest in an item at the "
+        "start of it (18.1). If you cannot come, send your apologies with the button below.",
+        "ask": {"action": "meeting.apologies", "subject": "meeting:12"},
     },
     "reminder": {
-        "what": "the Executive's quarterly report for 2026-Q4",
+        "what": "the Quarterly performance progress report of the Be Healthy group for 2026-Q4",
         "due": datetime(2027, 1, 5, 17, 0, tzinfo=LONDON),
         "body": "Children's Trust Executive",
         "clause": "22.2.1",
-        "action": "Submit the report with `wct report submit`, or ask the coordinator for help.",
+        "action": "Submit the report with the button below: attach it, or give the link to where "
+        "it is published. It then goes on the agenda of the next meeting.",
+        "ask": {"action": "report.submit", "subject": "report:7"},
     },
     "report_request": {
         "report": "Quarterly progress report",
@@ -65,7 +73,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "to_body": "Wirral Children's Trust Board",
         "due_on": date(2027, 1, 5),
         "clause": "22.2.1",
-        "action": "Prepare the report and submit it by the due date.",
+        "action": "Submit the report with the button below: attach it, or give the link to where "
+        "it is published. It then goes on the agenda of the next meeting.",
+        "ask": {"action": "report.submit", "subject": "report:7"},
     },
     "report_overdue": {
         "report": "Quarterly progress report",
@@ -74,17 +84,20 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "to_body": "Wirral Children's Trust Board",
         "due_on": date(2027, 1, 5),
         "days_overdue": 3,
-        "escalated_to": "the Chair of the Board",
+        "escalated_to": "Children's Trust Executive",
         "clause": "22.2.1",
-        "action": "Submit the report now, or tell the Chair when it will come.",
+        "action": "The report is needed now. If it is yours to submit, use the button below; "
+        "otherwise Children's Trust Executive's chair will follow it up.",
+        "ask": {"action": "report.submit", "subject": "report:7"},
     },
     "review_due": {
         "review": "Annual review of the Children and Young People's Plan",
         "year": 2027,
         "owner_body": "Wirral Children's Trust Board",
         "due_on": date(2027, 3, 31),
-        "clause": "11.4.1",
-        "action": "Put the review on the agenda of the Board's next meeting.",
+        "clause": "19.1",
+        "action": "Put the review on the agenda of Wirral Children's Trust Board. When its "
+        "outcome is agreed, send it to the governance coordinator, who records it.",
     },
     "risk_escalated": {
         "risk_id": 7,
@@ -96,7 +109,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "reason": "score at or above the escalation threshold",
         "body": "Wirral Children's Trust Board",
         "clause": "16.1",
-        "action": "The risk will be on the Board's next agenda for formal assessment.",
+        "action": "The risk will be on the agenda of the next Wirral Children's Trust Board "
+        "meeting for its formal assessment.",
     },
     "risk_review_overdue": {
         "risk_id": 7,
@@ -104,17 +118,21 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "score": 20,
         "due": date(2027, 2, 1),
         "clause": "16.1",
-        "action": "Review the risk at the Executive and record its new scores.",
+        "action": "Review the risk with Children's Trust Executive and record its new "
+        "likelihood and impact with the button below.",
+        "ask": {"action": "risk.review", "subject": "risk:7"},
     },
     "dispute_stage": {
         "dispute_id": 3,
         "title": "Funding of the early help hub",
         "stage": "chief_executives",
-        "parties": ["council", "nhs-cheshire-merseyside"],
+        "parties": ["NHS Wirral", "Wirral Council"],
         "deadline": date(2027, 2, 12),
         "reason": "not resolved informally by the deadline",
         "clause": "18.2",
-        "action": "The Chief Executive of each agency involved is asked to meet to resolve it.",
+        "action": "The Chief Executive of each agency involved is asked to meet to resolve it, "
+        "and to record the outcome (resolved or not) by the deadline with the button below.",
+        "ask": {"action": "dispute.outcome", "subject": "dispute:3"},
     },
     "call_to_account": {
         "case_id": 2,
@@ -125,7 +143,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "event": "opened",
         "proposed_deadline": date(2027, 2, 1),
         "clause": "11.5.1",
-        "action": "Agree a deadline for your response with the Safeguarding Board.",
+        "action": "Accept the proposed deadline for your organisation's response, or propose "
+        "another, by Friday 22 January 2027, with the button below.",
+        "ask": {"action": "account.agree_for_partner", "subject": "account:2"},
     },
     "approval_request": {
         "request_id": 4,
@@ -134,7 +154,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "from_body": "Children's Trust Executive",
         "approver_body": "Wirral Children's Trust Board",
         "clause": "11.3.5",
-        "action": "The proposal is on your body's next agenda for a decision.",
+        "action": "The proposal goes on the agenda of the next Wirral Children's Trust Board "
+        "meeting. Once it has decided, record its decision with the button below.",
+        "ask": {"action": "approval.decide", "subject": "approval:4"},
     },
 }
 

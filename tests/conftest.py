@@ -28,8 +28,12 @@ from models.tables import GENESIS
 from models.uow import UnitOfWork
 
 # Shared fixtures that live in their own modules: one Prefect harness per session, the SMTP
-# server and the HTTPS webhook.
-pytest_plugins = ["tests.flows_harness", "tests.notifications_fixtures"]
+# server and the HTTPS webhook, and one real Chromium for the browser tests.
+pytest_plugins = [
+    "tests.flows_harness",
+    "tests.notifications_fixtures",
+    "tests.browser_support",
+]
 
 DATA = Path(__file__).with_name("data")
 POSTGRES_URL = os.environ.get(
@@ -39,6 +43,7 @@ POSTGRES_URL = os.environ.get(
 
 #: Fixtures that mean a test needs a Prefect server (the session's harness) or a real database.
 PREFECT_FIXTURES = frozenset({"prefect_harness", "cycle_db"})
+BROWSER_FIXTURES = frozenset({"browser", "page_context"})
 DB_FIXTURES = frozenset(
     {"engine", "database_url", "loaded", "cli", "cycle_db", "postgres_available"}
 )
@@ -54,6 +59,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.prefect)
         if names & DB_FIXTURES:
             item.add_marker(pytest.mark.db)
+        if names & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
         tiers = ("db", "prefect", "server", "browser")
         if not any(item.get_closest_marker(t) for t in tiers):
             item.add_marker(pytest.mark.unit)

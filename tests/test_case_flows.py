@@ -20,23 +20,28 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterTags
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from deployments.cli import Runtime, app
+from flows.cases import CaseSummary, RaiseRisk, risk_case
+from flows.steps import step
 from models.clock import LONDON, SystemClock
 from models.commands import apply_constitution, current_constitution, import_members
 from models.config import Settings
 from models.constitution import load_constitution
 from models.db import make_engine, migrate
 from models.members import parse_members
-from models.tables import ApprovalRequest, AuditEvent, CallToAccount, Dispute
+from models.steps import pending_steps
+from models.tables import ApprovalRequest, AuditEvent, CallToAccount, Dispute, Person, Risk
 from models.uow import UnitOfWork
 
 from .conftest import DATA
+from .cycles_support import recipients
+from .flows_harness import CycleDb
 
 WAIT = 90.0  # an upper bound for the server to reach a state, never an expectation of speed
 
@@ -415,3 +420,63 @@ async def _bad_form_story(server: CaseServer) -> None:
     )
     with db(server) as session:
         assert len(session.exec(select(AuditEvent)).all()) == before
+
+
+def test_a_case_opened_as_of_a_moment_is_stamped_then_and_its_timers_are_set_from_it(
+    cycle_db: CycleDb,
+) -> None:
+    """The injected clock, as the cycles have it: a risk raised `as_of` a moment (and not
+    followed, as the simulation opens it) is raised then, its review falls due counted from that
+    day, and its timer is a scheduled run of `step` at that time that acts by its own due time.
+    (A risk: its review step is keyed by its date, so this database's timer cannot meet an
+    earlier test's in the session's one Prefect server.)"""
+    raised_at = datetime(2027, 6, 16, 10, 30, tzinfo=LONDON)
+    request = RaiseRisk(
+        title="Placement sufficiency",
+        owner="sally@council.example",
+        likelihood=2,
+        impact=3,
+        raised_by="hana@nhs.example",
+    )
+
+    async def raise_it() -> State[CaseSummary]:
+        return await risk_case(request=request, as_of=raised_at, follow=False, return_state=True)
+
+    state = asyncio.run(raise_it())
+    assert state.is_completed()  # opened, not waiting on anyone
+    summary = state.result()
+    assert isinstance(summary, CaseSummary)
+    assert summary.kind == "risk" and summary.stage == "managed" and not summary.closed
+    subject = f"risk:{summary.case_id}"
+    with Session(cycle_db.engine) as session:
+        risk = session.get(Risk, summary.case_id)
+        assert risk is not None
+        [raising] = session.exec(select(AuditEvent).where(AuditEvent.subject == subject)).all()
+        [review] = pending_steps(session, subject)
+        hana = session.exec(select(Person).where(Person.email == "hana@nhs.example")).one()
+    assert risk.raised_at == raised_at and raising.at == raised_at
+    assert raising.action == "risk.raised" and raising.actor == hana.pseudonym
+    due_day = raised_at.date() + timedelta(days=60)  # Wirral: reviewed every 60 days
+    assert risk.review_due_on == due_day
+    assert review.due_at == datetime(due_day.year, due_day.month, due_day.day, 17, tzinfo=LONDON)
+
+    [timer] = asyncio.run(timer_runs(review.run_name))
+    assert timer.state is not None and timer.state.type is StateType.SCHEDULED
+    assert timer.expected_start_time == review.due_at
+    assert timer.parameters == {"key": review.key, "as_of": review.due_at.isoformat()}
+    assert state.state_details.flow_run_id is not None
+    run = asyncio.run(_state(state.state_details.flow_run_id))
+    assert run.name == f"risk-{summary.case_id}" and subject in run.tags  # named for the case
+
+    # Nobody reviews it: the timer fires at its time (the harness has no scheduler, so run it as
+    # the scheduler would) and chases the owner and the Executive's chair, once each.
+    assert asyncio.run(step(key=review.key, as_of=review.due_at)) == "acted"
+    told = recipients(cycle_db.engine, "risk_review_overdue", f"{subject}:")
+    assert told == ["dcs@council.example", "sally@council.example"]
+    with Session(cycle_db.engine) as session:
+        chased = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.subject == subject, AuditEvent.action == "risk.review_chased"
+            )
+        ).one()
+    assert chased.at == review.due_at

@@ -184,6 +184,7 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+@pytest.mark.db  # the real `wct` script in a subprocess, with its own SQLite database
 def test_the_console_script_runs_in_a_fresh_home(tmp_path: Path) -> None:
     """`wct` as installed: init, status, and a one-line error with a non-zero exit."""
     env = {"WCT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
@@ -230,6 +231,7 @@ def test_erasing_a_member_keeps_the_audit_trail_whole(cli: Cli) -> None:
     assert again.exit_code == 3 and "no member" in again.output
 
 
+@pytest.mark.db  # the real `wct` script in a subprocess
 @pytest.mark.parametrize(
     ("variable", "value", "words"),
     [

@@ -14,7 +14,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, date, datetime
+from email import message_from_bytes
+from email import policy as email_policy
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -26,9 +30,23 @@ from typer.testing import CliRunner
 
 from deployments.cli import Runtime, app
 from flows.cycles import meeting_cycle
-from models.clock import FixedClock
+from models.calendar import add_working_days
+from models.clock import LONDON, FixedClock
 from models.config import Settings
-from models.tables import AuditEvent, OutboxMessage, Step
+from models.constitution import load_constitution
+from models.db import make_engine
+from models.tables import (
+    ApprovalRequest,
+    AuditEvent,
+    CallToAccount,
+    Dispute,
+    DisputeParty,
+    DisputeStageRecord,
+    OutboxMessage,
+    Person,
+    PersonRole,
+    Step,
+)
 
 from .cycles_support import london
 from .flows_harness import CycleDb
@@ -171,7 +189,7 @@ def test_up_registers_every_cycle_on_the_constitutions_schedule(
     asyncio.run(check())
 
 
-def test_simulate_plays_the_calendar_and_summarises(
+def test_simulate_plays_the_calendar_and_the_cases_and_summarises(
     cycle_db: CycleDb, prefect_harness: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_API_URL", prefect_harness)
@@ -196,6 +214,115 @@ def test_simulate_plays_the_calendar_and_summarises(
     assert len(mails) == summary["messages_delivered"]
     # The caller's own database was not touched by the simulation.
     assert count(cycle_db, "meeting.planned") == 0
+
+    # One round of cases, each story played to where three months take it.
+    assert summary["cases"] == {
+        "risk": {"opened": 3, "escalated": 2, "assessed": 2, "closed": 1},
+        "dispute": {"opened": 1, "escalated": 2, "reached_adr": 1, "closed": 0},
+        "call_to_account": {
+            "opened": 1,
+            "agreed": 1,
+            "reminders": 3,
+            "overdue": 1,
+            "answered_late": 1,
+            "accepted": 1,
+        },
+        "approval": {"requested": 2, "granted": 1, "refused": 1},
+    }
+    # A member's escalation and another body's chair deciding an approval: refused by the rules.
+    assert summary["commands_refused"] >= 3
+    _case_mail_reached_its_recipients(tmp_path / "sim")
+
+
+def _case_mail_reached_its_recipients(home: Path) -> None:
+    """Count the mail in the folder per recipient, per case and per day delivered, against who
+    the constitution says is told of each step."""
+    mail: Counter[tuple[str, str, date]] = Counter()
+    for path in (home / "mail").glob("*.eml"):
+        parsed = message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        sent = parsedate_to_datetime(str(parsed["Date"])).astimezone(LONDON).date()
+        mail[(str(parsed["X-WCT-Key"]), str(parsed["To"].addresses[0].addr_spec), sent)] += 1
+
+    def got(subject: str, who: str, day: date) -> int:
+        return sum(
+            n
+            for (key, to, sent), n in mail.items()
+            if key.startswith(f"{subject}:") and (to, sent) == (who, day)
+        )
+
+    c = load_constitution()
+    engine = make_engine(f"sqlite:///{home / 'wct.db'}")
+    with Session(engine) as session:
+        people = session.exec(select(Person)).all()
+        holds = session.exec(select(PersonRole.person_id, PersonRole.role_id)).all()
+
+        def holding(role: str) -> list[str]:
+            ids = {person for person, held in holds if held == role}
+            return [p.email for p in people if p.id in ids]
+
+        board_seats = {seat.role for seat in c.body("board").members}
+
+        def voices(org: str) -> list[str]:
+            """An organisation's people with a seat on the Board: its voice in a case."""
+            seated = [holding(role) for role in sorted(board_seats)]
+            found = [p.email for p in people if p.organisation_id == org]
+            return [e for e in found if any(e in group for group in seated)]
+
+        chairs = {body.id: holding(body.chair) for body in c.bodies}
+        coordinator = holding("governance-coordinator")
+        call = session.exec(select(CallToAccount)).one()
+        dispute = session.exec(select(Dispute)).one()
+        parties = session.exec(
+            select(DisputeParty.organisation_id).where(DisputeParty.dispute_id == dispute.id)
+        ).all()
+        adr = session.exec(
+            select(DisputeStageRecord).where(
+                DisputeStageRecord.dispute_id == dispute.id, DisputeStageRecord.stage == "adr"
+            )
+        ).one()
+        escalated = session.exec(
+            select(AuditEvent.subject, AuditEvent.at).where(AuditEvent.action == "risk.escalated")
+        ).all()
+        requests = session.exec(select(ApprovalRequest)).all()
+    engine.dispose()
+
+    # 11.5.1: the partner's people get each of the three reminders on its day; at the deadline
+    # the chairs of the Board and of the WSCB each get the escalation, once.
+    deadline = call.agreed_deadline
+    assert deadline is not None
+    subject = f"account:{call.id}"
+    assert voices(call.organisation_id) and chairs["board"] and chairs["wscb"]
+    for who in voices(call.organisation_id):
+        for days in (10, 5, 1):
+            assert got(subject, who, add_working_days(deadline, -days)) == 1, (who, days)
+    for who in chairs["board"] + chairs["wscb"]:
+        assert got(subject, who, deadline) == 1, who
+    # 18.2: each party's voices are told when the dispute opens and when it reaches ADR, and
+    # so is the coordinator, who records the ADR result.
+    subject = f"dispute:{dispute.id}"
+    assert len(parties) == 2 and dispute.opened_at is not None and coordinator
+    for org in parties:
+        assert voices(org), org
+        for who in voices(org):
+            assert got(subject, who, dispute.opened_at.date()) == 1, who
+            assert got(subject, who, adr.opened_at.date()) == 1, who
+    for who in coordinator:
+        assert got(subject, who, adr.opened_at.date()) == 1, who
+    # 16.1: the Board's chair is told of each escalated risk, once, the day it is escalated.
+    assert len(escalated) == 2
+    for risk, at in escalated:
+        for who in chairs["board"]:
+            assert got(risk, who, at.astimezone(LONDON).date()) == 1, (risk, who)
+    # 11.3.5 / 21.1.1: the approving body's chair is asked; the proposing body's chair is told.
+    assert len(requests) == 2
+    for request in requests:
+        assert request.decided_at is not None
+        assert chairs[request.approver_body_id] and chairs[request.from_body_id]
+        subject = f"approval:{request.id}"
+        for who in chairs[request.approver_body_id]:
+            assert got(subject, who, request.requested_at.date()) == 1, (subject, who)
+        for who in chairs[request.from_body_id]:
+            assert got(subject, who, request.decided_at.date()) == 1, (subject, who)
 
 
 def test_deploy_registers_every_cycle_on_a_work_pool(

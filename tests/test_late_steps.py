@@ -307,7 +307,8 @@ def test_a_late_escalation_still_acts_and_the_late_request_comes_first(
 
 
 def agreed_call(engine: Engine, clock: FixedClock) -> int:
-    """A call to account to Merseyside Police, its response deadline agreed as 2027-01-15."""
+    """A call to account to Merseyside Police, its response deadline agreed as 2027-01-15: the
+    case's second change (r2), which names the steps it plans (`account:ID:r2:reminder-10`)."""
     call = OpenCallToAccount(
         organisation="merseyside-police",
         evidence="Section 11 audit: strategy meetings not attended",
@@ -325,7 +326,7 @@ def reminders_sent(engine: Engine, case_id: int) -> Counter[str]:
         rows = session.exec(
             select(Person.email)
             .join(OutboxMessage, col(OutboxMessage.person_id) == col(Person.id))
-            .where(col(OutboxMessage.key).startswith(f"account:{case_id}:reminder:"))
+            .where(col(OutboxMessage.key).startswith(f"account:{case_id}:r2:reminder-"))
         ).all()
     return Counter(rows)
 
@@ -346,9 +347,9 @@ def test_each_call_to_account_reminder_reaches_each_partner_member(
     in its time (by its timer, or by the sweep that finds its timer lost), are three messages to
     each of the partner's people, not one: each is keyed by its own step."""
     case_id = agreed_call(case_people, clock)
-    stem = f"account:{case_id}:reminder:2027-01-15"
+    stem = f"account:{case_id}:r2:reminder-"
     for days in (10, 5, 1):
-        key = f"{stem}:{days}"
+        key = f"{stem}{days}"
         clock.set(due_at(case_people, key) + timedelta(minutes=10))
         if fired_by == "timer":
             assert run_step(case_people, clock, key).result == "acted"
@@ -359,7 +360,7 @@ def test_each_call_to_account_reminder_reaches_each_partner_member(
         keys = session.exec(
             select(OutboxMessage.key).where(col(OutboxMessage.key).startswith(stem))
         ).all()
-    per_step = Counter(key.removeprefix(f"{stem}:").split(":")[0] for key in keys)
+    per_step = Counter(key.removeprefix(stem).split(":")[0] for key in keys)
     assert per_step == {"10": 2, "5": 2, "1": 2}
 
 
@@ -370,10 +371,10 @@ def test_call_to_account_reminders_due_at_once_by_the_sweep_are_one_message(
     with Session(case_people) as session:
         version = revision(session, f"account:{case_id}")
     clock.set(london(2027, 1, 14, 12, 0))  # reminders at 10, 5 and 1 working days all due
-    stem = f"account:{case_id}:reminder:2027-01-15"
-    assert acted(case_people, clock) == [f"{stem}:1"]
+    stem = f"account:{case_id}:r2:reminder-"
+    assert acted(case_people, clock) == [f"{stem}1"]
     assert reminders_sent(case_people, case_id) == Counter(dict.fromkeys(PARTNER, 1))
-    assert {s["step"] for s in skips(case_people)} == {f"{stem}:10", f"{stem}:5"}
+    assert {s["step"] for s in skips(case_people)} == {f"{stem}10", f"{stem}5"}
     assert all(s["subject"] == f"account:{case_id}" for s in skips(case_people))
     with Session(case_people) as session:  # a skip changes no case: its waiting form stays
         assert revision(session, f"account:{case_id}") == version
@@ -388,11 +389,11 @@ def test_call_to_account_reminders_due_at_once_by_their_timers_are_one_message(
     """What the `step` flow does for each timer, in whatever order they fire late."""
     case_id = agreed_call(case_people, clock)
     clock.set(london(2027, 1, 14, 12, 0))
-    stem = f"account:{case_id}:reminder:2027-01-15"
-    results = {days: run_step(case_people, clock, f"{stem}:{days}").result for days in (10, 5, 1)}
+    stem = f"account:{case_id}:r2:reminder-"
+    results = {days: run_step(case_people, clock, f"{stem}{days}").result for days in (10, 5, 1)}
     assert results == {10: "skipped", 5: "skipped", 1: "acted"}
     assert reminders_sent(case_people, case_id) == Counter(dict.fromkeys(PARTNER, 1))
-    assert run_step(case_people, clock, f"{stem}:10").result == "skipped"  # no longer pending
+    assert run_step(case_people, clock, f"{stem}10").result == "skipped"  # no longer pending
 
 
 def test_a_late_overdue_call_to_account_escalates_and_its_reminders_stay_quiet(
@@ -400,7 +401,7 @@ def test_a_late_overdue_call_to_account_escalates_and_its_reminders_stay_quiet(
 ) -> None:
     case_id = agreed_call(case_people, clock)
     clock.set(london(2027, 1, 20, 9, 0))  # after the agreed deadline: all reminders and overdue
-    assert acted(case_people, clock) == [f"account:{case_id}:overdue:2027-01-15"]
+    assert acted(case_people, clock) == [f"account:{case_id}:r2:overdue"]
     assert reminders_sent(case_people, case_id) == Counter()
     assert [k for k, _ in cases_support.messages(case_people, "call_to_account") if "overdue" in k]
     assert len(skips(case_people)) == 3

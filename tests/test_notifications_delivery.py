@@ -73,8 +73,10 @@ def test_meeting_notice_arrives_with_text_html_and_invite(
     text = parts["text/plain"].get_content()
     html = parts["text/html"].get_content()
     assert "Dear Sam O'Neil," in text
-    assert "What to do: Accept the invitation" in text
-    assert "clause 20.4 of the Memorandum" in text
+    assert "What to do: Please attend." in text
+    assert "clause 20.4.1 of the Memorandum" in text
+    assert "Send apologies:\nhttp://127.0.0.1:4300/l/" in text  # the default WCT_WEB_URL
+    assert ">Send apologies</a>" in html
     assert "Dear Sam O&#39;Neil," in html
     assert "Tuesday 22 December 2026 at 17:00" in html  # items due, shown as given
     calendar_part = parts["text/calendar"]

@@ -58,9 +58,9 @@ def due_of(db: CycleDb, key: str) -> datetime:
 
 def test_three_reminders_of_a_call_to_account_by_their_timer_runs(cycle_db: CycleDb) -> None:
     case_id = agreed_call(cycle_db.engine, FixedClock(NOV))
-    stem = f"account:{case_id}:reminder:2027-01-15"
+    stem = f"account:{case_id}:r2:reminder-"  # planned by the case's second change
     for days in (10, 5, 1):
-        key = f"{stem}:{days}"
+        key = f"{stem}{days}"
         assert asyncio.run(step(key=key, as_of=due_of(cycle_db, key))) == "acted"
         assert asyncio.run(step(key=key, as_of=due_of(cycle_db, key))) == "done"  # once
     assert reminders_sent(cycle_db.engine, case_id) == {"pat@police.example": 3}
@@ -71,10 +71,10 @@ def test_three_reminders_of_a_call_to_account_by_the_sweep(
     case_deployments_registered: None,  # noqa: ARG001
 ) -> None:
     case_id = agreed_call(cycle_db.engine, FixedClock(NOV))
-    stem = f"account:{case_id}:reminder:2027-01-15"
+    stem = f"account:{case_id}:r2:reminder-"  # planned by the case's second change
     followed = []
     for days in (10, 5, 1):
-        key = f"{stem}:{days}"
+        key = f"{stem}{days}"
         due = due_of(cycle_db, key)
         swept = asyncio.run(sweep(as_of=due + timedelta(minutes=15), cycles=False))
         assert swept["acted"] == [key] and swept["problems"] == []
@@ -174,3 +174,27 @@ def test_an_upgrade_retires_the_old_engines_and_the_sweep_sets_their_timers_agai
     asyncio.run(check())
     again = CliRunner().invoke(app, ["up", "--register-only"], obj=runtime)
     assert again.exit_code == 0 and "removed the deployment" not in again.output
+
+
+def test_a_timer_is_this_databases_for_this_step_at_this_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two databases on one Prefect server never take each other's timers, and a step planned
+    again for another time gets a timer of its own."""
+    from flows.runtime import _engine
+    from flows.timers import timer_key
+    from models.config import get_settings
+    from models.steps.planning import PlannedStep
+
+    due = london(2027, 3, 9, 9)
+    planned = PlannedStep("meeting:board:2027-03-09:agenda", "agenda", "meeting:1", due, "x")
+    keys = []
+    for name in ("one", "two"):
+        monkeypatch.setenv("WCT_DATABASE_URL", f"sqlite:///{tmp_path / name}.db")
+        get_settings.cache_clear()
+        _engine.cache_clear()
+        keys.append(timer_key(planned))
+    get_settings.cache_clear()
+    later = PlannedStep(planned.key, "agenda", "meeting:1", due + timedelta(days=1), "x")
+    assert len({*keys, timer_key(later)}) == 3
+    assert all(planned.key in key for key in keys)

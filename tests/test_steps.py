@@ -140,7 +140,7 @@ def test_the_registry_covers_every_kind_planned_anywhere(
     by_key = {s.key: s for s in steps}
     assert by_key[f"dispute:{dispute.dispute_id}:informal:deadline"].params == {"stage": "informal"}
     assert by_key["report:wscb-quarterly:wscb:2027-Q1:reminder-5"].params == {"days": 5}
-    assert by_key[f"account:{call.case_id}:reminder:2027-01-15:1"].params == {"days": 1}
+    assert by_key[f"account:{call.case_id}:r2:reminder-1"].params == {"days": 1}
 
 
 def test_parameters_that_do_not_fit_the_kind_are_refused_when_planned(

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from models.calendar import add_working_days, meetings_between
 from models.casework import clean_text, notify, settle
 from models.commands import current_constitution
-from models.constitution import Body, BodyKind, Constitution
+from models.constitution import Action, Body, BodyKind, Constitution
 from models.errors import InvalidInput, NotFound, Refused
 from models.meetings.kinds import (
     AGENDA,
@@ -23,6 +23,8 @@ from models.meetings.kinds import (
     REMINDER,
     SPECS,
 )
+from models.messages import Ask, MeetingCancelled, MeetingNotice
+from models.permissions import Scope
 from models.steps import PlannedStep, at_five, at_nine, body_members, pending_steps
 from models.steps import plan as plan_step
 from models.tables import Meeting
@@ -72,8 +74,11 @@ def subject_of(meeting: Meeting) -> str:
 
 
 def meeting_clause(body: Body) -> str:
-    """The clause that has the body meet: the Board 20.4.1, the Executive 21.4.1, every other
-    body 22.4.1 (as each agrees)."""
+    """The clause that has the body meet, as the constitution gives it for the body; without one,
+    by its kind: the Board 20.4.1, the Executive 21.4.1, every other body 22.4.1 (as each
+    agrees)."""
+    if body.clause:
+        return body.clause
     return {BodyKind.BOARD: "20.4.1", BodyKind.EXECUTIVE: "21.4.1"}.get(body.kind, "22.4.1")
 
 
@@ -203,22 +208,36 @@ def next_meeting_days(c: Constitution, body_id: str, after: datetime, count: int
     return [d.date() for d in body.cadence.next_meetings(after, count)]
 
 
-def message_context(c: Constitution, meeting: Meeting, **extra: Any) -> dict[str, Any]:
-    """What every message about the meeting shows: the body, when and where, the invitation."""
+ATTEND = "Please attend. If you cannot come, send your apologies with the button below."
+
+
+def apologies(meeting: Meeting) -> Ask:
+    """What a message about a meeting to come asks of a member who cannot attend."""
+    return Ask(action=Action.MEETING_APOLOGIES, subject=subject_of(meeting))
+
+
+def body_scope(meeting: Meeting) -> Scope:
+    """Who may act on a meeting is judged for its body (`body-member`, `body-chair`...)."""
+    return Scope(body=meeting.body_id)
+
+
+def _invite(c: Constitution, meeting: Meeting) -> dict[str, Any]:
+    """What every message with the meeting's calendar invitation says of it."""
     body = c.body(meeting.body_id)
     return {
+        "clause": meeting_clause(body),
         "body": body.name,
-        "body_id": body.id,
-        "meeting_id": meeting.id,
-        "starts_at": meeting.starts_at.isoformat(),
-        "ends_at": meeting.ends_at.isoformat(),
+        "starts_at": meeting.starts_at,
+        "ends_at": meeting.ends_at,
         "location": meeting.location,
         "ical_uid": meeting.ical_uid,
         "ical_sequence": meeting.ical_sequence,
-        "clause": meeting_clause(body),
-        "action": "Please attend, or send your apologies to the chair.",
-        **extra,
     }
+
+
+def meeting_notice(c: Constitution, meeting: Meeting) -> MeetingNotice:
+    """The notice of the meeting with its invitation (20.4.1, 21.4.1, 22.4.1)."""
+    return MeetingNotice(**_invite(c, meeting), action=ATTEND, ask=apologies(meeting))
 
 
 def cancel_meeting(uow: UnitOfWork, *, meeting_id: int, reason: str) -> bool:
@@ -238,10 +257,16 @@ def cancel_meeting(uow: UnitOfWork, *, meeting_id: int, reason: str) -> bool:
     settle(session, subject=subject_of(meeting), now=uow.clock.now())
     notify(
         uow,
-        kind="meeting_cancelled",
+        MeetingCancelled(
+            **_invite(c, meeting),
+            reason=why,
+            action=(
+                "Nothing: the meeting will not take place, and it is removed from your calendar."
+            ),
+        ),
         people=body_members(session, c, meeting.body_id),
+        # A meeting is cancelled once (cancelling it again changes nothing).
         key=f"{meeting_key(meeting)}:cancelled",
-        context=message_context(c, meeting, reason=why, action="The meeting will not take place."),
     )
     uow.record("meeting.cancelled", subject_of(meeting), before=before, after=state_of(meeting))
     return True

@@ -19,7 +19,15 @@ from models.meetings.agenda import item_at
 from models.meetings.plan import MeetingStatus, load_meeting, meeting_key, state_of, subject_of
 from models.permissions import Actor, find_actor
 from models.steps import body_members, role_holders
-from models.tables import Attendance, Declaration, Meeting, Motion, Person, VoteRecord
+from models.tables import (
+    AgendaItem,
+    Attendance,
+    Declaration,
+    Meeting,
+    Motion,
+    Person,
+    VoteRecord,
+)
 from models.uow import UnitOfWork
 
 
@@ -143,7 +151,8 @@ def held_meeting(session: Session, meeting_id: int) -> Meeting:
 
 
 def declare_interest(uow: UnitOfWork, *, meeting_id: int, who: str, item: int, nature: str) -> int:
-    """18.1: a member present declares an interest in an agenda item, recorded in the minutes."""
+    """18.1: a member present declares an interest in an agenda item, recorded in the minutes
+    (once: the same interest declared ahead of the meeting is not recorded twice)."""
     session = uow.session
     meeting = held_meeting(session, meeting_id)
     nature = clean_text(nature, what="nature of the interest", limit=1000)
@@ -152,6 +161,63 @@ def declare_interest(uow: UnitOfWork, *, meeting_id: int, who: str, item: int, n
     if row is None or row.status != AttendanceStatus.PRESENT:
         raise Refused(f"{person.pseudonym} was not present at {meeting_key(meeting)}")
     agenda_item = item_at(session, meeting_id, item)
+    earlier = _declared(session, person.id or 0, agenda_item.id or 0, nature)
+    if earlier is not None:
+        return earlier
+    return _declare(uow, meeting, person, agenda_item, item, nature)
+
+
+def declare_interest_ahead(
+    uow: UnitOfWork, *, meeting_id: int, who: Actor, item: int, nature: str
+) -> int:
+    """18.1: a member of the body (who may: the constitution's `meeting.declare`) declares an
+    interest in an item of a meeting not yet held; it is recorded with the meeting's
+    declarations, so the minutes show it. The same interest twice is one declaration."""
+    session = uow.session
+    meeting = load_meeting(session, meeting_id)
+    if meeting.status not in (MeetingStatus.PLANNED, MeetingStatus.AGENDA_PUBLISHED):
+        raise Refused(
+            f"{meeting_key(meeting)} is {meeting.status.replace('_', ' ')}: an interest is "
+            "declared ahead only of a meeting still to be held",
+            clause="18.1",
+        )
+    if uow.clock.now() >= meeting.starts_at:
+        raise Refused(
+            f"{meeting_key(meeting)} has started: declare the interest at the meeting",
+            clause="18.1",
+        )
+    nature = clean_text(nature, what="nature of the interest", limit=1000)
+    person = session.get(Person, who.person_id)
+    assert person is not None
+    agenda_item = item_at(session, meeting_id, item)
+    earlier = _declared(session, who.person_id, agenda_item.id or 0, nature)
+    if earlier is not None:
+        return earlier
+    return _declare(uow, meeting, person, agenda_item, item, nature)
+
+
+def _declared(session: Session, person_id: int, item_id: int, nature: str) -> int | None:
+    """The id of this person's declaration of this interest in this item, if made already."""
+    return session.exec(
+        select(Declaration.id).where(
+            Declaration.person_id == person_id,
+            Declaration.agenda_item_id == item_id,
+            Declaration.nature == nature,
+        )
+    ).first()
+
+
+def _declare(
+    uow: UnitOfWork,
+    meeting: Meeting,
+    person: Person,
+    agenda_item: AgendaItem,
+    item: int,
+    nature: str,
+) -> int:
+    session = uow.session
+    assert meeting.id is not None
+    meeting_id = meeting.id
     declaration = Declaration(
         person_id=person.id or 0,
         meeting_id=meeting_id,

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from models.casework import coordinators, notify
 from models.commands import current_constitution
+from models.constitution import Action
 from models.meetings.agenda import compose_agenda, composed, items_of
 from models.meetings.kinds import (
     AGENDA,
@@ -22,15 +23,20 @@ from models.meetings.kinds import (
 )
 from models.meetings.minutes import NO_MINUTES_OWED
 from models.meetings.plan import (
+    ATTEND,
     MeetingStatus,
+    apologies,
+    body_scope,
     load_meeting,
+    meeting_clause,
     meeting_key,
-    message_context,
+    meeting_notice,
     state_of,
     step_times,
     subject_of,
 )
 from models.meetings.record import AttendanceStatus
+from models.messages import Agenda, AgendaEntry, Ask, CallForItems, Reminder
 from models.steps import (
     ALWAYS,
     CoveredBy,
@@ -66,18 +72,24 @@ def call_for_items(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
     if meeting.status != MeetingStatus.PLANNED:
         return False
     deadline = step_times(c, meeting.starts_at)[ITEMS_DEADLINE]
+    body = c.body(meeting.body_id)
     sent = notify(
         uow,
-        kind="call_for_items",
+        CallForItems(
+            clause=meeting_clause(body),
+            body=body.name,
+            starts_at=meeting.starts_at,
+            items_due=deadline,
+            action=(
+                f"If you want an item on the agenda, send its title and paper by "
+                f"{deadline:%A} {deadline.day} {deadline:%B %Y at %H:%M} with the button below."
+            ),
+            ask=Ask(action=Action.MEETING_ITEM, subject=subject_of(meeting)),
+        ),
         people=body_members(uow.session, c, meeting.body_id),
         key=f"{meeting_key(meeting)}:call-for-items",
-        context=message_context(
-            c,
-            meeting,
-            items_due=deadline.isoformat(),
-            action=f"Send agenda items by {deadline:%A %d %B %Y, %H:%M} with `wct meeting item`.",
-        ),
         was_due=was_due,
+        scope=body_scope(meeting),
     )
     uow.record(
         "meeting.items_called",
@@ -102,21 +114,32 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
     stem = meeting_key(meeting)
     notify(
         uow,
-        kind="meeting_notice",
+        meeting_notice(c, meeting),
         people=members,
         key=f"{stem}:notice",
-        context=message_context(c, meeting),
         was_due=was_due,
+        scope=body_scope(meeting),
     )
-    items = [{"position": i.position, "title": i.title, "kind": i.kind} for i in lines]
-    action = "Read the papers before the meeting; declare any interest in an item (18.1)."
+    body = c.body(meeting.body_id)
+    agenda = Agenda(
+        clause=meeting_clause(body),
+        body=body.name,
+        starts_at=meeting.starts_at,
+        location=meeting.location,
+        items=[AgendaEntry(position=i.position, title=i.title, kind=i.kind) for i in lines],
+        action=(
+            "Read the papers before the meeting and declare any interest in an item at the "
+            "start of it (18.1). If you cannot come, send your apologies with the button below."
+        ),
+        ask=apologies(meeting),
+    )
     notify(
         uow,
-        kind="agenda",
+        agenda,
         people=members,
         key=f"{stem}:agenda",
-        context=message_context(c, meeting, items=items, action=action),
         was_due=was_due,
+        scope=body_scope(meeting),
     )
     uow.record(
         "meeting.agenda_published", subject_of(meeting), before=before, after=state_of(meeting)
@@ -139,14 +162,20 @@ def remind(uow: UnitOfWork, meeting: Meeting) -> bool:
         )
     }
     people = [p for p in body_members(uow.session, c, meeting.body_id) if p.id not in apologised]
+    body = c.body(meeting.body_id)
     notify(
         uow,
-        kind="reminder",
+        Reminder(
+            clause=meeting_clause(body),
+            what=f"{body.name} meeting",
+            due=meeting.starts_at,
+            body=body.name,
+            action=ATTEND,
+            ask=apologies(meeting),
+        ),
         people=people,
         key=f"{meeting_key(meeting)}:reminder",
-        context=message_context(
-            c, meeting, what=f"{c.body(meeting.body_id).name} meeting", due=meeting.starts_at
-        ),
+        scope=body_scope(meeting),
     )
     uow.record("meeting.reminded", subject_of(meeting), before=None, after={"people": len(people)})
     return True
@@ -159,18 +188,24 @@ def chase_minutes(uow: UnitOfWork, meeting: Meeting) -> bool:
     if meeting.status in NO_MINUTES_OWED:
         return False
     people = role_holders(uow.session, c.body(meeting.body_id).chair) + coordinators(uow.session, c)
+    body = c.body(meeting.body_id)
     notify(
         uow,
-        kind="reminder",  # TODO(notifications): a dedicated minutes_overdue template
+        Reminder(  # TODO(notifications): a dedicated minutes_overdue template
+            clause=meeting_clause(body),
+            what=(
+                f"the draft minutes of the {body.name} meeting of "
+                f"{meeting.starts_at.day} {meeting.starts_at:%B %Y}"
+            ),
+            due=step_times(c, meeting.starts_at)[MINUTES_DUE],
+            body=body.name,
+            action=(
+                f"The draft minutes were due within {c.reminders.minutes_due} working days of "
+                "the meeting. Please send them to the governance coordinator."
+            ),
+        ),
         people=people,
         key=f"{meeting_key(meeting)}:minutes-overdue",
-        context=message_context(
-            c,
-            meeting,
-            what=f"Overdue: draft minutes of the meeting of {meeting.starts_at:%d %B %Y}",
-            due=step_times(c, meeting.starts_at)[MINUTES_DUE],
-            action="Draft the minutes with `wct meeting minutes`.",
-        ),
     )
     uow.record("meeting.minutes_overdue", subject_of(meeting), before=None, after=state_of(meeting))
     return True

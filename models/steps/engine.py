@@ -9,6 +9,8 @@ In one transaction a step is fired once:
 
 The locks are taken in the order every command takes them (the subject row, then its steps), so a
 timer and a member's answer never deadlock, and two workers firing the same step act once.
+Firing is a command (`FireStep`) given by the system through `models.service.execute`, like every
+other change: the constitution's `step.fire` grant, one unit of work, the system audited.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from typing_extensions import override
 
 from models.audit import STEP_SKIPPED
 from models.casework import StepStatus
 from models.clock import Clock
+from models.constitution import Action
 from models.errors import InvalidInput, NotFound
-from models.permissions import SWEEP, TIMER
+from models.permissions import SWEEP, TIMER, Principal, System
+from models.service import Command, execute
 from models.steps.kind import GRACE, Firing, StepKind, Subject
 from models.steps.registry import KINDS, kind_of
 from models.tables import Step
@@ -106,34 +111,45 @@ def _finish(session: Session, step: Step, status: StepStatus, now: datetime) -> 
     session.add(step)
 
 
-def run_step(engine: Engine, clock: Clock, key: str, *, actor: str = TIMER.name) -> StepRun:
-    """Act on one step by key, in its own transaction, if it is pending and due: what its timer
-    run does. Two workers firing the same step act once."""
-    with UnitOfWork(engine, clock=clock, actor=actor) as uow:
+@dataclass(frozen=True, kw_only=True)
+class FireStep(Command[StepRun]):
+    """A step's time has come: act on it once, if it is pending and due, by its kind's rules.
+    Given by the system (its timer run, or the sweep), through `execute` like every change."""
+
+    action = Action.STEP_FIRE
+    key: str
+
+    @override
+    def run(self, uow: UnitOfWork, actor: Principal) -> StepRun:
         found = uow.session.exec(
-            select(Step.kind, Step.subject_type, Step.subject_id).where(Step.key == key)
+            select(Step.kind, Step.subject_type, Step.subject_id).where(Step.key == self.key)
         ).first()
         if found is None:
-            raise NotFound(f"no step '{key}'")
+            raise NotFound(f"no step '{self.key}'")
         name, subject_type, subject_id = found
         kind = kind_of(name)
         if subject_type != kind.subject:
-            raise InvalidInput(f"step '{key}' is about a {subject_type}, not a {kind.subject}")
+            raise InvalidInput(f"step '{self.key}' is about a {subject_type}, not a {kind.subject}")
         kind.lock(uow.session, subject_id)
         step = uow.session.exec(
             select(Step)
-            .where(Step.key == key)
+            .where(Step.key == self.key)
             .with_for_update()
             .execution_options(populate_existing=True)
         ).one()
         if step.status != StepStatus.PENDING:
             result: str = step.status
-        elif step.due_at > clock.now():
+        elif step.due_at > uow.clock.now():
             result = "not_due"
         else:
             result = fire(uow, kind, step)
-            uow.commit()
-    return StepRun(key, result, name, kind.subject, subject_id)
+        return StepRun(self.key, result, name, kind.subject, subject_id)
+
+
+def run_step(engine: Engine, clock: Clock, key: str, *, actor: System = TIMER) -> StepRun:
+    """Act on one step by key, in its own transaction, if it is pending and due: what its timer
+    run does. Two workers firing the same step act once."""
+    return execute(engine, clock, actor, FireStep(key=key)).result
 
 
 def overdue_steps(session: Session, *, now: datetime) -> list[Step]:
@@ -144,7 +160,7 @@ def overdue_steps(session: Session, *, now: datetime) -> list[Step]:
     return list(session.exec(query.order_by(col(Step.due_at), col(Step.id))).all())
 
 
-def run_due(engine: Engine, clock: Clock, *, actor: str = SWEEP.name) -> list[StepRun]:
+def run_due(engine: Engine, clock: Clock, *, actor: System = SWEEP) -> list[StepRun]:
     """Act on every step whose due time passed without its timer run, of every kind, in due
     order, each in its own transaction: what the sweep does. A step another worker took
     meanwhile is reported as it was left (done, settled, skipped), never acted on twice."""

@@ -1,0 +1,15 @@
+"""How the members' pages say dates: "Tuesday 9 March 2027", "Tuesday 9 March 2027 at 17:00"."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from models.clock import LONDON
+
+
+def long_date(value: date | datetime) -> str:
+    """A day as a council letter writes it; a time of day in Europe/London when given one."""
+    if isinstance(value, datetime):
+        local = value.astimezone(LONDON)
+        return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+    return f"{value:%A} {value.day} {value:%B %Y}"
