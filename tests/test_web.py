@@ -3,12 +3,13 @@ through `execute` as that member, once; everything else is refused and changes n
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import re
 import socket
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -953,3 +954,36 @@ def test_an_approval_waiting_is_due_by_the_approving_bodys_next_meeting_or_no_da
     assert line is not None
     assert "at its next meeting</strong>, by Tuesday 9 March 2027 at 14:00" in line.group(0)
     assert "Early help" in client.get("/me/calendar.ics").text
+
+
+def test_a_change_made_on_the_served_pages_talks_to_the_prefect_server_wct_up_chose(
+    web: WebApp, clock: FixedClock
+) -> None:
+    """`wct up` points Prefect at its server with a context setting; the pages' thread must see
+    it, or a member's change would wake no case run and start a temporary Prefect server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.web.serve import start
+
+    seen: list[str | None] = []
+
+    async def on_change(subjects: Sequence[str]) -> None:  # noqa: ARG001
+        seen.append(PREFECT_API_URL.value())
+
+    chosen = "http://127.0.0.1:9/api"
+    served = dataclasses.replace(web, on_change=on_change)
+    port = free_port()
+    with temporary_settings(updates={PREFECT_API_URL: chosen}):
+        running = start(served, "127.0.0.1", port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        meeting = board_meeting(web.engine, clock)
+        path = link(web, "eve@council.example", "meeting.apologies", f"meeting:{meeting}")
+        with httpx.Client(base_url=base, follow_redirects=True) as browser:
+            page = browser.get(path)
+            assert page.status_code == 200, page.text
+            done = browser.post("/act/apologies", data={"csrf": csrf(page.text)})
+            assert done.status_code == 200 and "Thank you" in done.text
+    finally:
+        running.stop()
+    assert seen == [chosen]

@@ -5,6 +5,7 @@ uvicorn's access log is off: a link's token is in its path, and tokens are never
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,7 +71,12 @@ class Running:
 def start(web: WebApp, host: str, port: int, *, timeout: float = 10.0) -> Running:
     """Start serving in a daemon thread and wait until it listens (or raise)."""
     srv = server(web, host, port)
-    thread = threading.Thread(target=lambda: asyncio.run(srv.serve()), name="wct-web", daemon=True)
+    # The thread runs in a copy of this context, so the app talks to the Prefect server `wct up`
+    # chose (its settings are a context variable), not to a temporary one of its own.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=lambda: context.run(asyncio.run, srv.serve()), name="wct-web", daemon=True
+    )
     thread.start()
     started = threading.Event()
 
