@@ -1,4 +1,5 @@
-"""6.2: how a body reaches a decision on a motion."""
+"""6.2: how a body reaches a decision on a motion; 18.1: a member who declared an interest in
+the item does not count among those voting on it."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Decision:
     abstentions: int
     casting_vote: Vote | None
     explanation: str
+    votes_set_aside: int = 0
 
 
 def decide(
@@ -54,6 +56,7 @@ def decide(
     chair: str,
     consensus: bool = False,
     casting_vote: Vote | None = None,
+    interested: Collection[str] = (),
 ) -> Decision:
     """6.2: consensus where possible; else a simple majority of those present and voting;
     on a tie the person chairing may give a second, casting vote; otherwise no decision.
@@ -61,6 +64,9 @@ def decide(
     `consensus` is the chair's record that the meeting agreed without a vote. Voters must be
     present; abstentions are not votes cast; a casting vote is accepted only on a tie of at
     least one vote each way and only from a chair who is present.
+
+    18.1: the votes of `interested` members (who declared an interest in the item) are set
+    aside before counting, and the explanation says so; a chair who declared one may not cast.
     """
     if not present:
         raise InvalidVote("no one present: a motion cannot be decided")
@@ -71,12 +77,23 @@ def decide(
         raise InvalidVote(f"casting vote recorded but the chair ({chair}) is not present")
     if casting_vote is Vote.ABSTAIN:
         raise InvalidVote("a casting vote must be for or against")
+    if casting_vote is not None and chair in interested:
+        raise InvalidVote(
+            f"the chair ({chair}) declared an interest in this item and may not cast a vote (18.1)"
+        )
+    set_aside = sorted(p for p in votes if p in interested and votes[p] is not Vote.ABSTAIN)
+    votes = {p: v for p, v in votes.items() if p not in interested}
     votes_for = sum(1 for v in votes.values() if v is Vote.FOR)
     against = sum(1 for v in votes.values() if v is Vote.AGAINST)
     abstain = sum(1 for v in votes.values() if v is Vote.ABSTAIN)
 
     def result(outcome: Outcome, method: Method, why: str, cast: Vote | None = None) -> Decision:
-        return Decision(outcome, method, votes_for, against, abstain, cast, why)
+        if set_aside:
+            why += (
+                f" Not counted: {len(set_aside)} vote{'s' if len(set_aside) > 1 else ''} of "
+                "members who declared an interest in this item (18.1)."
+            )
+        return Decision(outcome, method, votes_for, against, abstain, cast, why, len(set_aside))
 
     if consensus:
         if against or casting_vote is not None:

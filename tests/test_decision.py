@@ -140,3 +140,47 @@ def test_majority_matches_the_count(votes: dict[str, Vote]) -> None:
     else:
         assert d.outcome is Outcome.NO_DECISION
     assert d.explanation.endswith("(6.2).")
+
+
+def test_a_declared_members_vote_that_would_have_made_the_tie_is_set_aside() -> None:
+    """18.1: p1 declared an interest in the item; without p1's vote the motion carries 2-1."""
+    votes = {"p0": Vote.FOR, "p2": Vote.FOR, "p1": Vote.AGAINST, "p3": Vote.AGAINST}
+    tied = decide(present=PEOPLE, votes=votes, chair="p0")
+    assert tied.outcome is Outcome.NO_DECISION
+    d = decide(present=PEOPLE, votes=votes, chair="p0", interested={"p1"})
+    assert (d.outcome, d.method, d.votes_for, d.votes_against) == (
+        Outcome.CARRIED,
+        Method.MAJORITY,
+        2,
+        1,
+    )
+    assert d.votes_set_aside == 1
+    assert d.explanation.endswith(
+        "Not counted: 1 vote of members who declared an interest in this item (18.1)."
+    )
+
+
+def test_a_chair_who_declared_an_interest_may_not_cast() -> None:
+    votes = {"p1": Vote.FOR, "p2": Vote.AGAINST}
+    with pytest.raises(InvalidVote, match=r"declared an interest .* \(18\.1\)"):
+        decide(present=PEOPLE, votes=votes, chair="p0", casting_vote=Vote.FOR, interested={"p0"})
+
+
+@given(ballots, st.sets(st.sampled_from(PEOPLE)))
+def test_interested_members_count_as_if_they_had_not_voted(
+    votes: dict[str, Vote], interested: set[str]
+) -> None:
+    """18.1, for any show of hands: setting aside the declared members' votes decides exactly as
+    if they had not voted, and says how many were set aside."""
+    d = decide(present=PEOPLE, votes=votes, chair="p0", interested=interested)
+    rest = {p: v for p, v in votes.items() if p not in interested}
+    plain = decide(present=PEOPLE, votes=rest, chair="p0")
+    assert (d.outcome, d.method, d.votes_for, d.votes_against) == (
+        plain.outcome,
+        plain.method,
+        plain.votes_for,
+        plain.votes_against,
+    )
+    cast_aside = sum(1 for p, v in votes.items() if p in interested and v is not Vote.ABSTAIN)
+    assert d.votes_set_aside == cast_aside
+    assert ("(18.1)" in d.explanation) == (cast_aside > 0)

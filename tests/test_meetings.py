@@ -471,3 +471,50 @@ def test_a_held_meeting_cannot_be_cancelled(people: Engine, clock: FixedClock) -
             lambda uow: meetings.cancel_meeting(uow, meeting_id=meeting_id, reason="x"),
         )
     assert state(people) == before
+
+
+def test_a_declared_interest_decides_the_vote_that_would_have_tied(
+    people: Engine, clock: FixedClock
+) -> None:
+    """18.1 in the vote: Nina declared an interest in item 8; her vote against would have made
+    a 2-2 tie, so it is set aside, the motion carries 2-1, and the minutes say why."""
+    present = [
+        "lead@council.example",
+        "eve@council.example",
+        "dcs@council.example",
+        "nina@nhs.example",
+    ]
+    meeting_id = held(people, clock, present)
+    run(
+        people,
+        clock,
+        lambda uow: meetings.declare_interest(
+            uow,
+            meeting_id=meeting_id,
+            who="nina@nhs.example",
+            item=8,
+            nature="Her employer provides the service",
+        ),
+    )
+    votes = {
+        "lead@council.example": Vote.FOR,
+        "eve@council.example": Vote.FOR,
+        "dcs@council.example": Vote.AGAINST,
+        "nina@nhs.example": Vote.AGAINST,
+    }
+    decided = run(
+        people,
+        clock,
+        lambda uow: meetings.record_motion(
+            uow, meeting_id=meeting_id, text="Adopt the youth offer", item=8, votes=votes
+        ),
+    )
+    assert (decided.decision.outcome, decided.decision.method) == (
+        Outcome.CARRIED,
+        Method.MAJORITY,
+    )
+    assert (decided.decision.votes_for, decided.decision.votes_against) == (2, 1)
+    assert "declared an interest in this item (18.1)" in decided.decision.explanation
+    with Session(people) as session:
+        draft = meetings.minutes_data(session, meeting_id)
+    assert draft.motions[0]["explanation"] == decided.decision.explanation

@@ -269,6 +269,19 @@ def _chairing(
     )
 
 
+def _interested(session: Session, agenda_item: AgendaItem | None) -> set[str]:
+    """18.1: who declared an interest in this item (their votes on it are set aside)."""
+    if agenda_item is None:
+        return set()
+    return set(
+        session.exec(
+            select(Person.pseudonym)
+            .join(Declaration, col(Declaration.person_id) == col(Person.id))
+            .where(Declaration.agenda_item_id == agenda_item.id)
+        ).all()
+    )
+
+
 def record_motion(
     uow: UnitOfWork,
     *,
@@ -289,14 +302,15 @@ def record_motion(
         find_person(session, who).pseudonym: vote for who, vote in (votes or {}).items()
     }
     chair = _chairing(session, c, meeting, present, chaired_by)
+    agenda_item = item_at(session, meeting_id, item) if item is not None else None
     decision = decide(
         present=present,
         votes=by_pseudonym,
         chair=chair,
         consensus=consensus,
         casting_vote=casting_vote,
+        interested=_interested(session, agenda_item),
     )
-    agenda_item = item_at(session, meeting_id, item) if item is not None else None
     motion = Motion(
         meeting_id=meeting_id,
         agenda_item_id=agenda_item.id if agenda_item else None,
