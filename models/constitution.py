@@ -128,6 +128,24 @@ class Cadence(_Strict):
         return meeting_dates(self.rrule, self.first_local, after=after, count=count)
 
 
+class Inquorate(StrEnum):
+    """What a decision at a meeting without its quorum is: refused, or recorded as inquorate
+    (no decision, the minutes saying why) for the body to ratify later."""
+
+    REFUSE = "refuse"
+    RECORD = "record"
+
+
+class Quorum(_Strict):
+    """How many of a body's members must be present for it to decide, under which clause."""
+
+    present: int = Field(ge=1, le=500, description="Members present, at least.")
+    clause: Text = Field(description="The clause of the agreement that sets the quorum.")
+    inquorate: Inquorate = Field(
+        default=Inquorate.REFUSE, description="refuse the decision, or record it as inquorate"
+    )
+
+
 class Body(_Strict):
     id: Slug
     name: Text
@@ -142,6 +160,9 @@ class Body(_Strict):
     )
     outcome: Slug | None = Field(default=None, description="Outcome area of a strategy group.")
     accountable_to: list[Slug] = Field(default_factory=list)
+    quorum: Quorum | None = Field(
+        default=None, description="None: the agreement sets no quorum (Wirral's MoU sets none)."
+    )
 
     def seats_role(self, role_id: str) -> bool:
         return any(seat.role == role_id for seat in self.members)

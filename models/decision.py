@@ -1,5 +1,5 @@
 """6.2: how a body reaches a decision on a motion; 18.1: a member who declared an interest in
-the item does not count among those voting on it."""
+the item does not count among those voting on it; a quorum, where the agreement sets one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from models.errors import InvalidInput
+from models.constitution import Inquorate, Quorum
+from models.errors import InvalidInput, Refused
 
 
 class Vote(StrEnum):
@@ -29,6 +30,7 @@ class Method(StrEnum):
     MAJORITY = "majority"
     CASTING_VOTE = "casting_vote"
     NONE = "none"
+    INQUORATE = "inquorate"
 
 
 class InvalidVote(InvalidInput):
@@ -57,6 +59,7 @@ def decide(
     consensus: bool = False,
     casting_vote: Vote | None = None,
     interested: Collection[str] = (),
+    quorum: Quorum | None = None,
 ) -> Decision:
     """6.2: consensus where possible; else a simple majority of those present and voting;
     on a tie the person chairing may give a second, casting vote; otherwise no decision.
@@ -67,9 +70,25 @@ def decide(
 
     18.1: the votes of `interested` members (who declared an interest in the item) are set
     aside before counting, and the explanation says so; a chair who declared one may not cast.
+
+    Quorum: with fewer present than the body's `quorum`, the decision is refused (citing the
+    quorum's clause) or, where the constitution says so, recorded as inquorate: no decision.
     """
     if not present:
         raise InvalidVote("no one present: a motion cannot be decided")
+    if quorum is not None and len(present) < quorum.present:
+        short = f"{len(present)} present, the quorum is {quorum.present} ({quorum.clause})"
+        if quorum.inquorate is Inquorate.REFUSE:
+            raise Refused(f"the meeting is inquorate: {short}", clause=quorum.clause)
+        return Decision(
+            Outcome.NO_DECISION,
+            Method.INQUORATE,
+            0,
+            0,
+            0,
+            None,
+            f"No decision: the meeting was inquorate, {short}.",
+        )
     absent_voters = sorted(set(votes) - set(present))
     if absent_voters:
         raise InvalidVote(f"votes recorded for people not present: {', '.join(absent_voters)}")

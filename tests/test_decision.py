@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.constitution import Inquorate, Quorum
 from models.decision import InvalidVote, Method, Outcome, Vote, decide
+from models.errors import Refused
 
 PEOPLE = [f"p{n}" for n in range(12)]
 
@@ -184,3 +186,20 @@ def test_interested_members_count_as_if_they_had_not_voted(
     cast_aside = sum(1 for p, v in votes.items() if p in interested and v is not Vote.ABSTAIN)
     assert d.votes_set_aside == cast_aside
     assert ("(18.1)" in d.explanation) == (cast_aside > 0)
+
+
+@given(ballots, st.integers(min_value=1, max_value=len(PEOPLE)))
+def test_a_quorum_that_is_met_changes_nothing(votes: dict[str, Vote], needed: int) -> None:
+    quorum = Quorum(present=needed, clause="9.9")
+    assert decide(present=PEOPLE, votes=votes, chair="p0", quorum=quorum) == decide(
+        present=PEOPLE, votes=votes, chair="p0"
+    )
+
+
+def test_a_quorum_not_met_refuses_or_records_as_the_constitution_says() -> None:
+    votes = {"p0": Vote.FOR}
+    with pytest.raises(Refused, match=r"1 present, the quorum is 3 \(9\.9\)"):
+        decide(present=["p0"], votes=votes, chair="p0", quorum=Quorum(present=3, clause="9.9"))
+    record = Quorum(present=3, clause="9.9", inquorate=Inquorate.RECORD)
+    d = decide(present=["p0"], votes=votes, chair="p0", quorum=record)
+    assert (d.outcome, d.method) == (Outcome.NO_DECISION, Method.INQUORATE)

@@ -11,12 +11,15 @@ from sqlmodel import Session, col, select
 
 from models import meetings
 from models.clock import FixedClock
+from models.commands import apply_constitution
+from models.constitution import Inquorate, Quorum, load_constitution
 from models.decision import Method, Outcome, Vote
-from models.errors import WctError
+from models.errors import Refused, WctError
 from models.instructions import SendApologies, SubmitItem
 from models.permissions import NotPermitted
 from models.steps.engine import run_step
 from models.tables import Meeting, OutboxMessage, VoteRecord
+from models.uow import UnitOfWork
 
 from .cases_support import act
 from .cycles_support import london, populate, recipients, run, state, step_status
@@ -518,3 +521,78 @@ def test_a_declared_interest_decides_the_vote_that_would_have_tied(
     with Session(people) as session:
         draft = meetings.minutes_data(session, meeting_id)
     assert draft.motions[0]["explanation"] == decided.decision.explanation
+
+
+def _with_board_quorum(engine: Engine, clock: FixedClock, quorum: Quorum) -> None:
+    """Amend the constitution in force: the Board has a quorum (Wirral's MoU sets none)."""
+    c = load_constitution()
+    bodies = [b.model_copy(update={"quorum": quorum}) if b.id == "board" else b for b in c.bodies]
+    with UnitOfWork(engine, clock=clock, actor="test") as uow:
+        apply_constitution(
+            uow, constitution=c.model_copy(update={"bodies": bodies}), source="with quorum"
+        )
+        uow.commit()
+
+
+FOUR = ["lead@council.example", "eve@council.example", "dcs@council.example", "nina@nhs.example"]
+SPLIT = {
+    "lead@council.example": Vote.FOR,
+    "eve@council.example": Vote.FOR,
+    "dcs@council.example": Vote.FOR,
+    "nina@nhs.example": Vote.AGAINST,
+}
+
+
+def test_a_decision_at_an_inquorate_meeting_is_refused_citing_the_quorum_and_writes_nothing(
+    people: Engine, clock: FixedClock
+) -> None:
+    _with_board_quorum(people, clock, Quorum(present=5, clause="9.9"))
+    meeting_id = held(people, clock, FOUR)
+    before = state(people)
+    with pytest.raises(Refused, match=r"inquorate: 4 present, the quorum is 5 \(9\.9\)"):
+        run(
+            people,
+            clock,
+            lambda uow: meetings.record_motion(
+                uow, meeting_id=meeting_id, text="Adopt the youth offer", item=8, votes=SPLIT
+            ),
+        )
+    assert state(people) == before
+
+
+def test_a_constitution_may_record_an_inquorate_decision_as_no_decision(
+    people: Engine, clock: FixedClock
+) -> None:
+    _with_board_quorum(people, clock, Quorum(present=5, clause="9.9", inquorate=Inquorate.RECORD))
+    meeting_id = held(people, clock, FOUR)
+    decided = run(
+        people,
+        clock,
+        lambda uow: meetings.record_motion(
+            uow, meeting_id=meeting_id, text="Adopt the youth offer", item=8, votes=SPLIT
+        ),
+    )
+    assert (decided.decision.outcome, decided.decision.method) == (
+        Outcome.NO_DECISION,
+        Method.INQUORATE,
+    )
+    assert "inquorate, 4 present, the quorum is 5 (9.9)" in decided.decision.explanation
+    with Session(people) as session:
+        draft = meetings.minutes_data(session, meeting_id)
+    assert draft.motions[0]["explanation"] == decided.decision.explanation
+
+
+def test_a_quorate_meeting_decides_as_6_2_says(people: Engine, clock: FixedClock) -> None:
+    _with_board_quorum(people, clock, Quorum(present=4, clause="9.9"))
+    meeting_id = held(people, clock, FOUR)
+    decided = run(
+        people,
+        clock,
+        lambda uow: meetings.record_motion(
+            uow, meeting_id=meeting_id, text="Adopt the youth offer", item=8, votes=SPLIT
+        ),
+    )
+    assert (decided.decision.outcome, decided.decision.method) == (
+        Outcome.CARRIED,
+        Method.MAJORITY,
+    )

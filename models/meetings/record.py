@@ -310,6 +310,7 @@ def record_motion(
         consensus=consensus,
         casting_vote=casting_vote,
         interested=_interested(session, agenda_item),
+        quorum=c.body(meeting.body_id).quorum,
     )
     motion = Motion(
         meeting_id=meeting_id,
