@@ -20,6 +20,12 @@ STEP_DEPLOYMENT = "step/step"
 STEP_TAG = "wct-step"
 
 
+def database_run_tag() -> str:
+    """The tag of this database's timers (`wct-db-3f2a9c0b1d`): to tell them apart from another
+    database's on a shared Prefect server."""
+    return f"wct-db-{database_tag()}"
+
+
 def timer_key(step: PlannedStep) -> str:
     """The timer's idempotency key: this database's, this step's, at this time."""
     return f"{database_tag()}:{step.key}@{step.due_at.isoformat()}"
@@ -39,7 +45,7 @@ async def schedule_timers(steps: Sequence[PlannedStep], *, as_of: datetime | Non
             scheduled_time=step.due_at,
             idempotency_key=timer_key(step),
             flow_run_name=step.run_name,
-            tags=[STEP_TAG, step.subject],
+            tags=[STEP_TAG, step.subject, database_run_tag()],
             timeout=0,
             as_subflow=False,  # a timer outlives the run that set it
         )

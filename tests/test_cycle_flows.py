@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from sqlmodel import Session, select
@@ -24,6 +24,7 @@ from flows.cycles import (
     record_meeting,
 )
 from flows.steps import step, sweep
+from flows.timers import database_run_tag
 from models.instructions import SubmitReport
 from models.tables import OutboxMessage, Step
 
@@ -34,10 +35,13 @@ from .flows_harness import CycleDb
 NOV = london(2026, 11, 23, 9, 0)
 
 
-async def runs_named(*names: str) -> list[FlowRun]:
+async def runs_named(*names: str, timers: bool = True) -> list[FlowRun]:
+    """The runs with these names: by default the timers of this test's database only (the
+    session's Prefect harness holds the timers of every test's database)."""
+    tags = FlowRunFilterTags(all_=[database_run_tag()]) if timers else None
     async with get_client() as client:
         return await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=list(names))),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=list(names)), tags=tags),
             sort=FlowRunSort.EXPECTED_START_TIME_ASC,
             limit=50,
         )
