@@ -37,7 +37,7 @@ from sqlmodel import Session
 
 from flows.runtime import clock_at, engine
 from flows.signals import act
-from flows.timers import schedule_subject_timers
+from flows.timers import database_run_tag, schedule_subject_timers
 from models import accountability, instructions
 from models.audit import revision
 from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
@@ -47,6 +47,14 @@ from models.service import Command
 
 T = TypeVar("T")
 CASE_TAG = "wct-case"
+
+
+def case_tags(subject: str | None = None) -> list[str]:
+    """What a case run is tagged with: a case run, of this database (a Prefect server may hold
+    another database's runs: tests, simulations), following `subject`."""
+    return [CASE_TAG, database_run_tag(), *([subject] if subject else [])]
+
+
 WAIT_SECONDS = 400 * 24 * 3600  # a wait outlives any stage; deadlines are timers, not this
 
 
@@ -188,7 +196,7 @@ async def wake(subject: str) -> int:
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[CASE_TAG, subject]),
+                tags=FlowRunFilterTags(all_=case_tags(subject)),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
             ),
             sort=FlowRunSort.START_TIME_DESC,
@@ -227,7 +235,7 @@ async def follow_unwatched() -> int:
         for kind, case_id, subject in cases:
             live = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=[CASE_TAG, subject]),
+                    tags=FlowRunFilterTags(all_=case_tags(subject)),
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=LIVE)),
                 ),
                 sort=FlowRunSort.START_TIME_DESC,
@@ -239,7 +247,7 @@ async def follow_unwatched() -> int:
                 "follow-case/follow-case",
                 parameters={"kind": kind, "case_id": case_id},
                 idempotency_key=f"follow:{subject}:r{revisions[subject]}",
-                tags=[CASE_TAG, subject],
+                tags=case_tags(subject),
                 timeout=0,
                 as_subflow=False,
             )
@@ -253,7 +261,7 @@ async def stale_subjects() -> set[str]:
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[CASE_TAG]),
+                tags=FlowRunFilterTags(all_=case_tags()),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
             ),
             sort=FlowRunSort.START_TIME_DESC,
@@ -329,7 +337,7 @@ async def _older_follower(subject: str) -> str | None:
         me = await client.read_flow_run(run_id) if run_id else None
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[CASE_TAG, subject]),
+                tags=FlowRunFilterTags(all_=case_tags(subject)),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=LIVE)),
             ),
             sort=FlowRunSort.START_TIME_DESC,
@@ -348,7 +356,7 @@ async def _label_run(name: str, subject: str) -> None:
         return
     async with get_client() as client:
         run = await client.read_flow_run(run_id)
-        tags = sorted(set(run.tags) | {CASE_TAG, subject})
+        tags = sorted(set(run.tags) | set(case_tags(subject)))
         if run.name != name or set(run.tags) != set(tags):
             await client.update_flow_run(run_id, name=name, tags=tags)
 
