@@ -37,8 +37,13 @@ def engine() -> Engine:
 def database_tag() -> str:
     """A short name for this wct database (a hash of its URL, password left out), so that two
     partnerships, or a test and a simulation, sharing one Prefect server never share a timer."""
-    url = engine().url.render_as_string(hide_password=True)
-    return hashlib.sha256(url.encode()).hexdigest()[:10]
+    return _tag(get_settings().resolved_database_url)
+
+
+@lru_cache(maxsize=4)
+def _tag(url: str) -> str:
+    shown = _engine(url).url.render_as_string(hide_password=True)
+    return hashlib.sha256(shown.encode()).hexdigest()[:10]
 
 
 def clock_at(as_of: datetime | None) -> Clock:
