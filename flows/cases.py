@@ -37,7 +37,7 @@ from sqlmodel import Session
 
 from flows.runtime import clock_at, engine
 from flows.signals import act
-from flows.timers import database_run_tag, schedule_subject_timers
+from flows.timers import database_run_tag, foreign_database_tag, schedule_subject_timers
 from models import accountability, instructions
 from models.audit import revision
 from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
@@ -393,6 +393,19 @@ class RequestApproval(BaseModel):
     requested_by: str
 
 
+def _another_databases(kind: str) -> CaseSummary | None:
+    """A run this database must not act on: another database's (a run that one serving process
+    left and another, serving the same deployment on a shared Prefect server, picked up). It ends
+    at once, before any command, and says so."""
+    foreign = foreign_database_tag()
+    if foreign is None:
+        return None
+    get_run_logger().warning(
+        "this %s run belongs to database %s, not this one: ended", kind, foreign
+    )
+    return CaseSummary(kind=kind, case_id=0, stage=f"not this database's ({foreign})", closed=False)
+
+
 async def opened(
     kind: str,
     case_id: int,
@@ -423,6 +436,8 @@ async def dispute_case(
     timers: bool = True,
 ) -> CaseSummary:
     """18.2: a dispute between partners, from informal discussion to ADR."""
+    if (elsewhere := _another_databases("dispute")) is not None:
+        return elsewhere
     done = _as(
         clock_at(as_of),
         request.opened_by,
@@ -439,6 +454,8 @@ async def call_to_account_case(
     timers: bool = True,
 ) -> CaseSummary:
     """11.5.1: the WSCB calls a partner to account; the response deadline is agreed mutually."""
+    if (elsewhere := _another_databases("call_to_account")) is not None:
+        return elsewhere
     kind = (
         accountability.AccountKind.EVIDENCE_REQUEST
         if request.evidence_request
@@ -465,6 +482,8 @@ async def risk_case(
     timers: bool = True,
 ) -> CaseSummary:
     """16.1: a risk managed by the Executive, escalated to the Board when it must be."""
+    if (elsewhere := _another_databases("risk")) is not None:
+        return elsewhere
     done = _as(
         clock_at(as_of),
         request.raised_by,
@@ -486,6 +505,8 @@ async def approval_case(
     timers: bool = True,
 ) -> CaseSummary:
     """11.3.5 / 21.1.1: a proposal waits on another body's approval."""
+    if (elsewhere := _another_databases("approval")) is not None:
+        return elsewhere
     done = _as(
         clock_at(as_of),
         request.requested_by,
@@ -497,4 +518,6 @@ async def approval_case(
 @flow(name="follow-case", flow_run_name="follow-{kind}-{case_id}")
 async def follow_case(kind: str, case_id: int) -> CaseSummary:
     """Follow a case opened elsewhere (the CLI) as a visible run."""
+    if (elsewhere := _another_databases(kind)) is not None:
+        return elsewhere
     return await follow_to_close(kind, case_id)

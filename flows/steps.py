@@ -22,7 +22,7 @@ from flows.cases import follow_unwatched, follow_up, stale_subjects
 from flows.cycles import ensure_cycles, publish_overdue_list, publish_step_artifacts
 from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
 from flows.signals import relay
-from flows.timers import pending, schedule_timers
+from flows.timers import foreign_database_tag, pending, schedule_timers
 from models.steps import run_name
 from models.steps.engine import run_due, run_step
 from models.tables import Step
@@ -49,6 +49,12 @@ async def step(key: str, as_of: datetime | None = None, timers: bool = True) -> 
     """A step comes due: act on it once (or find it satisfied, or too late to be of use), relay
     what changed, show a meeting's agenda, and for a case set the timers of its new deadlines
     and wake its run. A second run of the same step does nothing."""
+    foreign = foreign_database_tag()
+    if foreign is not None:
+        get_run_logger().warning(
+            "step %s is a timer of database %s, not this one: ignored", key, foreign
+        )
+        return "another database's timer"
     await until_due(key, as_of)
     outcome = run_step(engine(), clock_at(as_of), key)
     get_run_logger().info("step %s: %s", key, outcome.result)

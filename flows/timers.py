@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect.deployments.flow_runs import arun_deployment
+from prefect.runtime import flow_run as current_run
 from sqlmodel import Session
 
 from flows.runtime import database_tag, engine
@@ -24,6 +25,15 @@ def database_run_tag() -> str:
     """The tag of this database's timers (`wct-db-3f2a9c0b1d`): to tell them apart from another
     database's on a shared Prefect server."""
     return f"wct-db-{database_tag()}"
+
+
+def foreign_database_tag() -> str | None:
+    """The database tag this run carries if it is another database's (a run left by one serving
+    process and picked up by another that serves the same deployment name on a shared Prefect
+    server): such a run must not act on this database. None when it is ours or untagged."""
+    mine = database_run_tag()
+    tags: list[str] = list(current_run.tags or [])
+    return next((t for t in tags if t.startswith("wct-db-") and t != mine), None)
 
 
 def timer_key(step: PlannedStep) -> str:

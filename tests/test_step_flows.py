@@ -66,6 +66,20 @@ def test_three_reminders_of_a_call_to_account_by_their_timer_runs(cycle_db: Cycl
     assert reminders_sent(cycle_db.engine, case_id) == {"pat@police.example": 3}
 
 
+def test_a_timer_of_another_database_acts_on_nothing_here(cycle_db: CycleDb) -> None:
+    """A run left by one database's serving process and picked up by another's (the same
+    deployment on a shared Prefect server) ends without acting on this database."""
+    from prefect import tags
+
+    case_id = agreed_call(cycle_db.engine, FixedClock(NOV))
+    key = f"account:{case_id}:r2:reminder-10"
+    with tags("wct-db-0123456789"):
+        assert asyncio.run(step(key=key, as_of=due_of(cycle_db, key))) == "another database's timer"
+    assert reminders_sent(cycle_db.engine, case_id) == {}
+    assert asyncio.run(step(key=key, as_of=due_of(cycle_db, key))) == "acted"  # ours still acts
+    assert reminders_sent(cycle_db.engine, case_id) == {"pat@police.example": 1}
+
+
 def test_three_reminders_of_a_call_to_account_by_the_sweep(
     cycle_db: CycleDb,
     case_deployments_registered: None,  # noqa: ARG001
