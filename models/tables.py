@@ -141,6 +141,9 @@ class Meeting(SQLModel, table=True):
     ical_sequence: int = 0
     minutes_due_on: date | None = None
     minutes_approved_at_meeting_id: int | None = Field(default=None, foreign_key="meeting.id")
+    extraordinary: bool = Field(
+        default=False, description="Called off the body's cadence (an extraordinary meeting)."
+    )
 
 
 class AgendaItem(SQLModel, table=True):
@@ -151,6 +154,9 @@ class AgendaItem(SQLModel, table=True):
     kind: str = Field(max_length=32, description="standing | submitted | report | risk | approval")
     source: str | None = Field(default=None, max_length=200, description="What put it here.")
     submitted_by: str | None = Field(default=None, max_length=32, description="Pseudonym.")
+    confidential: bool = Field(
+        default=False, description="Left out of the public papers (the constitution's `papers:`)."
+    )
 
 
 class Attendance(SQLModel, table=True):
@@ -179,6 +185,22 @@ class Motion(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=32)
     method: str | None = Field(default=None, max_length=32)
     explanation: str | None = Field(default=None, max_length=500)
+
+
+class MeetingAction(SQLModel, table=True):
+    """An action agreed at a meeting, against an agenda item: who owns it and by when. It is
+    reminded and escalated as steps, and returns as matters arising until it is done."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    agenda_item_id: int | None = Field(default=None, foreign_key="agendaitem.id")
+    text: str = Field(max_length=1000)
+    owner_id: int = Field(foreign_key="person.id", index=True)
+    due_on: date
+    status: str = Field(default="open", max_length=16, index=True, description="open|done|dropped")
+    created_at: datetime = _ts()
+    closed_at: datetime | None = _ts(nullable=True)
+    note: str | None = Field(default=None, max_length=2000)
 
 
 class VoteRecord(SQLModel, table=True):
