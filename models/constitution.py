@@ -280,12 +280,18 @@ class Action(StrEnum):
     MEETING_RECORD = "meeting.record"
     MEETING_APPROVE_MINUTES = "meeting.approve_minutes"
     MEETING_CANCEL = "meeting.cancel"
+    MEETING_MOVE = "meeting.move"
+    MEETING_CALL = "meeting.call"  # an extraordinary meeting, off the cadence
+    MEETING_RECORD_PAST = "meeting.record_past"  # enter a meeting held before wct ran
+    # The action tracker: actions agreed at a meeting (recorded with the meeting's record).
+    ACTION_UPDATE = "action.update"
     # Quarterly reports (22.2.1, 11.4.1) and annual reviews (7.2, 19.1, ...).
     REPORT_OPEN = "report.open"
     REPORT_SUBMIT = "report.submit"
     REVIEW_OPEN = "review.open"
     REVIEW_COMPLETE = "review.complete"
     REVIEW_CHALLENGE = "review.challenge"
+    REVIEW_ANSWER_CHALLENGE = "review.answer_challenge"
     # Running the partnership's records (an operator at the CLI, or a coordinator).
     CONSTITUTION_LOAD = "constitution.load"
     MEMBERS_IMPORT = "members.import"
@@ -305,6 +311,7 @@ GRANT_FORMS = (
     "party-chief-executive",
     "approver-chair",
     "proposer-member",
+    "action-owner",
     "body-member",
     "body-chair",
     "body-deputy",
@@ -348,11 +355,16 @@ DEFAULT_GRANTS: dict[Action, tuple[str, ...]] = {
     Action.MEETING_RECORD: (*_CHAIRS, _COORDINATOR),  # 23.1: minutes
     Action.MEETING_APPROVE_MINUTES: (*_CHAIRS, _COORDINATOR),
     Action.MEETING_CANCEL: (*_CHAIRS, _COORDINATOR),
+    Action.MEETING_MOVE: (*_CHAIRS, _COORDINATOR),
+    Action.MEETING_CALL: (*_CHAIRS, _COORDINATOR),
+    Action.MEETING_RECORD_PAST: (*_CHAIRS, _COORDINATOR),
+    Action.ACTION_UPDATE: ("action-owner", *_CHAIRS, _COORDINATOR),
     Action.REPORT_OPEN: (_COORDINATOR, "system"),
     Action.REPORT_SUBMIT: (*_CHAIRS, _COORDINATOR),  # 22.2.1, 11.4.1: the reporting chair
     Action.REVIEW_OPEN: (_COORDINATOR, "system"),
     Action.REVIEW_COMPLETE: (*_CHAIRS, _COORDINATOR),
     Action.REVIEW_CHALLENGE: ("anyone",),  # 7.2: any interested party
+    Action.REVIEW_ANSWER_CHALLENGE: (*_CHAIRS, _COORDINATOR),
     Action.CONSTITUTION_LOAD: ("system",),
     Action.MEMBERS_IMPORT: ("system",),
     Action.MEMBERS_ERASE: ("system",),

@@ -105,6 +105,7 @@ class Scope:
     parties: frozenset[str] = field(default_factory=frozenset)
     approver_body: str | None = None
     proposer_body: str | None = None
+    owner: int | None = None  # the person an action tracker's action belongs to
 
 
 CaseScope = Scope  # the name before every command had a scope
@@ -169,6 +170,8 @@ def _grants(c: Constitution, grant: str, actor: Principal, scope: Scope) -> bool
             return scope.approver_body is not None and _chairs(c, actor, scope.approver_body)
         case "proposer-member":
             return scope.proposer_body is not None and _sits_on(c, actor, scope.proposer_body)
+        case "action-owner":
+            return scope.owner is not None and actor.person_id == scope.owner
         case "body-member":
             return scope.body is not None and _sits_on(c, actor, scope.body)
         case "body-chair":
