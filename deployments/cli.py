@@ -12,7 +12,8 @@ import typer
 from sqlmodel import Session, col, select
 
 # Importing these registers their commands on `app`.
-from deployments import cli_cases, cli_cycles, cli_notifications, cli_up  # noqa: F401
+import deployments.cli_papers  # noqa: F401  (`wct meeting papers`)
+from deployments import cli_actions, cli_cases, cli_cycles, cli_notifications, cli_up, cli_upcoming  # noqa: F401
 from deployments.cli_base import (
     JsonFlag,
     Runtime,

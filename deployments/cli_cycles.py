@@ -19,7 +19,8 @@ from sqlmodel import Session
 
 from deployments.cli_base import JsonFlag, Runtime, app, errors, print_json, runtime
 from deployments.server import api
-from models import instructions, meetings, reports
+from models import instructions, meetings, reports, reviews
+from models.clock import LONDON
 from models.commands import current_constitution
 from models.constitution import Constitution, load_constitution
 from models.errors import InvalidInput, WctError
@@ -100,13 +101,21 @@ def meeting_item(
     body: Body,
     day: Day,
     title: Annotated[str, typer.Option(help="The item's title.")],
+    approval: Annotated[
+        int | None,
+        typer.Option(
+            help="The approval request it is put forward under: it cannot be decided until "
+            "the approving body approves (11.3.5, 21.1.1)."
+        ),
+    ] = None,
     who: As = None,
     by: By = None,
 ) -> None:
     """Put an item forward for the agenda, before the items deadline."""
     rt = runtime(ctx)
     meeting_id = _meeting_id(rt, body, day)
-    item = rt.act(_who(who, by), instructions.SubmitItem(meeting_id=meeting_id, title=title))
+    submit = instructions.SubmitItem(meeting_id=meeting_id, title=title, approval_id=approval)
+    item = rt.act(_who(who, by), submit)
     typer.echo(f"item #{item} submitted for {body} {day}")
 
 
@@ -221,6 +230,94 @@ def meeting_cancel(
     typer.echo(f"{body} {day} " + ("cancelled; members told" if done else "was already cancelled"))
 
 
+def _moment(text: str, what: str) -> datetime:
+    """A local date and time (`2027-03-16 14:00`, Europe/London), or a clear error."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    except ValueError:
+        raise InvalidInput(
+            f"{what} '{text}' is not a date and time (use YYYY-MM-DD HH:MM)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=LONDON)
+
+
+At = Annotated[str, typer.Option("--at", help="Date and time, 'YYYY-MM-DD HH:MM' (UK time).")]
+Where = Annotated[str | None, typer.Option(help="Where, if not the body's usual place.")]
+
+
+@meeting_app.command("move")
+@errors
+def meeting_move(
+    ctx: typer.Context,
+    body: Body,
+    day: Day,
+    to: Annotated[str, typer.Option("--to", help="New date and time, 'YYYY-MM-DD HH:MM'.")],
+    reason: Annotated[str, typer.Option(help="Why; members see it.")],
+    location: Where = None,
+    who: As = None,
+    by: By = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Move BODY's meeting on DAY: members get the updated invitation and its steps move."""
+    rt = runtime(ctx)
+    meeting_id = _meeting_id(rt, body, day)
+    move = instructions.MoveMeeting(
+        meeting_id=meeting_id, starts_at=_moment(to, "--to"), reason=reason, location=location
+    )
+    moved = rt.act(_who(who, by), move)
+    lines = [f"{body} {day} moved to {moved.starts_at:%Y-%m-%d %H:%M}; members told"]
+    lines += [f"  {s.due_at:%Y-%m-%d %H:%M}  {s.run_name}" for s in moved.steps]
+    _show(moved.as_dict(), as_json, "\n".join(lines))
+
+
+@meeting_app.command("call")
+@errors
+def meeting_call(
+    ctx: typer.Context,
+    body: Body,
+    at: At,
+    reason: Annotated[str, typer.Option(help="Why it is called; members see it.")],
+    location: Where = None,
+    who: As = None,
+    by: By = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Call an extraordinary meeting of BODY, off its cadence; the notice goes at once when
+    the usual notice period has passed."""
+    rt = runtime(ctx)
+    call = instructions.CallMeeting(
+        body=body, starts_at=_moment(at, "--at"), reason=reason, location=location
+    )
+    planned = rt.act(_who(who, by), call)
+    state = "called" if planned.created else "already called"
+    lines = [f"{body} {planned.starts_at:%Y-%m-%d %H:%M} extraordinary ({state})"]
+    lines += [f"  {s.due_at:%Y-%m-%d %H:%M}  {s.run_name}" for s in planned.steps]
+    _show(planned.as_dict(), as_json, "\n".join(lines))
+
+
+@meeting_app.command("enter")
+@errors
+def meeting_enter(
+    ctx: typer.Context,
+    body: Body,
+    at: At,
+    location: Where = None,
+    who: As = None,
+    by: By = None,
+) -> None:
+    """Enter a meeting of BODY held before wct ran (no messages), then record it as any other
+    with `wct meeting record`."""
+    rt = runtime(ctx)
+    entered = rt.act(
+        _who(who, by),
+        instructions.EnterPastMeeting(body=body, starts_at=_moment(at, "--at"), location=location),
+    )
+    state = "entered" if entered.created else "was already entered"
+    typer.echo(
+        f"{body} {entered.starts_at:%Y-%m-%d %H:%M} {state}: record it with `wct meeting record`"
+    )
+
+
 # --- reports ---------------------------------------------------------------------------------
 
 
@@ -315,6 +412,43 @@ def review_challenge(
     challenge = instructions.ChallengeReview(kind=kind, year=year, text=text)
     count = rt.act(_who(who, by), challenge)
     typer.echo(f"challenge #{count} to review:{kind}:{year} sent to its owner")
+
+
+@review_app.command("challenges")
+@errors
+def review_challenges(ctx: typer.Context, kind: str, year: int, as_json: JsonFlag = False) -> None:
+    """7.2: the challenges to a published review, each with its id (to answer it) and answer."""
+    rt = runtime(ctx)
+    with Session(rt.ready_engine()) as session:
+        found = reviews.list_challenges(session, kind=kind, year=year)
+    lines = "\n".join(_challenge_lines(v) for v in found)
+    _show([v.as_dict() for v in found], as_json, lines or "no challenges")
+
+
+def _challenge_lines(v: reviews.ChallengeView) -> str:
+    who = v.challenger if v.member else f"{v.challenger} (not a member)"
+    line = f"#{v.id}  {v.received_at:%Y-%m-%d}  from {who}: {v.text or '(text not kept)'}"
+    if v.answered_at is None:
+        return line + "\n      not answered yet"
+    answer = f": {v.response}" if v.response else " (the answer could not be sent)"
+    return line + f"\n      answered {v.answered_at:%Y-%m-%d} by {v.answered_by}{answer}"
+
+
+@review_app.command("answer")
+@errors
+def review_answer(
+    ctx: typer.Context,
+    challenge_id: Annotated[int, typer.Argument(help="The challenge's id (review challenges).")],
+    response: Annotated[str, typer.Option("--response", help="The owning body's answer.")],
+    who: As = None,
+    by: By = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """7.2: answer a challenge to a published review; a member who challenged is sent it."""
+    rt = runtime(ctx)
+    answer = instructions.AnswerChallenge(challenge_id=challenge_id, response=response)
+    done = rt.act(_who(who, by), answer)
+    _show(done.as_dict(), as_json, f"challenge #{done.challenge_id} to {done.review}: {done.note}")
 
 
 # --- steps -----------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from flows.signals import act
 from flows.timers import database_run_tag, foreign_database_tag, schedule_subject_timers
 from models import accountability, instructions
 from models.audit import revision
-from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases
+from models.cases import SUBJECT_PREFIX, Awaiting, Form, awaiting, list_cases, open_waits
 from models.clock import Clock, SystemClock
 from models.errors import NotFound, WctError
 from models.service import Command
@@ -276,6 +276,33 @@ async def stale_subjects() -> set[str]:
             if f"-r{revision(session, subject)}-" not in key:
                 stale.add(subject)
     return stale
+
+
+async def describe_waits() -> int:
+    """Give every waiting case run of this database the state message a coordinator reads in
+    the UI (`Waiting on Merseyside Police until 12 March 2027`): the run cannot say it itself,
+    since suspending ends its process. The same Suspended state again, with the message; the
+    number of runs whose message changed."""
+    changed = 0
+    with Session(engine()) as session:
+        waits = open_waits(session)
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=case_tags()),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+            ),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=200,
+        )
+        for run in runs:
+            wait = next((waits[t] for t in run.tags if t in waits), None)
+            if run.state is None or wait is None or run.state.message == wait.state_message:
+                continue
+            again = run.state.model_copy(update={"message": wait.state_message})
+            await client.set_flow_run_state(run.id, state=again, force=True)
+            changed += 1
+    return changed
 
 
 # --- the case run: wait, apply, repeat -------------------------------------------------------

@@ -27,10 +27,12 @@ from models.clock import Clock
 from models.commands import current_constitution
 from models.decision import Vote
 from models.errors import WctError
+from models.meetings.papers import meeting_papers
 from models.permissions import SYSTEM_CYCLE
 from models.queries import overdue_items
 from models.steps.engine import StepRun
 from models.tables import Meeting
+from notifications.papers import papers_markdown
 
 CYCLE_TAG = "wct-cycle"
 MEETINGS_AHEAD = 2
@@ -93,6 +95,7 @@ async def publish_agenda_artifact(meeting_id: int) -> None:
         text = agenda_markdown(session, meeting)
         key = f"agenda-{_slug(meetings.meeting_key(meeting))[len('meeting-') :]}"
     await acreate_markdown_artifact(text, key=key, description="Agenda")
+    await publish_papers_artifact(meeting_id)
 
 
 async def publish_minutes_artifact(meeting_id: int) -> None:
@@ -102,6 +105,23 @@ async def publish_minutes_artifact(meeting_id: int) -> None:
         draft = meetings.minutes_data(session, meeting_id)
         key = f"minutes-{_slug(meetings.meeting_key(meeting))[len('meeting-') :]}"
     await acreate_markdown_artifact(minutes_markdown(draft), key=key, description="Draft minutes")
+    await publish_papers_artifact(meeting_id)
+
+
+def papers_key(body_id: str) -> str:
+    """`board-papers`: the artifact of a body's latest papers (its history is their versions)."""
+    return _slug(f"{body_id}-papers")
+
+
+async def publish_papers_artifact(meeting_id: int) -> None:
+    """The meeting's papers (the agenda pack, then the minutes) as the body's papers artifact."""
+    with Session(engine()) as session:
+        papers = meeting_papers(session, meeting_id)
+    await acreate_markdown_artifact(
+        papers_markdown(papers),
+        key=papers_key(papers.body_id),
+        description=f"{papers.title}: {papers.body}, {papers.starts_at.date().isoformat()}",
+    )
 
 
 async def publish_step_artifacts(runs: Sequence[StepRun]) -> None:
@@ -242,6 +262,13 @@ class MotionForm(BaseModel):
     chaired_by: str | None = Field(default=None, description="Email, if not the chair/deputy.")
 
 
+class ActionForm(BaseModel):
+    item: int | None = Field(default=None, ge=1, description="Agenda item number it is under.")
+    text: str = Field(description="What is to be done.")
+    owner: str = Field(description="Email of the member who owns it.")
+    due: str = Field(description="Due date, YYYY-MM-DD, after the meeting.")
+
+
 class MeetingRecord(BaseModel):
     body: str
     day: date
@@ -250,6 +277,7 @@ class MeetingRecord(BaseModel):
     apologies: list[str] = Field(default_factory=list)
     declarations: list[DeclarationForm] = Field(default_factory=list)
     motions: list[MotionForm] = Field(default_factory=list)
+    actions: list[ActionForm] = Field(default_factory=list)
 
 
 def _motion(form: MotionForm) -> meetings.MotionInput:
@@ -276,6 +304,10 @@ def recording(record: MeetingRecord, meeting_id: int) -> instructions.RecordMeet
             meetings.DeclarationInput(d.who, d.item, d.nature) for d in record.declarations
         ],
         motions=[_motion(m) for m in record.motions],
+        actions=[
+            meetings.ActionInput(text=a.text, owner=a.owner, due=a.due, item=a.item)
+            for a in record.actions
+        ],
     )
 
 

@@ -18,8 +18,9 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
 from sqlmodel import Session, select
 
-from flows.cases import follow_unwatched, follow_up, stale_subjects
+from flows.cases import describe_waits, follow_unwatched, follow_up, stale_subjects
 from flows.cycles import ensure_cycles, publish_overdue_list, publish_step_artifacts
+from flows.forward_look import publish_forward_look
 from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
 from flows.signals import relay
 from flows.timers import foreign_database_tag, pending, schedule_timers
@@ -73,7 +74,7 @@ async def sweep(
     every step whose time passed without its timer run (server down, run deleted) by the late
     rules, set the timers of cases that moved and wake their runs, make sure every pending step
     due soon has its timer, start a visible run for every open case nobody follows, and publish
-    the overdue list."""
+    the overdue list and each body's forward look."""
     clock = clock_at(as_of)
     problems = ensure_cycles(clock) if cycles else []
     for problem in problems:
@@ -86,13 +87,17 @@ async def sweep(
     horizon = clock.now() + TIMER_HORIZON
     ensured = await schedule_timers(pending(before=horizon), as_of=as_of) if timers else 0
     followed = await follow_unwatched()
+    described = await describe_waits()
     overdue = await publish_overdue_list(clock.now())
+    ahead = await publish_forward_look(clock.now())
     return {
         "acted": [r.key for r in done if r.result == "acted"],
         "skipped": [r.key for r in done if r.result == "skipped"],
         "timers": ensured,
         "woken": woken,
         "followed": followed,
+        "described": described,
         "overdue": overdue,
+        "ahead": ahead,
         "problems": problems,
     }

@@ -1,21 +1,42 @@
 """Approval gates: commissioning linked to safeguarding needs the WSCB's approval (11.3.5); the
-Executive's key strategic developments need the Board's final approval (21.1.1)."""
+Executive's key strategic developments need the Board's final approval (21.1.1).
+
+A request has a date by which the approving body should decide (the gate's `decide_within`
+working days): its chairs are reminded before it and told, with the proposing body's chairs and
+the coordinators, when it passes. Until the approving body approves, no other body may decide an
+agenda item put forward under the request (`hold`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
-from models.casework import chairs, clean_text, locked, notify, trigger_key
+from models.calendar import add_working_days
+from models.casework import chairs, clean_text, coordinators, locked, notify, settle, trigger_key
 from models.commands import current_constitution
 from models.constitution import Action, ApprovalGate, Constitution
 from models.errors import NotFound, Refused
 from models.messages import ApprovalRequest as ApprovalMessage
-from models.messages import Ask, revision_key
+from models.messages import Ask, Reminder, revision_key
 from models.permissions import Scope
-from models.tables import ApprovalRequest
+from models.steps import (
+    ALWAYS,
+    DaysBefore,
+    Firing,
+    LatePolicy,
+    NoParams,
+    StepKind,
+    StepSpec,
+    Subject,
+    SupersededBy,
+    at_five,
+    at_nine,
+)
+from models.steps import plan as plan_step
+from models.tables import AgendaItem, ApprovalRequest
 from models.uow import UnitOfWork
 
 
@@ -79,10 +100,12 @@ def request_approval(uow: UnitOfWork, *, gate_id: str, title: str) -> ApprovalRe
         approver_body_id=g.approver_body,
         status=ApprovalStatus.WAITING,
         requested_at=uow.clock.now(),
+        due_on=add_working_days(uow.clock.now().date(), g.decide_within),
     )
     session.add(request)
     session.flush()
     assert request.id is not None
+    _plan_chasers(uow, request)
     uow.record(
         "approval.requested",
         _subject(request),
@@ -133,6 +156,7 @@ def decide_approval(
     before = {"status": request.status}
     request.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REFUSED
     request.decided_at = uow.clock.now()
+    settle(session, subject=_subject(request), now=uow.clock.now())  # the chasers stop
     request.decision_note = clean_text(note, what="note", limit=2000, multiline=True)
     session.add(request)
     uow.record(
@@ -171,3 +195,149 @@ def waiting_for(session: Session, body_id: str) -> list[ApprovalRequest]:
         .order_by(col(ApprovalRequest.requested_at))
     )
     return list(session.exec(query).all())
+
+
+# --- deadlines and chasers -------------------------------------------------------------------
+
+REMINDER_STEP = StepSpec("approval.reminder", Subject.APPROVAL, DaysBefore)
+OVERDUE_STEP = StepSpec("approval.overdue", Subject.APPROVAL, NoParams)
+
+
+def _plan_chasers(uow: UnitOfWork, request: ApprovalRequest) -> None:
+    """A reminder to the approving body's chairs at each of `reminders.report_reminders`
+    working days before the request's date (those still to come), and the overdue notice at
+    17:00 on it."""
+    c = current_constitution(uow.session)
+    assert request.id is not None and request.due_on is not None
+    stem, now = _subject(request), uow.clock.now()
+    for days in sorted(set(c.reminders.report_reminders), reverse=True):
+        due_at = at_nine(add_working_days(request.due_on, -days))
+        if due_at > now:
+            plan_step(
+                uow.session,
+                REMINDER_STEP,
+                key=f"{stem}:reminder-{days}",
+                subject_id=request.id,
+                due_at=due_at,
+                params=DaysBefore(days=days),
+            )
+    plan_step(
+        uow.session,
+        OVERDUE_STEP,
+        key=f"{stem}:overdue",
+        subject_id=request.id,
+        due_at=at_five(request.due_on),
+    )
+
+
+def _chase(uow: UnitOfWork, firing: Firing[DaysBefore]) -> bool:
+    """The approving body has not decided yet: its chairs are reminded of the date."""
+    request = lock(uow.session, firing.subject_id)
+    if request.status != ApprovalStatus.WAITING or request.due_on is None:
+        return False
+    c = current_constitution(uow.session)
+    g = gate(c, request.gate)
+    approver = c.body(g.approver_body).name
+    notify(
+        uow,
+        Reminder(
+            clause=g.clause,
+            what=f'{approver}\'s decision on "{request.title}"',
+            due=at_five(request.due_on),
+            body=approver,
+            action=(
+                f"{c.body(g.from_body).name} cannot decide this proposal until {approver} "
+                "approves it. Record the decision with the button below."
+            ),
+            ask=Ask(action=Action.APPROVAL_DECIDE, subject=_subject(request)),
+        ),
+        people=chairs(uow.session, c, g.approver_body),
+        key=firing.key,
+        scope=scope_of(g),
+    )
+    return True
+
+
+def _overdue(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
+    """The date has passed without a decision: the approving body's chairs, the proposing
+    body's chairs and the coordinators are told."""
+    request = lock(uow.session, firing.subject_id)
+    if request.status != ApprovalStatus.WAITING or request.due_on is None:
+        return False
+    c = current_constitution(uow.session)
+    g = gate(c, request.gate)
+    approver = c.body(g.approver_body).name
+    people = {
+        p.id: p
+        for p in chairs(uow.session, c, g.approver_body)
+        + chairs(uow.session, c, g.from_body)
+        + coordinators(uow.session, c)
+    }
+    notify(
+        uow,
+        Reminder(
+            clause=g.clause,
+            what=f'{approver}\'s decision on "{request.title}" (overdue)',
+            due=at_five(request.due_on),
+            body=approver,
+            action=(
+                f"{approver} has not decided by the date. Until it approves, "
+                f"{c.body(g.from_body).name} cannot decide the proposal: please put it on "
+                f"{approver}'s next agenda, or record its decision with the button below."
+            ),
+            ask=Ask(action=Action.APPROVAL_DECIDE, subject=_subject(request)),
+        ),
+        people=list(people.values()),
+        key=firing.key,
+        scope=scope_of(g),
+    )
+    uow.record(
+        "approval.overdue",
+        _subject(request),
+        before=None,
+        after={"due_on": request.due_on.isoformat()},
+    )
+    return True
+
+
+def _lock(session: Session, request_id: int) -> ApprovalRequest:
+    return lock(session, request_id)
+
+
+STEP_KINDS: tuple[StepKind[DaysBefore] | StepKind[NoParams], ...] = (
+    StepKind(
+        REMINDER_STEP,
+        lock=_lock,
+        act=_chase,
+        late=LatePolicy(skip_if=(SupersededBy((REMINDER_STEP, OVERDUE_STEP)),)),
+    ),
+    StepKind(OVERDUE_STEP, lock=_lock, act=_overdue, late=ALWAYS),
+)
+
+
+# --- the gate holds ---------------------------------------------------------------------------
+
+
+def hold(session: Session, *, item: AgendaItem, body_id: str, at: datetime) -> None:
+    """11.3.5 / 21.1.1: a body other than the approving one may not decide an item put forward
+    under an approval request until the approving body has approved it (refused: not at all).
+    Refuses citing the gate's clause; does nothing for any other item."""
+    if item.approval_id is None:
+        return
+    request = session.get(ApprovalRequest, item.approval_id)
+    if request is None or request.approver_body_id == body_id:
+        return  # the approving body's own decision on it is the approval itself
+    c = current_constitution(session)
+    approver = c.body(request.approver_body_id).name
+    if request.status == ApprovalStatus.WAITING:
+        due = f" (due by {request.due_on:%d %B %Y})" if request.due_on else ""
+        raise Refused(
+            f'"{item.title}" waits on {approver}\'s approval{due}: it cannot be decided '
+            f"at {at:%d %B %Y} until {approver} approves it",
+            clause=request.clause,
+        )
+    if request.status == ApprovalStatus.REFUSED:
+        raise Refused(
+            f'"{item.title}" was refused by {approver}: it cannot be decided',
+            clause=request.clause,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -15,7 +16,15 @@ from models.disputes import DisputeStage, parties_of
 from models.errors import NotFound
 from models.risks import OPEN as OPEN_RISK
 from models.risks import RiskStatus
-from models.tables import ApprovalRequest, CallToAccount, Dispute, Person, Risk
+from models.tables import (
+    ApprovalRequest,
+    Body,
+    CallToAccount,
+    Dispute,
+    Organisation,
+    Person,
+    Risk,
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,31 @@ class Awaiting:
     stage: str
     description: str
     revision: int
+    waiting_on: str = ""
+    until: date | None = None
+
+    @property
+    def state_message(self) -> str:
+        """One line for the waiting run's state in the Prefect UI: who it waits on, until when."""
+        by = f" until {self.until.day} {self.until:%B %Y}" if self.until else ""
+        return f"Waiting on {self.waiting_on}{by}" if self.waiting_on else self.description
+
+
+def open_waits(session: Session) -> dict[str, Awaiting]:
+    """What every open case waits on, by its subject (`account:3`)."""
+    views = list_cases(session, only_open=True)
+    waits = (awaiting(session, view.kind, view.id) for view in views)
+    return {wait.subject: wait for wait in waits if wait is not None}
+
+
+def _organisation(session: Session, organisation_id: str) -> str:
+    row = session.get(Organisation, organisation_id)
+    return row.name if row is not None else organisation_id
+
+
+def _body(session: Session, body_id: str) -> str:
+    row = session.get(Body, body_id)
+    return row.name if row is not None else body_id
 
 
 def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
@@ -137,6 +171,9 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             f"Dispute #{case_id} '{dispute.title}' is at {dispute.stage.replace('_', ' ')} until "
             f"{dispute.stage_deadline}. A party's representative records the outcome (18.2).",
             rev,
+            waiting_on="the representatives of "
+            + " and ".join(_organisation(session, o) for o in sorted(parties_of(session, case_id))),
+            until=dispute.stage_deadline,
         )
     if kind in (AccountKind.CALL_TO_ACCOUNT, AccountKind.EVIDENCE_REQUEST):
         case = session.get(CallToAccount, case_id)
@@ -156,6 +193,12 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             f"{waiting_on(case)} (11.5.1). Proposed deadline {case.proposed_deadline}, agreed "
             f"{case.agreed_deadline or 'not yet'}.",
             rev,
+            waiting_on=(
+                _organisation(session, case.organisation_id)
+                if waiting_on(case) == "partner"
+                else "the Safeguarding Board's chair"
+            ),
+            until=case.agreed_deadline or case.proposed_deadline,
         )
     if kind == "risk":
         risk = session.get(Risk, case_id)
@@ -173,6 +216,8 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
                 else f"managed by the Executive; next review by {risk.review_due_on} (16.1)."
             ),
             rev,
+            waiting_on="the Board's formal assessment" if escalated else "the risk's owner",
+            until=None if escalated else risk.review_due_on,
         )
     if kind == "approval":
         request = session.get(ApprovalRequest, case_id)
@@ -184,6 +229,8 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             request.status,
             f"'{request.title}' waits on {request.approver_body_id}'s decision ({request.clause}).",
             rev,
+            waiting_on=f"the decision of {_body(session, request.approver_body_id)}",
+            until=request.due_on,
         )
     raise NotFound(f"unknown case kind '{kind}'")
 

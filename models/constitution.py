@@ -13,7 +13,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -210,6 +210,16 @@ class DeliveryPolicy(_Strict):
     first_retry_seconds: int = Field(default=30, ge=1, le=3600)
 
 
+class PapersPolicy(_Strict):
+    """What the public version of a meeting's papers leaves out: agenda items of these kinds
+    (the kinds of `models.meetings.AgendaItemKind`), with their decisions, declarations and
+    actions, besides any item marked confidential on its own."""
+
+    confidential_kinds: list[
+        Literal["standing", "submitted", "report", "risk", "approval", "action"]
+    ] = Field(default_factory=list)
+
+
 class Review(_Strict):
     """An annual review or report and who owes it."""
 
@@ -249,6 +259,13 @@ class ApprovalGate(_Strict):
     clause: Text
     from_body: Slug
     approver_body: Slug
+    decide_within: int = Field(
+        default=20,
+        ge=1,
+        le=120,
+        description="Working days the approving body has to decide; its chairs are reminded at "
+        "`reminders.report_reminders` before, and told with the proposers when it passes.",
+    )
 
 
 class Action(StrEnum):
@@ -399,6 +416,7 @@ class Constitution(_Strict):
     disputes: DisputePolicy = DisputePolicy()
     call_to_account: CallToAccountPolicy = CallToAccountPolicy()
     delivery: DeliveryPolicy = DeliveryPolicy()
+    papers: PapersPolicy = PapersPolicy()
     reviews: list[Review] = Field(default_factory=list)
     quarterly_reports: list[QuarterlyReport] = Field(default_factory=list)
     rules: dict[StructuralRule, Text] = Field(

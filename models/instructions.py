@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import TypeVar
 
 from typing_extensions import override
@@ -34,7 +34,7 @@ from models.meetings.record import declare_interest_ahead
 from models.members import parse_members
 from models.permissions import Actor, Principal, Scope
 from models.service import Command, Permission, member
-from models.tables import Person, Report
+from models.tables import MeetingAction, Person, Report
 from models.uow import UnitOfWork
 
 R = TypeVar("R", covariant=True)
@@ -83,11 +83,18 @@ class SubmitItem(_MeetingCommand[int]):
     action = Action.MEETING_ITEM
     meeting_id: int
     title: str
+    approval_id: int | None = None  # put forward under an approval request (11.3.5, 21.1.1)
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> int:
         by = member(actor, self.action)
-        return meetings.submit_item(uow, meeting_id=self.meeting_id, title=self.title, by=by)
+        return meetings.submit_item(
+            uow,
+            meeting_id=self.meeting_id,
+            title=self.title,
+            by=by,
+            approval_id=self.approval_id,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +146,7 @@ class RecordMeeting(_MeetingCommand[meetings.MinutesDraft]):
     apologies: Sequence[str] = ()
     declarations: Sequence[meetings.DeclarationInput] = ()
     motions: Sequence[meetings.MotionInput] = ()
+    actions: Sequence[meetings.ActionInput] = ()
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> meetings.MinutesDraft:
@@ -149,6 +157,32 @@ class RecordMeeting(_MeetingCommand[meetings.MinutesDraft]):
             apologies=self.apologies,
             declarations=self.declarations,
             motions=self.motions,
+            actions=self.actions,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateAction(Command[MeetingAction]):
+    """12.1, 21.2.1: an action agreed at a meeting is done, dropped (with a note), or given a new
+    due date; its reminders stop, or are planned again for the new date."""
+
+    action = Action.ACTION_UPDATE
+    clause = meetings.ACTION_CLAUSE
+    action_id: int
+    status: meetings.ActionStatus | None = None
+    due: date | None = None
+    note: str | None = None
+
+    @override
+    def permission(self, uow: UnitOfWork) -> Permission:
+        """Judged for the body whose meeting agreed it, and the action's owner."""
+        scope = meetings.action_scope(uow.session, self.action_id)
+        return Permission(self.action, scope, self.clause)
+
+    @override
+    def run(self, uow: UnitOfWork, actor: Principal) -> MeetingAction:
+        return meetings.update_action(
+            uow, action_id=self.action_id, status=self.status, due=self.due, note=self.note
         )
 
 
@@ -176,6 +210,72 @@ class CancelMeeting(_MeetingCommand[bool]):
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> bool:
         return meetings.cancel_meeting(uow, meeting_id=self.meeting_id, reason=self.reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoveMeeting(_MeetingCommand[meetings.MeetingMoved]):
+    """Move a meeting not yet held; members get the updated invitation and its steps move."""
+
+    action = Action.MEETING_MOVE
+    meeting_id: int
+    starts_at: datetime
+    reason: str
+    location: str | None = None
+
+    @override
+    def run(self, uow: UnitOfWork, actor: Principal) -> meetings.MeetingMoved:
+        return meetings.move_meeting(
+            uow,
+            meeting_id=self.meeting_id,
+            starts_at=self.starts_at,
+            reason=self.reason,
+            location=self.location,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallMeeting(Command[meetings.MeetingPlanned]):
+    """Call an extraordinary meeting of a body, off its cadence."""
+
+    action = Action.MEETING_CALL
+    body: str
+    starts_at: datetime
+    reason: str
+    location: str | None = None
+
+    @override
+    def permission(self, uow: UnitOfWork) -> Permission:
+        return _meeting_permission(uow, self.action, self.body)
+
+    @override
+    def run(self, uow: UnitOfWork, actor: Principal) -> meetings.MeetingPlanned:
+        return meetings.call_meeting(
+            uow,
+            body_id=self.body,
+            starts_at=self.starts_at,
+            reason=self.reason,
+            location=self.location,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnterPastMeeting(Command[meetings.MeetingPlanned]):
+    """Enter a meeting held before wct ran, to record it."""
+
+    action = Action.MEETING_RECORD_PAST
+    body: str
+    starts_at: datetime
+    location: str | None = None
+
+    @override
+    def permission(self, uow: UnitOfWork) -> Permission:
+        return _meeting_permission(uow, self.action, self.body)
+
+    @override
+    def run(self, uow: UnitOfWork, actor: Principal) -> meetings.MeetingPlanned:
+        return meetings.enter_past_meeting(
+            uow, body_id=self.body, starts_at=self.starts_at, location=self.location
+        )
 
 
 # --- quarterly reports (22.2.1, 11.4.1) and annual reviews -----------------------------------
@@ -285,6 +385,26 @@ class ChallengeReview(Command[int]):
         return reviews.challenge_review(
             uow, kind=self.kind, year=self.year, by=_name_of(uow, actor), challenge=self.text
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerChallenge(Command[reviews.ChallengeAnswered]):
+    """7.2: the owning body answers a challenge to its published review; the challenger is told
+    when they are a member."""
+
+    action = Action.REVIEW_ANSWER_CHALLENGE
+    clause = reviews.CHALLENGE_CLAUSE
+    challenge_id: int
+    response: str
+
+    @override
+    def permission(self, uow: UnitOfWork) -> Permission:
+        review = reviews.challenged_review(uow.session, self.challenge_id)
+        return Permission(self.action, Scope(body=review.owner_body_id), self.clause)
+
+    @override
+    def run(self, uow: UnitOfWork, actor: Principal) -> reviews.ChallengeAnswered:
+        return reviews.answer_challenge(uow, challenge_id=self.challenge_id, response=self.response)
 
 
 def _name_of(uow: UnitOfWork, actor: Principal) -> str:
@@ -740,4 +860,5 @@ __all__ = [
     "SendApologies",
     "SubmitItem",
     "SubmitReport",
+    "UpdateAction",
 ]

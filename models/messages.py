@@ -102,6 +102,9 @@ class MeetingNotice(MeetingInvite):
 
     items_due: datetime | None = Field(default=None, description="Last time to submit items.")
     changed: bool = Field(default=False, description="An update of a notice already sent.")
+    moved_from: datetime | None = Field(default=None, description="When it was, if it moved.")
+    reason: str | None = Field(default=None, description="Why it moved.")
+    extraordinary: bool = Field(default=False, description="Called off the body's cadence.")
 
     @model_validator(mode="before")
     @classmethod
@@ -175,6 +178,20 @@ class ReviewChallenged(Reminder):
 
     challenge: str
     challenger: str
+
+
+class ChallengeAnswer(MessageContext):
+    """7.2: the owning body's answer to a challenge of its published review, to the member who
+    made it."""
+
+    kind = "challenge_answer"
+
+    review: str
+    year: int
+    owner_body: str
+    challenge: str = Field(description="The challenge as it was made.")
+    response: str
+    answered_on: date
 
 
 class ReportRequest(MessageContext):
@@ -265,6 +282,29 @@ class ApprovalRequest(MessageContext):
     decision: str | None = Field(default=None, description="approved | refused, once decided.")
 
 
+class ActionReminder(MessageContext):
+    """12.1, 21.2.1: an action agreed at a meeting is due soon; to its owner."""
+
+    kind = "action_reminder"
+
+    action_id: int
+    task: str = Field(description="What was agreed, as the minutes record it.")
+    owner: str = Field(description="The owner's name.")
+    body: str
+    agreed_on: date
+    item: str | None = Field(default=None, description="The agenda item it was agreed under.")
+    due_on: date
+
+
+class ActionOverdue(ActionReminder):
+    """12.1, 21.2.1: an action still open after its due date, escalated to the body's chair."""
+
+    kind = "action_overdue"
+
+    days_overdue: int = Field(ge=1)
+    escalated_to: str
+
+
 CONTEXTS: dict[str, type[MessageContext]] = {
     model.kind: model
     for model in (
@@ -281,6 +321,9 @@ CONTEXTS: dict[str, type[MessageContext]] = {
         DisputeStage,
         CallToAccount,
         ApprovalRequest,
+        ChallengeAnswer,
+        ActionReminder,
+        ActionOverdue,
     )
 }
 

@@ -84,6 +84,12 @@ def period_of(day: date) -> str:
     return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
 
 
+def due_date(spec: QuarterlyReport, period: str) -> date:
+    """22.2.1, 11.4.1: due a set number (at least one) of working days after the quarter ends,
+    so always on a working day."""
+    return add_working_days(quarter_end(period), spec.due_working_days_after_quarter)
+
+
 def reporters(c: Constitution, spec: QuarterlyReport) -> list[str]:
     """The bodies that owe this report: the named body, or every body of the named kind."""
     if spec.from_body is not None:
@@ -139,13 +145,13 @@ def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
     working days after the quarter ends, with its request, reminders (in working days before the
     due date) and overdue escalation planned. Running it again opens nothing new."""
     session, c = uow.session, current_constitution(uow.session)
-    end = quarter_end(period)
+    quarter_end(period)  # a malformed period is refused before anything is written
     period = period.strip()
     r = c.reminders
     created: list[str] = []
     steps: list[PlannedStep] = []
     for spec in c.quarterly_reports:
-        due = add_working_days(end, spec.due_working_days_after_quarter)
+        due = due_date(spec, period)
         for body_id in reporters(c, spec):
             report = session.exec(
                 select(Report).where(

@@ -5,20 +5,22 @@ assessment (17.2), the membership review (20.3.5), commissioning (13.3), the WSC
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models.calendar import add_working_days
+from models.calendar import add_working_days, is_working_day
 from models.casework import clean_text, coordinators, notify, settle
 from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution, review_due
 from models.constitution import Review as ReviewSpec
 from models.errors import InvalidInput, NotFound, Refused
 from models.messages import (
+    ChallengeAnswer,
     Reminder,
     RepresentationGap,
     ReviewChallenged,
@@ -43,7 +45,7 @@ from models.steps import (
     plan_deadline,
     role_holders,
 )
-from models.tables import Person, PersonRole, Review
+from models.tables import AuditEvent, OutboxMessage, Person, PersonRole, Review
 from models.uow import UnitOfWork
 
 NOTICE = "review.notice"
@@ -90,6 +92,15 @@ def spec_of(c: Constitution, kind: str) -> ReviewSpec:
             return spec
     known = ", ".join(r.id for r in c.reviews)
     raise NotFound(f"no annual review '{kind}' in the constitution (known: {known})")
+
+
+def due_date(spec: ReviewSpec, year: int) -> date:
+    """The review's due date in `year`: the constitution's day and month, moved back to the
+    working day before when it falls on a weekend or an English bank holiday."""
+    day = review_due(spec, year)
+    while not is_working_day(day):
+        day -= timedelta(days=1)
+    return day
 
 
 def _year(year: int) -> int:
@@ -144,7 +155,7 @@ def open_review(uow: UnitOfWork, *, kind: str, year: int) -> ReviewOpened:
     offsets in working days. The same review and year again opens nothing new."""
     session, c = uow.session, current_constitution(uow.session)
     spec = spec_of(c, kind)
-    due = review_due(spec, _year(year))
+    due = due_date(spec, _year(year))
     review = session.exec(select(Review).where(Review.kind == kind, Review.year == year)).first()
     if review is not None and review.id is not None:
         return ReviewOpened(
@@ -464,10 +475,221 @@ def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challeng
         # Each challenge is its own message: the review's count of challenges names it.
         key=f"{review_key(review)}:challenge-{review.challenges}",
     )
-    uow.record(
-        "review.challenged", _subject(review), before=None, after={"challenge": review.challenges}
-    )
+    uow.record(CHALLENGED, _subject(review), before=None, after={"challenge": review.challenges})
     return review.challenges
+
+
+# --- 7.2 challenges listed and answered ------------------------------------------------------
+#
+# A challenge is recorded as its `review.challenged` audit event (who: a member's pseudonym or
+# `public`; which: its number), and its text and the challenger's name as given travel only in
+# the messages to the owning body (not in the audit chain). The event's sequence number is the
+# challenge's id; an answer is a `review.challenge_answered` event naming it.
+
+CHALLENGED = "review.challenged"
+CHALLENGE_ANSWERED = "review.challenge_answered"
+_PUBLIC = "public"
+
+
+@dataclass(frozen=True)
+class ChallengeView:
+    """One challenge to a published review: who made it, what it says, and its answer."""
+
+    id: int
+    review: str
+    number: int
+    received_at: datetime
+    challenger: str
+    member: bool
+    text: str | None
+    answered_at: datetime | None
+    answered_by: str | None
+    response: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "review": self.review,
+            "number": self.number,
+            "received_at": self.received_at.isoformat(),
+            "challenger": self.challenger,
+            "member": self.member,
+            "text": self.text,
+            "answered_at": self.answered_at.isoformat() if self.answered_at else None,
+            "answered_by": self.answered_by,
+            "response": self.response,
+        }
+
+
+def _events(session: Session, subject: str, action: str) -> list[AuditEvent]:
+    return list(
+        session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.subject == subject, AuditEvent.action == action)
+            .order_by(col(AuditEvent.seq))
+        ).all()
+    )
+
+
+def _number(event: AuditEvent) -> int:
+    return int(json.loads(event.after)["challenge"])
+
+
+def _message(session: Session, prefix: str, kind: str) -> dict[str, Any] | None:
+    """The context of the first message of `kind` whose key starts with `prefix`."""
+    row = session.exec(
+        select(OutboxMessage)
+        .where(OutboxMessage.kind == kind, col(OutboxMessage.key).startswith(prefix))
+        .order_by(col(OutboxMessage.id))
+    ).first()
+    return None if row is None else dict(json.loads(row.context))
+
+
+def _person(session: Session, pseudonym: str) -> Person | None:
+    if pseudonym == _PUBLIC:
+        return None
+    return session.exec(select(Person).where(Person.pseudonym == pseudonym)).first()
+
+
+def _challenge_stem(review: Review, number: int) -> str:
+    return f"{review_key(review)}:challenge-{number}"
+
+
+def _view(
+    session: Session, review: Review, event: AuditEvent, answer: AuditEvent | None
+) -> ChallengeView:
+    number = _number(event)
+    stem = _challenge_stem(review, number)
+    sent = _message(session, f"{stem}:", ReviewChallenged.kind) or {}
+    person = _person(session, event.actor)
+    answered_by = None
+    if answer is not None:
+        by = _person(session, answer.actor)
+        answered_by = by.name if by is not None else answer.actor
+    reply = _message(session, f"{stem}:answer:", ChallengeAnswer.kind) or {}
+    return ChallengeView(
+        id=event.seq,
+        review=review_key(review),
+        number=number,
+        received_at=event.at,
+        challenger=person.name if person is not None else str(sent.get("challenger", "unknown")),
+        member=person is not None,
+        text=sent.get("challenge"),
+        answered_at=answer.at if answer is not None else None,
+        answered_by=answered_by,
+        response=reply.get("response"),
+    )
+
+
+def _answers(session: Session, review: Review) -> dict[int, AuditEvent]:
+    return {_number(a): a for a in _events(session, _subject(review), CHALLENGE_ANSWERED)}
+
+
+def list_challenges(session: Session, *, kind: str, year: int) -> list[ChallengeView]:
+    """7.2: the challenges to a year's review, oldest first, each with its answer if it has one."""
+    review = session.exec(select(Review).where(Review.kind == kind, Review.year == year)).first()
+    if review is None:
+        raise NotFound(f"no {kind} review for {year} has been opened")
+    answers = _answers(session, review)
+    return [
+        _view(session, review, event, answers.get(_number(event)))
+        for event in _events(session, _subject(review), CHALLENGED)
+    ]
+
+
+def challenged_review(session: Session, challenge_id: int) -> Review:
+    """The review challenge `challenge_id` is about; NotFound if there is no such challenge."""
+    event = session.get(AuditEvent, challenge_id)
+    if event is None or event.action != CHALLENGED:
+        raise NotFound(f"no challenge #{challenge_id} (see `wct review challenges KIND YEAR`)")
+    review = session.get(Review, int(event.subject.removeprefix("review:")))
+    if review is None:
+        raise NotFound(f"challenge #{challenge_id} is about no review")
+    return review
+
+
+@dataclass(frozen=True)
+class ChallengeAnswered:
+    """An answer recorded; whether the challenger could be told, and what to do if not."""
+
+    challenge_id: int
+    review: str
+    number: int
+    challenger: str
+    told: bool
+    queued: int
+    note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "challenge_id": self.challenge_id,
+            "review": self.review,
+            "number": self.number,
+            "challenger": self.challenger,
+            "told": self.told,
+            "queued": self.queued,
+            "note": self.note,
+        }
+
+
+def answer_challenge(uow: UnitOfWork, *, challenge_id: int, response: str) -> ChallengeAnswered:
+    """7.2: the owning body answers a challenge to its published review, once (who may: the
+    constitution's `review.answer_challenge`, by default the owning body's chair or deputy, or a
+    coordinator). A member who challenged is sent the answer; an outside party gave only a name,
+    so nothing can be sent to them, and the result says so."""
+    session, c = uow.session, current_constitution(uow.session)
+    response = clean_text(response, what="response", limit=2000, multiline=True)
+    review = lock(session, challenged_review(session, challenge_id).id or 0)
+    event = session.get(AuditEvent, challenge_id)
+    assert event is not None
+    number = _number(event)
+    answered = _answers(session, review).get(number)
+    if answered is not None:
+        raise Refused(
+            f"challenge #{challenge_id} to {review_key(review)} was answered on "
+            f"{answered.at.date().isoformat()}",
+            clause=CHALLENGE_CLAUSE,
+        )
+    view = _view(session, review, event, None)
+    person = _person(session, event.actor)
+    spec = spec_of(c, review.kind)
+    queued = 0
+    if person is not None and person.active:
+        queued = notify(
+            uow,
+            ChallengeAnswer(
+                clause=CHALLENGE_CLAUSE,
+                action="Nothing, unless you want to take it further: reply to the governance "
+                "coordinator.",
+                review=spec.title,
+                year=review.year,
+                owner_body=c.body(review.owner_body_id).name,
+                challenge=view.text or "(the text of the challenge was not kept)",
+                response=response,
+                answered_on=uow.clock.now().date(),
+            ),
+            people=[person],
+            key=f"{_challenge_stem(review, number)}:answer",
+        )
+    told = queued > 0
+    if told:
+        note = f"the answer was sent to {view.challenger}"
+    elif person is None:
+        note = (
+            f"{view.challenger} is not a member and gave only a name (7.2: any interested "
+            "party): nothing could be sent; pass the answer on yourself"
+        )
+    else:
+        note = f"{view.challenger} is no longer reachable: nothing could be sent"
+    uow.record(
+        CHALLENGE_ANSWERED,
+        _subject(review),
+        before=None,
+        after={"challenge": number, "event": challenge_id, "told": told},
+    )
+    return ChallengeAnswered(
+        challenge_id, review_key(review), number, view.challenger, told, queued, note
+    )
 
 
 def open_reviews(session: Session) -> list[Review]:
@@ -487,4 +709,4 @@ def open_reviews(session: Session) -> list[Review]:
 def next_due_year(c: Constitution, kind: str, today: date) -> int:
     """The year of the review's next due date on or after `today`."""
     spec = spec_of(c, kind)
-    return today.year if review_due(spec, today.year) >= today else today.year + 1
+    return today.year if due_date(spec, today.year) >= today else today.year + 1

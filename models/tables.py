@@ -144,6 +144,10 @@ class Meeting(SQLModel, table=True):
     extraordinary: bool = Field(
         default=False, description="Called off the body's cadence (an extraordinary meeting)."
     )
+    cadence_on: date | None = Field(
+        default=None,
+        description="The date of the body's cadence this meeting stands for (kept when it moves).",
+    )
 
 
 class AgendaItem(SQLModel, table=True):
@@ -156,6 +160,11 @@ class AgendaItem(SQLModel, table=True):
     submitted_by: str | None = Field(default=None, max_length=32, description="Pseudonym.")
     confidential: bool = Field(
         default=False, description="Left out of the public papers (the constitution's `papers:`)."
+    )
+    approval_id: int | None = Field(
+        default=None,
+        foreign_key="approvalrequest.id",
+        description="Put forward under this approval request: not decided until it is approved.",
     )
 
 
@@ -328,6 +337,7 @@ class ApprovalRequest(SQLModel, table=True):
     requested_at: datetime = _ts()
     decided_at: datetime | None = _ts(nullable=True)
     decision_note: str | None = Field(default=None, max_length=2000)
+    due_on: date | None = Field(default=None, description="When the approving body should decide.")
 
 
 # --- Time, delivery and audit ---------------------------------------------------------------

@@ -24,6 +24,7 @@ file name created atomically.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -41,6 +42,7 @@ from models.clock import Clock
 from models.commands import current_constitution
 from models.constitution import DeliveryPolicy
 from models.errors import WctError
+from models.meetings.papers import meeting_at, meeting_papers
 from models.tables import Channel, Person
 from notifications.channels import Channels, Outcome
 from notifications.config import NotificationSettings, get_notification_settings
@@ -52,13 +54,21 @@ from notifications.contexts import (
     MessageContext,
     validate_context,
 )
-from notifications.email_message import AddressInvalid, build_email
+from notifications.email_message import AddressInvalid, Attachment, build_email
 from notifications.links import LinkFailed, LinkMinter, MessageLinks
+from notifications.papers import ATTACHMENT_LIMIT, papers_filename, papers_html
 from notifications.render import HeaderInjection, TemplateFailed, render
 
 #: Test hook: with WCT_DISPATCH_CRASH=after-send the process SIGKILLs itself right after a send
 #: returned and before its receipt is committed -- the one window the design must survive.
 CRASH_ENV = "WCT_DISPATCH_CRASH"
+
+#: The kinds of email that carry the meeting's papers (HTML) as an attachment: the agenda, and
+#: the minutes (no minutes message is sent yet; when one is, its context must name the meeting
+#: by `body` and `starts_at`, as the agenda's does).
+PAPERS_KINDS = frozenset({"agenda", "minutes"})
+
+log = logging.getLogger(__name__)
 
 
 Entry = tuple[outbox.Claimed, outbox.Status, str | None]
@@ -150,9 +160,10 @@ def prepare(
     settings: NotificationSettings,
     now: datetime,
     links: MessageLinks | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> Prepared:
-    """Render and build one message, with the recipient's `links`; raises TemplateFailed,
-    HeaderInjection, AddressInvalid..."""
+    """Render and build one message, with the recipient's `links` (and, by email, the
+    `attachments`); raises TemplateFailed, HeaderInjection, AddressInvalid..."""
     rendered = render(kind, context, channel=channel, links=links)
     if channel == Channel.TEAMS.value:
         if not recipient.teams_webhook:
@@ -177,8 +188,33 @@ def prepare(
         now=now,
         invite=ics,
         method=method,
+        attachments=attachments,
     )
     return Prepared(rendered.subject, email_wire=wire)
+
+
+def papers_attachment(session: Session, *, body: str, starts_at: datetime) -> Attachment | None:
+    """The papers of the meeting of `body` at `starts_at` as an HTML attachment; None when there
+    is no such meeting, they cannot be made, or they are larger than ATTACHMENT_LIMIT (the
+    message goes without them: the papers are also an artifact and `wct meeting papers`)."""
+    try:
+        meeting = meeting_at(session, body=body, starts_at=starts_at)
+        if meeting is None or meeting.id is None:
+            return None
+        papers = meeting_papers(session, meeting.id)
+        html = papers_html(papers)
+    except WctError as exc:
+        log.warning("papers of %s at %s not attached: %s", body, starts_at.isoformat(), exc)
+        return None
+    if len(html.encode("utf-8")) > ATTACHMENT_LIMIT:
+        log.warning(
+            "papers of %s at %s not attached: larger than %d bytes",
+            body,
+            starts_at,
+            ATTACHMENT_LIMIT,
+        )
+        return None
+    return Attachment(papers_filename(papers, "html"), 'text/html; charset="utf-8"', html)
 
 
 def transmit(channels: Channels, prepared: Prepared) -> Outcome:
@@ -250,6 +286,29 @@ class Dispatcher:
                 if p.id is not None
             }
 
+    def papers(self, claimed: Sequence[outbox.Claimed]) -> dict[int, Attachment]:
+        """The papers attachment of each claimed email of a `PAPERS_KINDS` kind, by message id:
+        made once per meeting however many members it goes to."""
+        made: dict[tuple[str, str], Attachment | None] = {}
+        found: dict[int, Attachment] = {}
+        wanted = [m for m in claimed if m.kind in PAPERS_KINDS and m.channel == Channel.EMAIL.value]
+        if not wanted:
+            return found
+        with Session(self.engine) as session:
+            for message in wanted:
+                try:
+                    data = json.loads(message.context)
+                    meeting = (str(data["body"]), str(data["starts_at"]))
+                    starts_at = datetime.fromisoformat(meeting[1])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue  # the message itself will be refused with the reason
+                if meeting not in made:
+                    made[meeting] = papers_attachment(session, body=meeting[0], starts_at=starts_at)
+                attachment = made[meeting]
+                if attachment is not None:
+                    found[message.id] = attachment
+        return found
+
     def deliver(self, claimed: Sequence[outbox.Claimed], result: DrainResult) -> DrainResult:
         """Deliver claimed rows chunk by chunk; within a chunk, `settings.workers` sends at once.
 
@@ -259,11 +318,12 @@ class Dispatcher:
         is rendered; it is marked `sending` only after the previous chunk's receipts are written.
         """
         people = self.recipients(sorted({c.person_id for c in claimed}))
+        papers = self.papers(claimed)
         size = self.settings.send_chunk
         entries: list[Entry] = []
         in_flight: InFlight | None = None
         for start in range(0, len(claimed), size):
-            ready, refused = self._prepare_chunk(claimed[start : start + size], people)
+            ready, refused = self._prepare_chunk(claimed[start : start + size], people, papers)
             if in_flight is not None:
                 entries += self._finish(in_flight)
             in_flight, skipped = self._start(ready, refused)
@@ -303,7 +363,10 @@ class Dispatcher:
         return self._pool.submit(self._send, prepared)
 
     def _prepare(
-        self, message: outbox.Claimed, recipient: Recipient | None
+        self,
+        message: outbox.Claimed,
+        recipient: Recipient | None,
+        attachment: Attachment | None = None,
     ) -> Prepared | tuple[outbox.Status, str]:
         """The message ready to send, or why it cannot be: (FAILED|DEAD, reason)."""
         if recipient is None or not recipient.active or not recipient.email:
@@ -320,6 +383,7 @@ class Dispatcher:
                 settings=self.settings,
                 now=now,
                 links=self.minter.links(context, person=recipient.pseudonym, now=now),
+                attachments=() if attachment is None else (attachment,),
             )
         except (ContextInvalid, Undeliverable, AddressInvalid, json.JSONDecodeError) as exc:
             return outbox.Status.DEAD, str(exc)
@@ -353,7 +417,10 @@ class Dispatcher:
         )
 
     def _prepare_chunk(
-        self, chunk: Sequence[outbox.Claimed], people: dict[int, Recipient]
+        self,
+        chunk: Sequence[outbox.Claimed],
+        people: dict[int, Recipient],
+        papers: dict[int, Attachment],
     ) -> tuple[
         list[tuple[outbox.Claimed, Prepared]], list[tuple[outbox.Claimed, outbox.Status, str]]
     ]:
@@ -361,7 +428,7 @@ class Dispatcher:
         ready: list[tuple[outbox.Claimed, Prepared]] = []
         refused: list[tuple[outbox.Claimed, outbox.Status, str]] = []
         for message in chunk:
-            prepared = self._prepare(message, people.get(message.person_id))
+            prepared = self._prepare(message, people.get(message.person_id), papers.get(message.id))
             if isinstance(prepared, Prepared):
                 ready.append((message, prepared))
             else:

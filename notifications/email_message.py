@@ -2,8 +2,10 @@
 
 Outlook and Gmail show an invite with Accept/Decline when the calendar is a `text/calendar;
 method=...` alternative of the message; the same object is attached as `invite.ics` for clients
-that only offer attachments. The idempotency key travels in `X-WCT-Key`, and the Message-ID is
-derived from it, so a duplicate (the one gap SMTP leaves) is recognisable and often dropped.
+that only offer attachments. A message may carry other attachments too (the meeting papers with
+an agenda), each `Content-Disposition: attachment`. The idempotency key travels in `X-WCT-Key`,
+and the Message-ID is derived from it, so a duplicate (the one gap SMTP leaves) is recognisable
+and often dropped.
 
 The message is assembled directly rather than through `email.message.EmailMessage`, whose header
 registry costs ~1.5 ms a message (most of a fan-out's time); every header value is checked for line
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -23,7 +26,7 @@ from email.utils import format_datetime, formataddr
 
 from models.calendar_invite import Method
 from models.errors import WctError
-from notifications.render import Rendered, single_line
+from notifications.render import HeaderInjection, Rendered, single_line
 
 KEY_HEADER = "X-WCT-Key"
 CRLF = "\r\n"
@@ -32,8 +35,31 @@ _ADDRESS = re.compile(
 )
 
 
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
 class AddressInvalid(WctError):
     """An email address wct cannot send to."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message: a plain file name (letters, digits, `.`, `_`, `-`), its MIME
+    type with parameters (`text/html; charset="utf-8"`), and its text."""
+
+    filename: str
+    content_type: str
+    content: str
+
+    def part(self) -> str:
+        if not _FILENAME.match(self.filename):
+            raise HeaderInjection(f"attachment file name {self.filename!r} is not a plain name")
+        single_line(self.content_type, what="the attachment's type")
+        return _part(
+            f'{self.content_type}; name="{self.filename}"',
+            self.content,
+            (f'Content-Disposition: attachment; filename="{self.filename}"',),
+        )
 
 
 @dataclass(frozen=True)
@@ -94,8 +120,10 @@ def build_email(
     now: datetime,
     invite: str | None = None,
     method: Method = Method.REQUEST,
+    attachments: Sequence[Attachment] = (),
 ) -> str:
-    """The message as SMTP sends it; HeaderInjection or AddressInvalid if a header would break."""
+    """The message as SMTP sends it, with the invite and `attachments` if given; HeaderInjection
+    or AddressInvalid if a header would break."""
     sender = checked_address(from_name, from_email, what="sender")
     recipient = checked_address(to_name, to_email, what="recipient")
     subject = single_line(rendered.subject, what="the subject")
@@ -115,15 +143,15 @@ def build_email(
         _part('text/plain; charset="utf-8"', rendered.text),
         _part('text/html; charset="utf-8"', rendered.html),
     ]
-    if invite is None:
-        body = _multipart("alternative", f"=_alt_{token}", alternatives)
-    else:
+    files = [a.part() for a in attachments]
+    if invite is not None:
         alternatives.append(_part(f'text/calendar; charset="utf-8"; method={method.value}', invite))
         attachment = _part(
             'application/ics; name="invite.ics"',
             invite,
             ('Content-Disposition: attachment; filename="invite.ics"',),
         )
-        inner = _multipart("alternative", f"=_alt_{token}", alternatives)
-        body = _multipart("mixed", f"=_mix_{token}", [inner, attachment])
+        files.insert(0, attachment)
+    inner = _multipart("alternative", f"=_alt_{token}", alternatives)
+    body = inner if not files else _multipart("mixed", f"=_mix_{token}", [inner, *files])
     return CRLF.join(headers) + CRLF + body

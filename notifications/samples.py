@@ -158,6 +158,44 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "meeting. Once it has decided, record its decision with the button below.",
         "ask": {"action": "approval.decide", "subject": "approval:4"},
     },
+    "challenge_answer": {
+        "review": "CYPP annual review with safeguarding assessment",
+        "year": 2027,
+        "owner_body": "Children's Trust Executive",
+        "challenge": "The review says little about youth services in the west of Wirral.",
+        "response": "Youth services in the west of Wirral are in the plan's second year; the "
+        "Executive will report on them at its September meeting.",
+        "answered_on": date(2027, 6, 21),
+        "clause": "7.2",
+        "action": "Nothing, unless you want to take it further: reply to the governance "
+        "coordinator.",
+    },
+    "action_reminder": {
+        "action_id": 3,
+        "task": "Bring a costed youth offer for the west of Wirral to the next meeting",
+        "owner": "Dee Director",
+        "body": "Wirral Children's Trust Board",
+        "agreed_on": date(2027, 3, 9),
+        "item": "8. Youth offer",
+        "due_on": date(2027, 4, 30),
+        "clause": "12.1, 21.2.1",
+        "action": "Carry out the action by Friday 30 April 2027. When it is done, or if it "
+        "cannot be done by then, tell the chair or the governance coordinator, who record it.",
+    },
+    "action_overdue": {
+        "action_id": 3,
+        "task": "Bring a costed youth offer for the west of Wirral to the next meeting",
+        "owner": "Dee Director",
+        "body": "Wirral Children's Trust Board",
+        "agreed_on": date(2027, 3, 9),
+        "item": "8. Youth offer",
+        "due_on": date(2027, 4, 30),
+        "days_overdue": 1,
+        "escalated_to": "the chair of Wirral Children's Trust Board",
+        "clause": "12.1, 21.2.1",
+        "action": "The action was due by Friday 30 April 2027. If it is yours, carry it out now "
+        "or say when it will be done; otherwise the chair will follow it up.",
+    },
 }
 
 

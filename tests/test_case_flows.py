@@ -289,6 +289,14 @@ async def _account_story(server: CaseServer) -> None:
     # sweep sees the run waiting on a stale revision, wakes it, and it completes.
     await answer(started.id, your_email="chief@police.example", response="Action plan")
     await until(started.id, {StateType.PAUSED}, key_part="-r4-a0")
+    # The coordinator's view: the sweep gives the waiting run a state message saying whom it
+    # waits on and until when, and the run still waits on the same key and resumes after it.
+    await arun_deployment("sweep/sweep", timeout=WAIT)
+    waiting = await until(started.id, {StateType.PAUSED}, key_part="-r4-a0")
+    assert waiting.state is not None
+    assert waiting.state.message == (
+        f"Waiting on the Safeguarding Board's chair until {proposed.day} {proposed:%B %Y}"
+    )
     runtime = Runtime(settings=Settings(database_url=server.database_url, home=server.workdir))
     accepted = CliRunner().invoke(
         app,

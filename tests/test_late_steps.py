@@ -249,11 +249,12 @@ def test_the_commissioning_review_found_late_sends_the_notice_alone_saying_late(
     assert per_recipient(people, "review_due") == Counter({"lead@council.example": 1})
     assert recipients(people, "reminder") == []
     (text,) = texts(people, "review_due")
-    assert "This message is sent late: it was due on Monday 2 November 2026 at 09:00." in text
+    # Due on Friday 27 November 2026 (the 29th is a Sunday): the notice 20 working days before.
+    assert "This message is sent late: it was due on Friday 30 October 2026 at 09:00." in text
     reasons = {s["step"]: s["reason"] for s in skips(people)}
     assert reasons[f"{COMMISSIONING}:reminder-10"] == (
         f"a later step of the same chain is due: {COMMISSIONING}:reminder-5 "
-        "at 2026-11-23T09:00:00+00:00"
+        "at 2026-11-20T09:00:00+00:00"
     )
     assert reasons[f"{COMMISSIONING}:reminder-5"].startswith(f"{COMMISSIONING}:notice went out")
 
@@ -261,7 +262,7 @@ def test_the_commissioning_review_found_late_sends_the_notice_alone_saying_late(
 def test_reminders_due_together_become_the_latest(people: Engine, clock: FixedClock) -> None:
     clock.set(london(2026, 10, 1, 9, 0))
     run(people, clock, lambda uow: reviews.open_review(uow, kind="commissioning-review", year=2026))
-    clock.set(london(2026, 11, 2, 9, 0))
+    clock.set(london(2026, 10, 30, 9, 0))
     assert run_step(people, clock, f"{COMMISSIONING}:notice").result == "acted"  # on time
     clock.set(london(2026, 11, 24, 9, 0))  # down from before reminder-10 until after reminder-5
     runs = {r.key: r.result for r in run_due(people, clock)}

@@ -59,7 +59,14 @@ ASKS = {
     "call_to_account": ("account.agree_for_partner", "account:2", "Agree or propose a deadline"),
     "approval_request": ("approval.decide", "approval:4", "Record the decision"),
 }
-INFORMS = {"meeting_cancelled", "review_due", "risk_escalated"}
+INFORMS = {
+    "meeting_cancelled",
+    "review_due",
+    "risk_escalated",
+    "challenge_answer",
+    "action_reminder",
+    "action_overdue",
+}
 CLI = re.compile(r"\bwct [a-z]")
 PSEUDONYM = re.compile(r"\bp-[0-9a-f]{6,}\b")
 
@@ -160,7 +167,7 @@ def test_the_link_key_is_made_once_under_wct_home_and_kept(tmp_path: Path) -> No
 def _decoded(path: Path) -> tuple[EmailMessage, str, str]:
     message = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert isinstance(message, EmailMessage)
-    parts = {p.get_content_type(): p for p in message.walk()}
+    parts = {p.get_content_type(): p for p in message.walk() if not p.is_attachment()}
     return message, parts["text/plain"].get_content(), parts["text/html"].get_content()
 
 

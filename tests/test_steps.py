@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models import accountability, disputes, meetings, reports, reviews, risks
+from models import accountability, approvals, disputes, meetings, reports, reviews, risks
 from models.clock import FixedClock
 from models.disputes import DisputeStage
 from models.errors import InvalidInput, NotFound, WctError
@@ -23,6 +23,7 @@ from models.instructions import (
     OpenCallToAccount,
     OpenDispute,
     RaiseRisk,
+    RequestApproval,
 )
 from models.steps import (
     DaysBefore,
@@ -42,7 +43,16 @@ from . import cases_support
 from .conftest import DATA, Cli
 from .cycles_support import london, populate, recipients, run, state, step_status
 
-DOMAIN = (meetings.steps, reports, reviews, disputes, accountability, risks)
+DOMAIN = (
+    meetings.steps,
+    meetings.actions,
+    reports,
+    reviews,
+    disputes,
+    accountability,
+    risks,
+    approvals,
+)
 
 
 @pytest.fixture
@@ -61,7 +71,7 @@ def case_people(loaded: Engine, clock: FixedClock) -> Engine:
 
 
 def test_every_kind_says_what_it_is_about_carries_locks_does_and_does_when_late() -> None:
-    assert len(KINDS) == 17
+    assert len(KINDS) == 21
     for name, kind in KINDS.items():
         assert kind.name == name and name.startswith(f"{kind.subject.value}.")
         assert issubclass(kind.spec.params, StepParams)
@@ -93,7 +103,7 @@ def test_the_registry_covers_every_kind_planned_anywhere(
     """Every command that plans steps, run for real: each step it wrote names a registered kind,
     its subject by type and id, and parameters that its kind's model reads back."""
     engine = case_people
-    run(
+    board = run(
         engine, clock, lambda uow: meetings.plan_meeting(uow, body_id="board", day=date(2027, 3, 9))
     )
     run(engine, clock, lambda uow: reports.open_reports(uow, period="2027-Q1"))
@@ -128,6 +138,23 @@ def test_the_registry_covers_every_kind_planned_anywhere(
         clock,
         "dcs@council.example",
         RaiseRisk(title="Placements", owner="sally@council.example", likelihood=2, impact=2),
+    )
+    cases_support.act(
+        engine,
+        clock,
+        "jack@council.example",
+        RequestApproval(gate="safeguarding-commissioning", title="Parenting support contract"),
+    )
+    clock.set(london(2027, 3, 9, 16, 0))
+    run(
+        engine,
+        clock,
+        lambda uow: meetings.record_meeting(
+            uow,
+            meeting_id=board.meeting_id,
+            present=["lead@council.example"],
+            actions=[meetings.ActionInput("Cost it", "dcs@council.example", date(2027, 4, 30))],
+        ),
     )
     with Session(engine) as session:
         steps = session.exec(select(Step)).all()

@@ -80,7 +80,7 @@ class _Links(HTMLParser):
 def read_mail(path: Path) -> Mail:
     message = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert isinstance(message, EmailMessage)
-    parts = {p.get_content_type(): p for p in message.walk()}
+    parts = {p.get_content_type(): p for p in message.walk() if not p.is_attachment()}
     return Mail(
         path=path,
         to=message["To"].addresses[0].addr_spec,

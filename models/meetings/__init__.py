@@ -2,7 +2,8 @@
 (22.4.1): plan, call for items, agenda and notice, reminder, record, minutes and their approval.
 
 One module per job, each importing only those before it:
-`kinds` (the steps) -> `plan` (cadence, plan, find, cancel) -> `agenda` -> `record` (apologies,
+`kinds` (the steps) -> `plan` (cadence, plan, find, cancel) -> `actions` (the action tracker
+and the decision log, with the action's own kinds of step) -> `agenda` -> `record` (apologies,
 attendance, declarations, motions) -> `minutes` -> `steps` (what each step does when due, and
 its kind of step for the step engine).
 Callers use the package: `from models import meetings; meetings.plan_meeting(...)`. Note that
@@ -11,6 +12,18 @@ Callers use the package: `from models import meetings; meetings.plan_meeting(...
 
 from __future__ import annotations
 
+from models.meetings.actions import CLAUSE as ACTION_CLAUSE
+from models.meetings.actions import (
+    ActionInput,
+    ActionRow,
+    ActionStatus,
+    DecisionRow,
+    action_rows,
+    agree_actions,
+    decision_log,
+    update_action,
+)
+from models.meetings.actions import scope_of as action_scope
 from models.meetings.agenda import (
     AgendaItemKind,
     AgendaLine,
@@ -35,13 +48,18 @@ from models.meetings.minutes import (
     record_meeting,
 )
 from models.meetings.plan import (
+    MeetingMoved,
     MeetingPlanned,
     MeetingStatus,
     cadence_meeting_on,
+    call_meeting,
     cancel_meeting,
+    enter_past_meeting,
     find_meeting,
     load_meeting,
     meeting_key,
+    message_stem,
+    move_meeting,
     next_meeting_days,
     plan_meeting,
     step_times,
@@ -74,6 +92,16 @@ APPROVED = MeetingStatus.MINUTES_APPROVED
 CANCELLED = MeetingStatus.CANCELLED
 
 __all__ = [
+    "ACTION_CLAUSE",
+    "ActionInput",
+    "ActionRow",
+    "ActionStatus",
+    "DecisionRow",
+    "action_rows",
+    "action_scope",
+    "agree_actions",
+    "decision_log",
+    "update_action",
     "AGENDA",
     "APPROVED",
     "CALL_FOR_ITEMS",
@@ -90,6 +118,7 @@ __all__ = [
     "AgendaLine",
     "AttendanceStatus",
     "DeclarationInput",
+    "MeetingMoved",
     "MeetingPlanned",
     "MeetingStatus",
     "MinutesDraft",
@@ -100,14 +129,18 @@ __all__ = [
     "attendance",
     "cadence_meeting_on",
     "call_for_items",
+    "call_meeting",
     "cancel_meeting",
     "chase_minutes",
     "compose_agenda",
     "declare_interest",
     "draft_minutes",
+    "enter_past_meeting",
     "find_meeting",
     "load_meeting",
     "meeting_key",
+    "message_stem",
+    "move_meeting",
     "minutes_data",
     "minutes_overdue",
     "next_meeting_days",

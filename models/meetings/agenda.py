@@ -14,6 +14,7 @@ from models.casework import clean_text
 from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution
 from models.errors import NotFound, Refused
+from models.meetings.actions import arising_line, arising_title, open_actions_before
 from models.meetings.kinds import ITEMS_DEADLINE
 from models.meetings.plan import (
     MeetingStatus,
@@ -31,13 +32,15 @@ from models.uow import UnitOfWork
 
 class AgendaItemKind(StrEnum):
     """What put an item on the agenda: a standing heading, a member, a report received, a risk
-    escalated to the Board, a proposal awaiting this body's approval."""
+    escalated to the Board, a proposal awaiting this body's approval, an action still open
+    (matters arising)."""
 
     STANDING = "standing"
     SUBMITTED = "submitted"
     REPORT = "report"
     RISK = "risk"
     APPROVAL = "approval"
+    ACTION = "action"
 
 
 def items_of(session: Session, meeting_id: int) -> list[AgendaItem]:
@@ -64,12 +67,18 @@ def item_at(session: Session, meeting_id: int, position: int) -> AgendaItem:
     raise NotFound(f"meeting #{meeting_id} has no agenda item {position}")
 
 
-def submit_item(uow: UnitOfWork, *, meeting_id: int, title: str, by: Actor) -> int:
+def submit_item(
+    uow: UnitOfWork, *, meeting_id: int, title: str, by: Actor, approval_id: int | None = None
+) -> int:
     """Put an item forward for a meeting's agenda before the items deadline (who may: the
-    constitution's `meeting.item`). Returns the item id; the same title twice is one item."""
+    constitution's `meeting.item`). Returns the item id; the same title twice is one item. An
+    item put forward under an approval request (`approval_id`) cannot be decided until the
+    approving body approves it (11.3.5, 21.1.1)."""
     session, c = uow.session, current_constitution(uow.session)
     meeting = load_meeting(session, meeting_id)
     title = clean_text(title, what="item title", limit=300)
+    if approval_id is not None and session.get(ApprovalRequest, approval_id) is None:
+        raise NotFound(f"no approval request #{approval_id}")
     deadline = step_times(c, meeting.starts_at)[ITEMS_DEADLINE]
     items = items_of(session, meeting_id)
     if uow.clock.now() >= deadline or meeting.status != MeetingStatus.PLANNED or composed(items):
@@ -87,6 +96,7 @@ def submit_item(uow: UnitOfWork, *, meeting_id: int, title: str, by: Actor) -> i
         kind=AgendaItemKind.SUBMITTED,
         source=f"member:{by.pseudonym}",
         submitted_by=by.pseudonym,
+        approval_id=approval_id,
     )
     session.add(item)
     session.flush()
@@ -135,7 +145,8 @@ def standing_items(
     session: Session, c: Constitution, meeting: Meeting
 ) -> list[tuple[str, AgendaItemKind, str | None]]:
     """The standing items of every agenda, with what is waiting under each heading: apologies;
-    declarations of interest (18.1); minutes of the last meeting; for the body the WSCB reports
+    declarations of interest (18.1); minutes of the last meeting; matters arising: each action
+    of the body's earlier meetings still open (12.1, 21.2.1); for the body the WSCB reports
     to, its quarterly safeguarding report (11.4.1); performance reports received (14.1, 22.2.1);
     for the Board, risks escalated to it (16.1); items awaiting this body's approval (11.3.5,
     21.1.1). Returns (title, kind, source) rows."""
@@ -156,6 +167,19 @@ def standing_items(
         )
     else:
         rows.append(("Minutes of the last meeting", standing, "standing:minutes"))
+    arising = open_actions_before(session, meeting)
+    if arising:
+        rows.append(("Matters arising", standing, "standing:matters-arising"))
+    for action in arising:
+        agreed = session.get(Meeting, action.meeting_id)
+        assert agreed is not None
+        rows.append(
+            (
+                arising_title(action, agreed),
+                AgendaItemKind.ACTION,
+                f"action:{action.id}",
+            )
+        )
     received = session.exec(
         select(Report)
         .where(Report.to_body_id == body.id, col(Report.status).in_(RECEIVED))
@@ -213,7 +237,7 @@ def compose_agenda(uow: UnitOfWork, *, meeting_id: int) -> list[AgendaLine]:
     meeting = load_meeting(session, meeting_id)
     items = items_of(session, meeting_id)
     if composed(items):
-        return _lines(items)
+        return _lines(session, items)
     submitted = [i for i in items if i.kind == AgendaItemKind.SUBMITTED]
     position = 0
     for title, kind, source in standing_items(session, c, meeting):
@@ -244,12 +268,20 @@ def compose_agenda(uow: UnitOfWork, *, meeting_id: int) -> list[AgendaLine]:
         before=None,
         after={"items": [f"{i.position}. {i.title}" for i in composed_items]},
     )
-    return _lines(composed_items)
+    return _lines(session, composed_items)
 
 
-def _lines(items: Sequence[AgendaItem]) -> list[AgendaLine]:
-    return [AgendaLine(i.position, i.title, i.kind, i.source) for i in items]
+def _lines(session: Session, items: Sequence[AgendaItem]) -> list[AgendaLine]:
+    """The agenda as it reads: a matter arising with its owner's name and due date as they are
+    now (kept out of the stored title, and so out of the audit trail)."""
+    return [AgendaLine(i.position, _title(session, i), i.kind, i.source) for i in items]
+
+
+def _title(session: Session, item: AgendaItem) -> str:
+    if item.kind == AgendaItemKind.ACTION:
+        return arising_line(session, item.source, item.title)
+    return item.title
 
 
 def agenda(session: Session, meeting_id: int) -> list[AgendaLine]:
-    return _lines(items_of(session, meeting_id))
+    return _lines(session, items_of(session, meeting_id))

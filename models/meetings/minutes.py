@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from models.casework import settle
 from models.commands import current_constitution
 from models.errors import Refused
+from models.meetings.actions import ActionInput, agree_actions, minutes_actions
 from models.meetings.agenda import items_of
 from models.meetings.kinds import MINUTES_DUE
 from models.meetings.plan import MeetingStatus, load_meeting, meeting_key, state_of, subject_of
@@ -42,6 +43,7 @@ class MinutesDraft:
     agenda: list[str]
     declarations: list[str]
     motions: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +88,7 @@ def minutes_data(session: Session, meeting_id: int) -> MinutesDraft:
         [f"{i.position}. {i.title}" for i in items.values()],
         declarations,
         motions,
+        minutes_actions(session, meeting_id),
     )
 
 
@@ -175,9 +178,11 @@ def record_meeting(
     apologies: Sequence[str] = (),
     declarations: Sequence[DeclarationInput] = (),
     motions: Sequence[MotionInput] = (),
+    actions: Sequence[ActionInput] = (),
 ) -> MinutesDraft:
     """Everything recorded after a meeting, all or nothing: attendance, declarations of interest
-    (18.1), each motion decided by the 6.2 rule, then the draft minutes."""
+    (18.1), each motion decided by the 6.2 rule, the actions agreed (12.1, 21.2.1: each with an
+    owner, a due date, its reminders and escalation), then the draft minutes."""
     record_attendance(uow, meeting_id=meeting_id, present=present, apologies=apologies)
     for d in declarations:
         declare_interest(uow, meeting_id=meeting_id, who=d.who, item=d.item, nature=d.nature)
@@ -192,4 +197,5 @@ def record_meeting(
             casting_vote=m.casting_vote,
             chaired_by=m.chaired_by,
         )
+    agree_actions(uow, meeting_id=meeting_id, actions=actions)
     return draft_minutes(uow, meeting_id=meeting_id)

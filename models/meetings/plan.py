@@ -1,5 +1,6 @@
 """Plan a body's meetings by its cadence (20.4.1, 21.4.1, 22.4.1), time their steps, find and
-load a meeting, and cancel one that has not been held."""
+load a meeting; move one to a new time, call an extraordinary one off the cadence, enter one held
+before wct ran, and cancel one that has not been held."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlmodel import Session, select
 
 from models.calendar import add_working_days, meetings_between
 from models.casework import clean_text, notify, settle
+from models.clock import LONDON
 from models.commands import current_constitution
 from models.constitution import Action, Body, BodyKind, Constitution
 from models.errors import InvalidInput, NotFound, Refused
@@ -66,6 +68,14 @@ class MeetingPlanned:
 def meeting_key(meeting: Meeting) -> str:
     """`meeting:board:2027-03-09`: the stem of every key of this meeting's steps and messages."""
     return f"meeting:{meeting.body_id}:{meeting.starts_at.date().isoformat()}"
+
+
+def message_stem(meeting: Meeting) -> str:
+    """The stem of the keys of a meeting's steps and messages: `meeting_key`, and after a move
+    the invitation's sequence too (`meeting:board:2027-03-16:v1`), so that the steps and
+    messages of the meeting at its new time are new, even back on a date it had before."""
+    stem = meeting_key(meeting)
+    return f"{stem}:v{meeting.ical_sequence}" if meeting.ical_sequence else stem
 
 
 def subject_of(meeting: Meeting) -> str:
@@ -136,7 +146,11 @@ def plan_meeting(uow: UnitOfWork, *, body_id: str, day: date) -> MeetingPlanned:
     starts_at = cadence_meeting_on(c, body_id, day)
     body = body_of(c, body_id)
     existing = session.exec(
-        select(Meeting).where(Meeting.body_id == body_id, Meeting.starts_at == starts_at)
+        select(Meeting).where(
+            Meeting.body_id == body_id,
+            # A meeting of this cadence date moved elsewhere still stands for it.
+            (Meeting.starts_at == starts_at) | (Meeting.cadence_on == day),
+        )
     ).first()
     if existing is not None and existing.id is not None:
         return MeetingPlanned(
@@ -159,13 +173,22 @@ def plan_meeting(uow: UnitOfWork, *, body_id: str, day: date) -> MeetingPlanned:
         status=MeetingStatus.PLANNED,
         ical_uid=f"{body_id}-{day.strftime('%Y%m%d')}@{c.partnership.id}.wct",
         minutes_due_on=times[MINUTES_DUE].date(),
+        cadence_on=day,
     )
     session.add(meeting)
     session.flush()
     uow.record("meeting.planned", subject_of(meeting), before=None, after=state_of(meeting))
-    stem = meeting_key(meeting)
     assert meeting.id is not None
-    steps = [
+    steps = _plan_steps(session, meeting, times)
+    return MeetingPlanned(meeting.id, body_id, starts_at, meeting.ical_uid, True, steps)
+
+
+def _plan_steps(
+    session: Session, meeting: Meeting, times: dict[str, datetime]
+) -> list[PlannedStep]:
+    assert meeting.id is not None
+    stem = message_stem(meeting)
+    return [
         plan_step(
             session,
             SPECS[kind],
@@ -175,7 +198,211 @@ def plan_meeting(uow: UnitOfWork, *, body_id: str, day: date) -> MeetingPlanned:
         )
         for kind, due in times.items()
     ]
-    return MeetingPlanned(meeting.id, body_id, starts_at, meeting.ical_uid, True, steps)
+
+
+def _short_notice_times(c: Constitution, starts_at: datetime, now: datetime) -> dict[str, datetime]:
+    """The steps of a meeting set at short notice (moved, or called off the cadence): a step
+    whose time has passed is not sent late as if it had been missed. The notice goes at once;
+    the call for items, the items deadline and the reminder only if their time is still to come;
+    the minutes are due as for any meeting."""
+    times = step_times(c, starts_at)
+    kept = {k: t for k, t in times.items() if t > now or k in (AGENDA, MINUTES_DUE)}
+    kept[AGENDA] = max(times[AGENDA], now)
+    return kept
+
+
+def _clashes(session: Session, meeting_id: int | None, body_id: str, starts_at: datetime) -> None:
+    other = session.exec(
+        select(Meeting).where(
+            Meeting.body_id == body_id,
+            Meeting.starts_at == starts_at,
+            Meeting.status != MeetingStatus.CANCELLED,
+        )
+    ).first()
+    if other is not None and other.id != meeting_id:
+        raise Refused(f"{body_id} already has a meeting at {starts_at:%Y-%m-%d %H:%M}")
+
+
+def _local_time(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise InvalidInput(f"{when.isoformat()} has no time zone")
+    return when.astimezone(LONDON)
+
+
+@dataclass(frozen=True)
+class MeetingMoved:
+    meeting_id: int
+    body_id: str
+    moved_from: datetime
+    starts_at: datetime
+    ical_sequence: int
+    steps: list[PlannedStep]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "meeting_id": self.meeting_id,
+            "body": self.body_id,
+            "moved_from": self.moved_from.isoformat(),
+            "starts_at": self.starts_at.isoformat(),
+            "ical_sequence": self.ical_sequence,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+def move_meeting(
+    uow: UnitOfWork,
+    *,
+    meeting_id: int,
+    starts_at: datetime,
+    reason: str,
+    location: str | None = None,
+) -> MeetingMoved:
+    """A meeting not yet held moves to a new time (and place): every member gets the updated
+    invitation (same UID, SEQUENCE raised) saying where it moved from and why, every pending step
+    of the meeting is settled and planned again for the new time, and an agenda already sent is
+    sent again for the new date. The meeting still stands for its cadence date."""
+    session, c = uow.session, current_constitution(uow.session)
+    meeting = load_meeting(session, meeting_id)
+    why = clean_text(reason, what="reason", limit=300)
+    new_start = _local_time(starts_at)
+    place = clean_text(location, what="location", limit=300) if location else meeting.location
+    if meeting.status not in (MeetingStatus.PLANNED, MeetingStatus.AGENDA_PUBLISHED):
+        raise Refused(f"{meeting_key(meeting)} is {meeting.status.replace('_', ' ')}: not moved")
+    now = uow.clock.now()
+    if meeting.starts_at <= now:
+        raise Refused(f"{meeting_key(meeting)} has started: it cannot be moved")
+    if new_start <= now:
+        raise InvalidInput(f"the new time {new_start:%Y-%m-%d %H:%M} has passed")
+    if new_start == meeting.starts_at and place == meeting.location:
+        raise InvalidInput(f"{meeting_key(meeting)} is already at that time and place")
+    _clashes(session, meeting.id, meeting.body_id, new_start)
+    before, moved_from = state_of(meeting), meeting.starts_at
+    settle(session, subject=subject_of(meeting), now=now)
+    duration = meeting.ends_at - meeting.starts_at
+    meeting.starts_at, meeting.ends_at = new_start, new_start + duration
+    meeting.location = place
+    meeting.ical_sequence += 1
+    meeting.status = MeetingStatus.PLANNED  # an agenda already sent goes again for the new date
+    times = _short_notice_times(c, new_start, now)
+    meeting.minutes_due_on = times[MINUTES_DUE].date()
+    session.add(meeting)
+    session.flush()
+    notify(
+        uow,
+        MeetingNotice(
+            **_invite(c, meeting),
+            moved_from=moved_from,
+            reason=why,
+            action=ATTEND,
+            ask=apologies(meeting),
+        ),
+        people=body_members(session, c, meeting.body_id),
+        key=f"{message_stem(meeting)}:moved",
+        scope=body_scope(meeting),
+    )
+    uow.record(
+        "meeting.moved",
+        subject_of(meeting),
+        before=before,
+        after={**state_of(meeting), "reason": why, "ical_sequence": meeting.ical_sequence},
+    )
+    steps = _plan_steps(session, meeting, times)
+    assert meeting.id is not None
+    return MeetingMoved(
+        meeting.id, meeting.body_id, moved_from, new_start, meeting.ical_sequence, steps
+    )
+
+
+def call_meeting(
+    uow: UnitOfWork,
+    *,
+    body_id: str,
+    starts_at: datetime,
+    reason: str,
+    location: str | None = None,
+) -> MeetingPlanned:
+    """An extraordinary meeting of the body, off its cadence: planned with the steps its notice
+    leaves time for (the notice goes at once when its usual time has passed), and its notice says
+    why it was called. The same body and time again is the same meeting."""
+    session, c = uow.session, current_constitution(uow.session)
+    body = body_of(c, body_id)
+    why = clean_text(reason, what="reason", limit=300)
+    start = _local_time(starts_at)
+    now = uow.clock.now()
+    if start <= now:
+        raise InvalidInput(f"{start:%Y-%m-%d %H:%M} has passed: enter a past meeting instead")
+    existing = session.exec(
+        select(Meeting).where(Meeting.body_id == body_id, Meeting.starts_at == start)
+    ).first()
+    if existing is not None and existing.id is not None:
+        if existing.status == MeetingStatus.CANCELLED:
+            raise Refused(f"{body_id}'s meeting at {start:%Y-%m-%d %H:%M} was cancelled")
+        steps = pending_steps(session, subject_of(existing))
+        return MeetingPlanned(existing.id, body_id, start, existing.ical_uid, False, steps)
+    minutes = body.cadence.duration_minutes if body.cadence else 120
+    place = clean_text(location, what="location", limit=300) if location else None
+    times = _short_notice_times(c, start, now)
+    meeting = Meeting(
+        body_id=body_id,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=minutes),
+        location=place or (body.cadence.location if body.cadence else None),
+        status=MeetingStatus.PLANNED,
+        ical_uid=f"{body_id}-{start:%Y%m%dT%H%M}-x@{c.partnership.id}.wct",
+        minutes_due_on=times[MINUTES_DUE].date(),
+        extraordinary=True,
+    )
+    session.add(meeting)
+    session.flush()
+    uow.record(
+        "meeting.called",
+        subject_of(meeting),
+        before=None,
+        after={**state_of(meeting), "extraordinary": True, "reason": why},
+    )
+    assert meeting.id is not None
+    steps = _plan_steps(session, meeting, times)
+    return MeetingPlanned(meeting.id, body_id, start, meeting.ical_uid, True, steps)
+
+
+def enter_past_meeting(
+    uow: UnitOfWork, *, body_id: str, starts_at: datetime, location: str | None = None
+) -> MeetingPlanned:
+    """A meeting held before wct ran (or never planned in it), entered so that its attendance,
+    declarations, decisions and minutes can be recorded as for any other: no steps and no
+    messages, since its time has passed. Off the cadence, it is marked extraordinary."""
+    session, c = uow.session, current_constitution(uow.session)
+    body = body_of(c, body_id)
+    start = _local_time(starts_at)
+    if start > uow.clock.now():
+        raise InvalidInput(
+            f"{start:%Y-%m-%d %H:%M} is still to come: plan or call the meeting instead"
+        )
+    existing = session.exec(
+        select(Meeting).where(Meeting.body_id == body_id, Meeting.starts_at == start)
+    ).first()
+    if existing is not None and existing.id is not None:
+        return MeetingPlanned(existing.id, body_id, start, existing.ical_uid, False, [])
+    try:
+        on_cadence = cadence_meeting_on(c, body_id, start.date()) == start
+    except InvalidInput:
+        on_cadence = False
+    minutes = body.cadence.duration_minutes if body.cadence else 120
+    meeting = Meeting(
+        body_id=body_id,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=minutes),
+        location=clean_text(location, what="location", limit=300) if location else None,
+        status=MeetingStatus.PLANNED,
+        ical_uid=f"{body_id}-{start:%Y%m%dT%H%M}-p@{c.partnership.id}.wct",
+        extraordinary=not on_cadence,
+        cadence_on=start.date() if on_cadence else None,
+    )
+    session.add(meeting)
+    session.flush()
+    uow.record("meeting.entered", subject_of(meeting), before=None, after=state_of(meeting))
+    assert meeting.id is not None
+    return MeetingPlanned(meeting.id, body_id, start, meeting.ical_uid, True, [])
 
 
 def load_meeting(session: Session, meeting_id: int) -> Meeting:
@@ -237,7 +464,12 @@ def _invite(c: Constitution, meeting: Meeting) -> dict[str, Any]:
 
 def meeting_notice(c: Constitution, meeting: Meeting) -> MeetingNotice:
     """The notice of the meeting with its invitation (20.4.1, 21.4.1, 22.4.1)."""
-    return MeetingNotice(**_invite(c, meeting), action=ATTEND, ask=apologies(meeting))
+    return MeetingNotice(
+        **_invite(c, meeting),
+        extraordinary=meeting.extraordinary,
+        action=ATTEND,
+        ask=apologies(meeting),
+    )
 
 
 def cancel_meeting(uow: UnitOfWork, *, meeting_id: int, reason: str) -> bool:

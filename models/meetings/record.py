@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from models.approvals import hold
 from models.casework import clean_text, coordinators
 from models.commands import current_constitution
 from models.constitution import Constitution
@@ -303,6 +304,8 @@ def record_motion(
     }
     chair = _chairing(session, c, meeting, present, chaired_by)
     agenda_item = item_at(session, meeting_id, item) if item is not None else None
+    if agenda_item is not None:  # 11.3.5, 21.1.1: an item awaiting another body's approval
+        hold(session, item=agenda_item, body_id=meeting.body_id, at=meeting.starts_at)
     decision = decide(
         present=present,
         votes=by_pseudonym,

@@ -29,8 +29,8 @@ from models.meetings.plan import (
     body_scope,
     load_meeting,
     meeting_clause,
-    meeting_key,
     meeting_notice,
+    message_stem,
     state_of,
     step_times,
     subject_of,
@@ -87,7 +87,7 @@ def call_for_items(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
             ask=Ask(action=Action.MEETING_ITEM, subject=subject_of(meeting)),
         ),
         people=body_members(uow.session, c, meeting.body_id),
-        key=f"{meeting_key(meeting)}:call-for-items",
+        key=f"{message_stem(meeting)}:call-for-items",
         was_due=was_due,
         scope=body_scope(meeting),
     )
@@ -111,7 +111,7 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
     meeting.status = MeetingStatus.AGENDA_PUBLISHED
     uow.session.add(meeting)
     members = body_members(uow.session, c, meeting.body_id)
-    stem = meeting_key(meeting)
+    stem = message_stem(meeting)
     notify(
         uow,
         meeting_notice(c, meeting),
@@ -174,7 +174,7 @@ def remind(uow: UnitOfWork, meeting: Meeting) -> bool:
             ask=apologies(meeting),
         ),
         people=people,
-        key=f"{meeting_key(meeting)}:reminder",
+        key=f"{message_stem(meeting)}:reminder",
         scope=body_scope(meeting),
     )
     uow.record("meeting.reminded", subject_of(meeting), before=None, after={"people": len(people)})
@@ -205,7 +205,7 @@ def chase_minutes(uow: UnitOfWork, meeting: Meeting) -> bool:
             ),
         ),
         people=people,
-        key=f"{meeting_key(meeting)}:minutes-overdue",
+        key=f"{message_stem(meeting)}:minutes-overdue",
     )
     uow.record("meeting.minutes_overdue", subject_of(meeting), before=None, after=state_of(meeting))
     return True

@@ -29,7 +29,8 @@ GRACE = timedelta(hours=1)
 
 
 class Subject(StrEnum):
-    """What a step is about: a row of the recurring cycles, or a case."""
+    """What a step is about: a row of the recurring cycles, a case, or an action agreed at a
+    meeting (the action tracker)."""
 
     MEETING = "meeting"
     REPORT = "report"
@@ -37,12 +38,14 @@ class Subject(StrEnum):
     DISPUTE = "dispute"
     ACCOUNT = "account"
     RISK = "risk"
+    ACTION = "action"
+    APPROVAL = "approval"
 
     @property
     def is_case(self) -> bool:
         """A case is followed by a run that waits on a person (flows/cases.py): when one of its
         steps changes it, that run re-reads it."""
-        return self in (Subject.DISPUTE, Subject.ACCOUNT, Subject.RISK)
+        return self in (Subject.DISPUTE, Subject.ACCOUNT, Subject.RISK, Subject.APPROVAL)
 
     def of(self, subject_id: int) -> str:
         """`meeting:17`: how audit events, steps and timers name one subject."""

@@ -70,9 +70,12 @@ class PlannedStep:
 def run_name(step: Step) -> str:
     """A readable name for a step's timer run: a cycle's step by what it is about
     (`meeting:board:2027-03-09:agenda` -> `board-2027-03-09-agenda`), a case's with its kind of
-    case (`dispute:3:informal:deadline` -> `dispute-3-informal-deadline`)."""
+    case (`dispute:3:informal:deadline` -> `dispute-3-informal-deadline`), an action's likewise
+    (`action-3-r1-reminder-10`)."""
     subject = Subject(step.subject_type)
-    name = step.key if subject.is_case else step.key.removeprefix(f"{subject.value}:")
+    # A cycle's key names its body and date after its type; any other key needs its type.
+    cycle = subject in (Subject.MEETING, Subject.REPORT, Subject.REVIEW)
+    name = step.key.removeprefix(f"{subject.value}:") if cycle else step.key
     return name.replace(":", "-")
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from models import accountability, disputes, reports, reviews, risks
+from models import accountability, approvals, disputes, reports, reviews, risks
 from models.errors import NotFound
+from models.meetings import actions as meeting_actions
 from models.meetings import steps as meeting_steps
 from models.steps.kind import StepKind
 
@@ -29,6 +30,8 @@ KINDS: Mapping[str, StepKind[Any]] = _by_name(
         *disputes.STEP_KINDS,
         *accountability.STEP_KINDS,
         *risks.STEP_KINDS,
+        *approvals.STEP_KINDS,
+        *meeting_actions.STEP_KINDS,
     ]
 )
 

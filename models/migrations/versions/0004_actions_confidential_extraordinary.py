@@ -4,8 +4,10 @@ Revision ID: 0004
 Revises: 0003
 
 An action agreed at a meeting (owner, due date, status) for the action tracker; an agenda item
-may be confidential (left out of the public papers); a meeting may be extraordinary (off the
-body's cadence). Existing rows are neither confidential nor extraordinary.
+may be confidential (left out of the public papers) and put forward under an approval request;
+a meeting may be extraordinary (off the body's cadence), and remembers the cadence date it
+stands for when it is moved; an approval request has a date by which the approving body should
+decide. Existing rows are neither confidential nor extraordinary.
 """
 
 from collections.abc import Sequence
@@ -48,16 +50,28 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("confidential", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(sa.Column("approval_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            "fk_agendaitem_approval_id", "approvalrequest", ["approval_id"], ["id"]
+        )
     with op.batch_alter_table("meeting", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("extraordinary", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(sa.Column("cadence_on", sa.Date(), nullable=True))
+    with op.batch_alter_table("approvalrequest", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("due_on", sa.Date(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("approvalrequest", schema=None) as batch_op:
+        batch_op.drop_column("due_on")
     with op.batch_alter_table("meeting", schema=None) as batch_op:
+        batch_op.drop_column("cadence_on")
         batch_op.drop_column("extraordinary")
     with op.batch_alter_table("agendaitem", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_agendaitem_approval_id", type_="foreignkey")
+        batch_op.drop_column("approval_id")
         batch_op.drop_column("confidential")
     with op.batch_alter_table("meetingaction", schema=None) as batch_op:
         batch_op.drop_index("ix_meetingaction_status")
