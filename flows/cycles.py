@@ -88,13 +88,25 @@ def _slug(key: str) -> str:
     return key.replace(":", "-").lower()
 
 
+def artifact_key(body_id: str, what: str) -> str:
+    """`board-agenda`, `board-minutes`, `board-papers`: one key per body and kind of paper, so
+    the Artifacts page shows each body's latest, and its versions are the history."""
+    return _slug(f"{body_id}-{what}")
+
+
+def _describe(meeting: Meeting, what: str) -> str:
+    """What an artifact's card says: the meeting and which of its papers."""
+    when = meeting.starts_at
+    return f"{meeting.body_id}: {what}, {when:%A} {when.day} {when:%B %Y at %H:%M}"
+
+
 async def publish_agenda_artifact(meeting_id: int) -> None:
     with Session(engine()) as session:
         meeting = session.get(Meeting, meeting_id)
         assert meeting is not None
         text = agenda_markdown(session, meeting)
-        key = f"agenda-{_slug(meetings.meeting_key(meeting))[len('meeting-') :]}"
-    await acreate_markdown_artifact(text, key=key, description="Agenda")
+        key, description = artifact_key(meeting.body_id, "agenda"), _describe(meeting, "agenda")
+    await acreate_markdown_artifact(text, key=key, description=description)
     await publish_papers_artifact(meeting_id)
 
 
@@ -103,14 +115,15 @@ async def publish_minutes_artifact(meeting_id: int) -> None:
         meeting = session.get(Meeting, meeting_id)
         assert meeting is not None
         draft = meetings.minutes_data(session, meeting_id)
-        key = f"minutes-{_slug(meetings.meeting_key(meeting))[len('meeting-') :]}"
-    await acreate_markdown_artifact(minutes_markdown(draft), key=key, description="Draft minutes")
+        key = artifact_key(meeting.body_id, "minutes")
+        description = _describe(meeting, "draft minutes")
+    await acreate_markdown_artifact(minutes_markdown(draft), key=key, description=description)
     await publish_papers_artifact(meeting_id)
 
 
 def papers_key(body_id: str) -> str:
     """`board-papers`: the artifact of a body's latest papers (its history is their versions)."""
-    return _slug(f"{body_id}-papers")
+    return artifact_key(body_id, "papers")
 
 
 async def publish_papers_artifact(meeting_id: int) -> None:
@@ -120,7 +133,10 @@ async def publish_papers_artifact(meeting_id: int) -> None:
     await acreate_markdown_artifact(
         papers_markdown(papers),
         key=papers_key(papers.body_id),
-        description=f"{papers.title}: {papers.body}, {papers.starts_at.date().isoformat()}",
+        description=(
+            f"{papers.body}: {papers.title.lower()}, {papers.starts_at:%A} "
+            f"{papers.starts_at.day} {papers.starts_at:%B %Y}"
+        ),
     )
 
 
@@ -200,12 +216,15 @@ async def meeting_cycle(
     body: str, day: date | None = None, as_of: datetime | None = None, timers: bool = True
 ) -> list[dict[str, Any]]:
     """20.4.1 / 21.4.1 / 22.4.1: plan the body's meeting on `day` (default: its next meetings by
-    its cadence) and set a timer for each of its steps."""
+    its cadence), set a timer for each of its steps, and show the next meeting's agenda and
+    papers (artifacts `BODY-agenda`, `BODY-papers`)."""
     clock = clock_at(as_of)
     planned = plan_meetings(clock, body) if day is None else [_plan(clock, body, day)]
     if timers:
         for p in planned:
             await schedule_timers(p.steps, as_of=as_of)
+    if planned:  # the run shows the next meeting's agenda and papers as they stand
+        await publish_agenda_artifact(planned[0].meeting_id)
     return [p.as_dict() for p in planned]
 
 

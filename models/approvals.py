@@ -232,71 +232,53 @@ def _plan_chasers(uow: UnitOfWork, request: ApprovalRequest) -> None:
 
 def _chase(uow: UnitOfWork, firing: Firing[DaysBefore]) -> bool:
     """The approving body has not decided yet: its chairs are reminded of the date."""
-    request = lock(uow.session, firing.subject_id)
-    if request.status != ApprovalStatus.WAITING or request.due_on is None:
-        return False
-    c = current_constitution(uow.session)
-    g = gate(c, request.gate)
-    approver = c.body(g.approver_body).name
-    notify(
-        uow,
-        Reminder(
-            clause=g.clause,
-            what=f'{approver}\'s decision on "{request.title}"',
-            due=at_five(request.due_on),
-            body=approver,
-            action=(
-                f"{c.body(g.from_body).name} cannot decide this proposal until {approver} "
-                "approves it. Record the decision with the button below."
-            ),
-            ask=Ask(action=Action.APPROVAL_DECIDE, subject=_subject(request)),
-        ),
-        people=chairs(uow.session, c, g.approver_body),
-        key=firing.key,
-        scope=scope_of(g),
-    )
-    return True
+    return _tell_undecided(uow, firing.subject_id, firing.key, overdue=False)
 
 
 def _overdue(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
     """The date has passed without a decision: the approving body's chairs, the proposing
     body's chairs and the coordinators are told."""
-    request = lock(uow.session, firing.subject_id)
+    return _tell_undecided(uow, firing.subject_id, firing.key, overdue=True)
+
+
+def _tell_undecided(uow: UnitOfWork, request_id: int, key: str, *, overdue: bool) -> bool:
+    """A chaser of a request still waiting (False once decided: nothing to chase)."""
+    session = uow.session
+    request = lock(session, request_id)
     if request.status != ApprovalStatus.WAITING or request.due_on is None:
         return False
-    c = current_constitution(uow.session)
+    c = current_constitution(session)
     g = gate(c, request.gate)
-    approver = c.body(g.approver_body).name
-    people = {
-        p.id: p
-        for p in chairs(uow.session, c, g.approver_body)
-        + chairs(uow.session, c, g.from_body)
-        + coordinators(uow.session, c)
-    }
+    approver, proposer = c.body(g.approver_body).name, c.body(g.from_body).name
+    people = chairs(session, c, g.approver_body)
+    action = (
+        f"{proposer} cannot decide this proposal until {approver} approves it. Record the "
+        "decision with the button below."
+    )
+    if overdue:
+        people += chairs(session, c, g.from_body) + coordinators(session, c)
+        action = (
+            f"{approver} has not decided by the date. Until it approves, {proposer} cannot "
+            f"decide the proposal: please put it on {approver}'s next agenda, or record its "
+            "decision with the button below."
+        )
     notify(
         uow,
         Reminder(
             clause=g.clause,
-            what=f'{approver}\'s decision on "{request.title}" (overdue)',
+            what=f'{approver}\'s decision on "{request.title}"' + (" (overdue)" if overdue else ""),
             due=at_five(request.due_on),
             body=approver,
-            action=(
-                f"{approver} has not decided by the date. Until it approves, "
-                f"{c.body(g.from_body).name} cannot decide the proposal: please put it on "
-                f"{approver}'s next agenda, or record its decision with the button below."
-            ),
+            action=action,
             ask=Ask(action=Action.APPROVAL_DECIDE, subject=_subject(request)),
         ),
-        people=list(people.values()),
-        key=firing.key,
+        people=list({p.id: p for p in people}.values()),
+        key=key,
         scope=scope_of(g),
     )
-    uow.record(
-        "approval.overdue",
-        _subject(request),
-        before=None,
-        after={"due_on": request.due_on.isoformat()},
-    )
+    if overdue:
+        after = {"due_on": request.due_on.isoformat()}
+        uow.record("approval.overdue", _subject(request), before=None, after=after)
     return True
 
 

@@ -123,6 +123,17 @@ class MeetingCancelled(MeetingInvite):
     reason: str | None = None
 
 
+class MinutesPublished(MessageContext):
+    """The minutes of a meeting, drafted (to be approved at the next meeting) or approved; the
+    email carries the papers, with the decisions and actions, as an attachment."""
+
+    kind = "minutes"
+
+    body: str
+    starts_at: datetime
+    approved: bool = Field(default=False, description="Approved, not a draft.")
+
+
 class CallForItems(MessageContext):
     kind = "call_for_items"
 
@@ -310,6 +321,7 @@ CONTEXTS: dict[str, type[MessageContext]] = {
     for model in (
         MeetingNotice,
         MeetingCancelled,
+        MinutesPublished,
         CallForItems,
         Agenda,
         Reminder,

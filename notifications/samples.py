@@ -33,6 +33,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "clause": "20.4.1",
         "action": "Nothing: the meeting will not take place, and it is removed from your calendar.",
     },
+    "minutes": {
+        "body": "Wirral Children's Trust Board",
+        "starts_at": _MEETING,
+        "approved": False,
+        "clause": "20.4.1",
+        "action": "Read them before the next meeting, where they are approved; tell the "
+        "coordinator of any correction.",
+    },
     "call_for_items": {
         "body": "Wirral Children's Trust Board",
         "starts_at": _MEETING,

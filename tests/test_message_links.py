@@ -66,6 +66,7 @@ INFORMS = {
     "challenge_answer",
     "action_reminder",
     "action_overdue",
+    "minutes",
 }
 CLI = re.compile(r"\bwct [a-z]")
 PSEUDONYM = re.compile(r"\bp-[0-9a-f]{6,}\b")

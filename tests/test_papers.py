@@ -518,6 +518,23 @@ def test_agenda_email_carries_the_papers_the_notice_does_not(
         assert names == ["invite.ics"]
 
 
+def test_the_minutes_email_carries_the_minutes_to_each_member_once(
+    people: Engine, clock: FixedClock, tmp_path: Path
+) -> None:
+    recorded(people, clock)
+    home = tmp_path / "home"
+    result = drain(people, clock=clock, settings=NotificationSettings(home=home), jitter=lambda: 0)
+    assert result.failed == result.dead == 0, result.errors
+    minutes = [m for m in delivered(home) if ":minutes-draft:" in str(m["X-WCT-Key"])]
+    per_recipient = Counter(str(m["To"]).split("<")[-1].rstrip(">") for m in minutes)
+    assert per_recipient == Counter(dict.fromkeys(BOARD, 1))
+    for message in minutes:
+        assert str(message["Subject"]).startswith("Draft minutes: ")
+        [papers] = [p for p in message.iter_attachments() if p.get_content_type() == "text/html"]
+        content = papers.get_content()
+        assert "Draft minutes" in content and "casting vote" in content
+
+
 def test_papers_too_large_are_left_off_and_the_agenda_still_goes(
     people: Engine, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,13 +10,22 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models.casework import settle
+from models.casework import notify, settle
 from models.commands import current_constitution
 from models.errors import Refused
 from models.meetings.actions import ActionInput, agree_actions, minutes_actions
 from models.meetings.agenda import items_of
 from models.meetings.kinds import MINUTES_DUE
-from models.meetings.plan import MeetingStatus, load_meeting, meeting_key, state_of, subject_of
+from models.meetings.plan import (
+    MeetingStatus,
+    body_scope,
+    load_meeting,
+    meeting_clause,
+    meeting_key,
+    message_stem,
+    state_of,
+    subject_of,
+)
 from models.meetings.record import (
     DeclarationInput,
     MotionInput,
@@ -26,7 +35,8 @@ from models.meetings.record import (
     record_attendance,
     record_motion,
 )
-from models.steps import at_five
+from models.messages import MinutesPublished
+from models.steps import at_five, body_members
 from models.tables import Declaration, Meeting, Motion, Person
 from models.uow import UnitOfWork
 
@@ -108,7 +118,33 @@ def draft_minutes(uow: UnitOfWork, *, meeting_id: int) -> MinutesDraft:
             before=before,
             after={**state_of(meeting), "motions": len(draft.motions)},
         )
+        _tell_members(uow, meeting, approved=False)
     return draft
+
+
+def _tell_members(uow: UnitOfWork, meeting: Meeting, *, approved: bool) -> None:
+    """The body's members get the minutes, drafted or approved, with the papers attached."""
+    c = current_constitution(uow.session)
+    body = c.body(meeting.body_id)
+    action = (
+        "Nothing: they are the record of the meeting."
+        if approved
+        else "Read them before the next meeting, where they are approved; tell the coordinator "
+        "of any correction."
+    )
+    notify(
+        uow,
+        MinutesPublished(
+            clause=meeting_clause(body),
+            body=body.name,
+            starts_at=meeting.starts_at,
+            approved=approved,
+            action=action,
+        ),
+        people=body_members(uow.session, c, meeting.body_id),
+        key=f"{message_stem(meeting)}:minutes-{'approved' if approved else 'draft'}",
+        scope=body_scope(meeting),
+    )
 
 
 def approve_minutes(uow: UnitOfWork, *, meeting_id: int, at_meeting_id: int) -> None:
@@ -152,6 +188,7 @@ def approve_minutes(uow: UnitOfWork, *, meeting_id: int, at_meeting_id: int) -> 
         before=before,
         after={**state_of(meeting), "at": meeting_key(at)},
     )
+    _tell_members(uow, meeting, approved=True)
 
 
 # Once a meeting's minutes are drafted (or approved), or it was cancelled, none are owed.
