@@ -138,6 +138,8 @@ def _item_note(item: PaperItem) -> str:
     notes = [f"put forward by {item.submitted_by}"] if item.submitted_by else []
     if item.confidential:
         notes.append("confidential: not in the public papers")
+    if item.awaits:
+        notes.append(item.awaits)
     return "; ".join(notes)
 
 

@@ -16,6 +16,7 @@ from models.clock import FixedClock
 from models.decision import Outcome, Vote
 from models.errors import NotFound, Refused
 from models.instructions import DecideApproval, RequestApproval, SubmitItem
+from models.meetings.papers import meeting_papers
 from models.steps.engine import run_due
 from models.tables import ApprovalRequest, OutboxMessage, Person
 
@@ -91,6 +92,12 @@ def test_the_board_cannot_decide_until_the_wscb_approves(people: Engine, clock: 
         decide_item(people, clock, meeting_id, item)
     assert e.value.clause == "11.3.5"
     assert state(people) == before  # nothing recorded
+    with Session(people) as session:  # the papers say why the item waits
+        papers = meeting_papers(session, meeting_id)
+    [awaiting] = [i for i in papers.items if i.title.startswith("Award the")]
+    assert (
+        awaiting.awaits == "needs Wirral Safeguarding Children Board's approval (11.3.5): awaited"
+    )
     act(
         people,
         clock,

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
+from models.approvals import ApprovalStatus
 from models.commands import current_constitution
 from models.constitution import Constitution
 from models.errors import NotFound, Refused
@@ -26,6 +27,7 @@ from models.meetings.plan import MeetingStatus, meeting_clause, meeting_key, ste
 from models.steps import body_members, role_holders
 from models.tables import (
     AgendaItem,
+    ApprovalRequest,
     Attendance,
     Declaration,
     Meeting,
@@ -77,6 +79,7 @@ class PaperItem:
     kind: str
     confidential: bool
     submitted_by: str | None
+    awaits: str | None = None  # put forward under an approval not (yet) given: why it waits
 
 
 @dataclass(frozen=True)
@@ -331,6 +334,7 @@ def _agenda(
     def hidden(kind: str, marked: bool, source: str | None) -> bool:
         return is_confidential(c, kind, marked) or source in secret
 
+    awaits = {r.id: _awaits(session, c, r.approval_id) for r in rows}
     if composed(rows):
         return [
             _Line(
@@ -340,6 +344,7 @@ def _agenda(
                     r.kind,
                     hidden(r.kind, r.confidential, r.source),
                     people.by_pseudonym(r.submitted_by),
+                    awaits[r.id],
                 ),
                 r.source,
                 r.id,
@@ -356,9 +361,31 @@ def _agenda(
     ]
     drafted.append(("Any other business", AgendaItemKind.STANDING.value, False, None, None, None))
     return [
-        _Line(PaperItem(n, title, kind, hidden(kind, marked, source), by), source, row_id)
+        _Line(
+            PaperItem(
+                n,
+                title,
+                kind,
+                hidden(kind, marked, source),
+                by,
+                awaits.get(row_id) if row_id else None,
+            ),
+            source,
+            row_id,
+        )
         for n, (title, kind, marked, by, source, row_id) in enumerate(drafted, start=1)
     ]
+
+
+def _awaits(session: Session, c: Constitution, approval_id: int | None) -> str | None:
+    """11.3.5, 21.1.1: an item put forward under an approval request the approving body has not
+    given (`approvals.hold` refuses its decision until it does)."""
+    request = session.get(ApprovalRequest, approval_id) if approval_id is not None else None
+    if request is None or request.status == ApprovalStatus.APPROVED:
+        return None
+    approver = c.body(request.approver_body_id).name
+    state = "refused" if request.status == ApprovalStatus.REFUSED else "awaited"
+    return f"needs {approver}'s approval ({request.clause}): {state}"
 
 
 def _confidential_actions(session: Session, c: Constitution) -> set[int]:
