@@ -331,9 +331,17 @@ def email_url(settings: NotificationSettings) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What one send came to. `ambiguous`: failed in a way that may still have delivered (never
+    resend). `unreachable`: the channel could not be reached at all (a refused or timed-out
+    connection: nothing was delivered; the dispatcher's circuit breaker counts these per channel).
+    `retry_after`: the receiver asked us to wait this many seconds before trying again (Teams'
+    429 with Retry-After): nothing was delivered, and the next try is not before then."""
+
     ok: bool
     error: str | None = None
-    ambiguous: bool = False  # failed in a way that may still have delivered: never resend
+    ambiguous: bool = False
+    unreachable: bool = False
+    retry_after: float | None = None
 
 
 class Channels:
