@@ -8,9 +8,20 @@ share our GIL):
   wct       1,000 outbox rows drained by the dispatcher: claim, validate, render the jinja2
             templates, build MIME, commit `sending`, apprise notify() on the `wctsmtp://` channel
             (pooled connections), commit `sent` -- on a SQLite database file.
-Prints, as its last line, `fanout ratio R` with R = wct msgs/s / smtplib msgs/s.
+  mail folder  the same 1,000 rows drained with no SMTP host: `.eml` files, fsynced per chunk.
+Prints `mailfolder ratio R` (mail folder msgs/s / wct SMTP msgs/s) and, as its last line,
+`fanout ratio R` with R = wct msgs/s / smtplib msgs/s.
 
-    python bench/fanout.py [--messages 1000] [--workers 4]
+Then the Teams arm (`teams_fanout`): N risk-escalated Teams messages to M webhooks (member i on
+webhook i mod M) drained through the real dispatcher and `wctteams://` against a local HTTPS
+endpoint (its own process, self-signed certificate trusted through REQUESTS_CA_BUNDLE) that
+answers 429 + Retry-After to more than 4 requests a second per webhook, and to the first request
+of each webhook (Retry-After: 1, a throttled flow). Prints
+`teams fanout N messages M webhooks in T s, 429s R, duplicates D` and fails if any request
+arrived before a 429 allowed it, any second held more than 4 requests to one webhook, or a
+message arrived twice or not at all.
+
+    python bench/fanout.py [--messages 1000] [--workers 4] [--webhooks 10]
 """
 
 from __future__ import annotations
@@ -147,11 +158,261 @@ def prepare(folder: Path, n: int) -> tuple[Any, FixedClock]:
     return engine, clock
 
 
+# --- Teams arm: N messages to M webhooks on a local HTTPS endpoint that throttles ------------
+
+
+def _teams_endpoint(port: int, cert: str, key: str, ready: Any, rate: int, cold: str) -> None:
+    """A stand-in for Teams Workflows webhooks (its own process): per webhook path, a request
+    that would make more than `rate` within one second gets 429 Retry-After: 1, and the first
+    request to each path gets 429 Retry-After: `cold` (a throttled flow). GET /_log returns every
+    request: arrival time, path, card title, status, and whether it came while a 429 held it."""
+    import json
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
+    hits: list[dict[str, Any]] = []
+    not_before: dict[str, float] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            now = time.time()
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            title = body["attachments"][0]["content"]["body"][0]["text"]
+            path = self.path.split("?", 1)[0]
+            with lock:
+                early = now < not_before.get(path, 0.0)
+                mine = [h["at"] for h in hits if h["path"] == path]
+                recent = sum(1 for at in mine if now - at < 1.0)
+                retry = cold if not mine else ("1" if recent >= rate else None)
+                status = 429 if retry is not None else 202
+                if retry is not None:
+                    not_before[path] = max(not_before.get(path, 0.0), now + float(retry))
+                hits.append(
+                    {"at": now, "path": path, "title": title, "status": status, "early": early}
+                )
+            self.send_response(status)
+            if retry is not None:
+                self.send_header("Retry-After", retry)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:  # noqa: N802
+            with lock:
+                data = json.dumps(hits).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:  # noqa: ARG002
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    ready.set()
+    server.serve_forever()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (made with `cryptography`) and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "teams-cert.pem", folder / "teams-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _prepare_teams(folder: Path, n: int, hooks: list[str]) -> tuple[Any, FixedClock]:
+    """A database with `n` risk-escalated Teams messages, member i on webhook i mod M, each
+    with its own title (how the endpoint tells messages apart)."""
+    from sqlmodel import select
+
+    folder.mkdir(parents=True, exist_ok=True)
+    clock = FixedClock(datetime(2026, 11, 23, 9, 0, tzinfo=LONDON))
+    engine = make_engine(f"sqlite:///{folder / 'teams.db'}")
+    migrate(engine)
+    with UnitOfWork(engine, clock=clock, actor="bench") as uow:
+        apply_constitution(uow, constitution=load_constitution(), source="wirral.yaml")
+        uow.commit()
+    with Session(engine) as session:
+        org = session.exec(select(Organisation)).first()
+        assert org is not None
+        people = [
+            Person(
+                pseudonym=f"t-{i:05d}",
+                name=f"Member {i}",
+                email=f"member{i}@example.org",
+                organisation_id=org.id,
+                channels="teams",
+                teams_webhook=hooks[i % len(hooks)],
+                updated_at=clock.now(),
+            )
+            for i in range(n)
+        ]
+        session.add_all(people)
+        session.flush()
+        for i, person in enumerate(people):
+            enqueue(
+                session,
+                key=f"bench:risk:{person.pseudonym}:teams",
+                kind="risk_escalated",
+                person=person,
+                channel=Channel.TEAMS,
+                context={**sample("risk_escalated", person.name), "title": f"Bench risk {i}"},
+                now=clock.now(),
+            )
+        session.commit()
+    return engine, clock
+
+
+def teams_fanout(n: int, *, webhooks: int, workers: int, rate: int = 4, cold: str = "1") -> None:
+    """N Teams messages to M webhooks drained through the real dispatcher against a local HTTPS
+    endpoint that enforces `rate` requests/s per webhook with 429 + Retry-After; exits non-zero
+    if a request arrived before a 429 allowed it, a second held more than `rate` requests to one
+    webhook, a message was accepted twice, or one never arrived."""
+    import json
+    import os
+    import ssl
+    import urllib.request
+    from datetime import timedelta
+
+    from notifications.teams import RATE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = _self_signed(Path(tmp))
+        port = free_port()
+        ready = multiprocessing.Event()
+        endpoint = multiprocessing.Process(
+            target=_teams_endpoint,
+            args=(port, str(cert), str(key), ready, rate, cold),
+            daemon=True,
+        )
+        endpoint.start()
+        saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "NO_PROXY", "no_proxy")}
+        try:
+            if not ready.wait(30):
+                sys.exit("the Teams endpoint did not start")
+            os.environ["REQUESTS_CA_BUNDLE"] = str(cert)  # trusted, not skipped
+            os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1"
+            hooks = [
+                f"https://127.0.0.1:{port}/workflows/bench{h:03d}/triggers/manual/paths/invoke"
+                f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=benchSig{h}"
+                for h in range(webhooks)
+            ]
+            engine, clock = _prepare_teams(Path(tmp) / "teams", n, hooks)
+            settings = NotificationSettings(home=Path(tmp), workers=workers)
+            start = time.perf_counter()
+            sent = drain(engine, clock=clock, settings=settings).sent
+            for _ in range(10):  # a message handed back (retry_after) is due again later
+                if sent >= n:
+                    break
+                time.sleep(1.0)
+                clock.advance(timedelta(hours=1))
+                sent += drain(engine, clock=clock, settings=settings).sent
+            elapsed = time.perf_counter() - start
+            engine.dispose()
+            context = ssl.create_default_context(cafile=str(cert))
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/_log", context=context) as log:
+                hits: list[dict[str, Any]] = json.loads(log.read())
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            endpoint.terminate()
+            endpoint.join(5)
+    per_path: dict[str, list[float]] = {}
+    for hit in hits:
+        per_path.setdefault(hit["path"], []).append(hit["at"])
+    busiest = 0
+    for times in per_path.values():
+        times.sort()
+        for i, first in enumerate(times):
+            busiest = max(busiest, sum(1 for t in times[i:] if t < first + 1.0))
+    accepted: dict[str, int] = {}
+    for hit in hits:
+        if hit["status"] == 202:
+            accepted[hit["title"]] = accepted.get(hit["title"], 0) + 1
+    throttled = sum(1 for hit in hits if hit["status"] == 429)
+    early = sum(1 for hit in hits if hit["early"])
+    duplicates = sum(count - 1 for count in accepted.values())
+    print(
+        f"teams: wct outbox -> apprise wctteams:// ({workers} workers, aiming at {RATE:.2f} "
+        f"req/s per webhook): {sent} sent, {len(accepted)} arrived, {len(hits)} requests, "
+        f"busiest second {busiest} requests to one webhook, early {early}"
+    )
+    print(
+        f"teams fanout {n} messages {webhooks} webhooks in {elapsed:.1f} s, "
+        f"429s {throttled}, duplicates {duplicates}"
+    )
+    if early or busiest > rate or duplicates or sent != n or len(accepted) != n:
+        sys.exit("teams: a request came before a 429 allowed it, too fast, twice, or not at all")
+
+
+def mailfolder_rate(home: Path, n: int, workers: int) -> float:
+    """The mail-folder arm, one round: the same reminders drained to `wctmail://` (no SMTP host),
+    files written a chunk at a time and fsynced together before the receipts commit."""
+    engine, clock = prepare(home, n)
+    settings = NotificationSettings(home=home, workers=workers, batch_size=500)
+    start = time.perf_counter()
+    result = drain(engine, clock=clock, settings=settings)
+    rate = result.sent / (time.perf_counter() - start)
+    engine.dispose()
+    files = len(list((home / "mail").glob("*.eml")))
+    if result.sent != n or files != n:
+        sys.exit(f"mail folder: expected {n}, got {result.sent} sent, {files} files")
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5, help="Best of N for both sides.")
+    parser.add_argument(
+        "--mail-folder-on",
+        type=Path,
+        default=None,
+        help="Where the mail-folder arm writes (default: the temporary folder of the run).",
+    )
+    parser.add_argument("--webhooks", type=int, default=10, help="Teams arm: webhooks.")
     args = parser.parse_args()
     n = args.messages
 
@@ -177,7 +438,7 @@ def main() -> None:
             # A dispatcher is a long-lived worker: load apprise's plugin table once, untimed.
             register_channels()
             wires = same_messages(n, settings, clock)
-            tiny, raws, rates, arrived = [], [], [], []
+            tiny, raws, rates, arrived, folders = [], [], [], [], []
             for round_no in range(args.rounds):  # interleaved, so both see the same machine
                 tiny.append(baseline(port, n))
                 raws.append(baseline_same(port, wires))
@@ -193,7 +454,10 @@ def main() -> None:
                     sys.exit(
                         f"expected {n} delivered, got {result.sent} sent, {arrived[-1]} arrived"
                     )
+                on = args.mail_folder_on or Path(tmp)  # interleaved, like the baselines
+                folders.append(mailfolder_rate(on / f"mailfolder{round_no}", n, args.workers))
             engine.dispose()
+            folder = max(folders)
         raw, ours, small = max(raws), max(rates), max(tiny)
         size = sum(len(w) for w in wires) // len(wires)
         print(
@@ -208,10 +472,16 @@ def main() -> None:
             f"wct outbox -> apprise wctsmtp:// ({args.workers} workers): {n} sent and arrived "
             f"x {args.rounds} rounds, best {ours:.0f} msgs/s"
         )
+        print(
+            f"wct outbox -> mail folder ({args.workers} workers, fsync per chunk): "
+            f"best {folder:.0f} msgs/s"
+        )
+        print(f"mailfolder ratio {folder / ours:.2f}")
         print(f"fanout ratio {ours / raw:.2f}")
     finally:
         server.terminate()
         server.join(5)
+    teams_fanout(n, webhooks=args.webhooks, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
 from enum import StrEnum
@@ -15,7 +16,9 @@ from sqlmodel import Session, col, select
 import deployments.cli_papers  # noqa: F401  (`wct meeting papers`)
 from deployments import cli_actions, cli_cases, cli_cycles, cli_notifications, cli_up, cli_upcoming  # noqa: F401
 from deployments.cli_base import (
+    SIGPIPE_EXIT,
     JsonFlag,
+    ReaderLeft,
     Runtime,
     app,
     audit_app,
@@ -23,6 +26,7 @@ from deployments.cli_base import (
     members_app,
     print_json,
     problems_found,
+    redacted,
     runtime,
 )
 from deployments.cli_up import describe, runtime_health
@@ -33,10 +37,14 @@ from models.db import migrate
 from models.errors import ConstitutionInvalid, InvalidInput, NotFound
 from models.health import Level
 from models.instructions import EraseMember, ImportMembers, LoadConstitution
+from models.members import decode_members
 from models.queries import status as status_view
+from models.redact import install_log_redaction, redact, redacted_traceback
 from models.tables import Person, PersonRole
 
 __all__ = ["Runtime", "app", "main"]
+
+MAX_MEMBERS_FILE = 8 * 2**20  # bytes; a partnership's members file is a few kilobytes
 
 
 @app.command()
@@ -56,7 +64,7 @@ def init(
     migrate(rt.engine())
     applied = rt.act(rt.operator, LoadConstitution(document=checked, source=str(path)))
     result = {
-        "database": rt.settings.resolved_database_url,
+        "database": rt.settings.shown_database_url,
         "partnership": checked.partnership.name,
         "constitution": str(path),
         "digest": applied.digest,
@@ -107,7 +115,7 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     health = runtime_health(rt, engine)
     broken = health.level is Level.ERROR
     if as_json:
-        print_json(view.as_dict() | {"runtime": health.as_dict(rt.clock.now())})
+        print_json(redacted(view.as_dict() | {"runtime": health.as_dict(rt.clock.now())}))
         if broken:
             raise typer.Exit(1)
         return
@@ -129,9 +137,10 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         typer.echo(f"warning: {warning}")
     typer.echo("")
     for line in describe(health, rt.clock.now()):
-        typer.echo(line)
+        typer.echo(redact(line))
     for finding in health.findings:
-        typer.echo(f"{finding.level.value}: {finding.message}", err=finding.level is Level.ERROR)
+        shown = redact(f"{finding.level.value}: {finding.message}")
+        typer.echo(shown, err=finding.level is Level.ERROR)
     if broken:
         raise typer.Exit(1)
 
@@ -150,17 +159,26 @@ def members_import(
     prune: Annotated[
         bool, typer.Option(help="Deactivate members who are not in this file.")
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Confirm a --prune that deactivates more than half the active members."
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Add or update members by email; a bad row is reported by line and nothing is written."""
     rt = runtime(ctx)
     try:
-        text = file.read_text(encoding="utf-8")
+        if file.stat().st_size > MAX_MEMBERS_FILE:
+            raise InvalidInput(f"{file}: larger than {MAX_MEMBERS_FILE // 2**20} MB")
+        data = file.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"{file}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{file}: not UTF-8 text (save the CSV as UTF-8)") from None
-    result = rt.act(rt.operator, ImportMembers(text=text, source=str(file), prune=prune))
+    text = decode_members(data, source=str(file))
+    result = rt.act(
+        rt.operator, ImportMembers(text=text, source=str(file), prune=prune, confirmed=yes)
+    )
     if as_json:
         print_json(asdict(result))
         return
@@ -308,9 +326,22 @@ def audit_checkpoint(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. Log records are redacted as they are made. When the reader of our
+    output leaves early (`wct outbox | head`), exit quietly with 141 (128 + SIGPIPE, what a
+    shell reports for any program the pipe stopped): not a traceback, and not 0, which would
+    tell `set -o pipefail` that everything was written."""
+    install_log_redaction()
     try:
-        app()
-    except BrokenPipeError:  # `wct audit export | head`: the reader left; not an error
-        sys.stderr.close()
-        sys.exit(0)
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except (BrokenPipeError, ReaderLeft):
+        # As the Python docs advise (library/signal.html, "Note on SIGPIPE"): point stdout at
+        # devnull so the interpreter's last flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(SIGPIPE_EXIT)
+    except Exception as exc:  # a command without @errors: Python's traceback, redacted
+        sys.stderr.write(redacted_traceback(exc))
+        sys.exit(1)

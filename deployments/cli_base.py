@@ -27,6 +27,7 @@ from models.errors import (
     WctError,
 )
 from models.permissions import OPERATOR, Principal, System
+from models.redact import redact, redacted_traceback, remember
 from models.service import Command, execute
 
 P = ParamSpec("P")
@@ -44,6 +45,9 @@ class Runtime:
     operator: System = OPERATOR
     _engine: Engine | None = None
 
+    def __post_init__(self) -> None:
+        remember(self.settings.secret_values())  # hidden in every message from now on
+
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = make_engine(self.settings.resolved_database_url)
@@ -54,7 +58,7 @@ class Runtime:
         engine = self.engine()
         if not schema_is_current(engine):
             raise NotInitialised(
-                f"database {self.settings.resolved_database_url} is not initialised or is out of "
+                f"database {self.settings.shown_database_url} is not initialised or is out of "
                 "date: run `wct init`"
             )
         return engine
@@ -119,10 +123,20 @@ def exit_code(exc: BaseException) -> int:
     return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
 
 
+# 128 + SIGPIPE: how a shell reports a program stopped because its reader left (`wct ... | head`)
+SIGPIPE_EXIT = 141
+
+
+class ReaderLeft(Exception):
+    """Our stdout was closed early (`wct outbox | head`): carried past typer (which would print
+    nothing but exit 1) to `main`, which exits quietly with SIGPIPE_EXIT."""
+
+
 def fail(message: str, details: list[str] | None = None, *, code: int = 1) -> typer.Exit:
-    typer.echo(f"wct: error: {message}", err=True)
+    """Print an error (and its detail lines) on stderr, secrets redacted; the Exit to raise."""
+    typer.echo(redact(f"wct: error: {message}"), err=True)
     for line in details or []:
-        typer.echo(f"  {line}", err=True)
+        typer.echo(redact(f"  {line}"), err=True)
     return typer.Exit(code)
 
 
@@ -146,6 +160,8 @@ def errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            raise ReaderLeft() from None
         except (ConstitutionInvalid, MembersInvalid) as exc:
             raise problems_found(exc, code=exit_code(exc)) from None
         except WctError as exc:
@@ -154,7 +170,8 @@ def errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(_validation_message(exc)) from None
         except Exception as exc:
             if os.environ.get("WCT_DEBUG"):
-                raise
+                typer.echo(redacted_traceback(exc), err=True, nl=False)
+                raise typer.Exit(1) from None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise fail(
                 f"{type(exc).__name__}: {first} (set WCT_DEBUG=1 to see the traceback)"
@@ -172,6 +189,17 @@ def _validation_message(exc: ValidationError) -> str:
         parts.append(f"{name}: {error['msg']}")
     what = "configuration" if exc.title == "Settings" else exc.title
     return f"invalid {what}: " + "; ".join(parts)
+
+
+def redacted(value: Any) -> Any:
+    """`value` (JSON-like) with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v) for v in value]
+    return value
 
 
 def print_json(value: Any) -> None:

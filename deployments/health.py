@@ -3,6 +3,7 @@ its scheduler, the last dispatch, and the outbox backlog."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from prefect.client.orchestration import get_client
@@ -22,7 +23,7 @@ from sqlmodel import Session
 
 from deployments.server import api, healthy
 from models import outbox
-from models.health import RuntimeFacts, ScheduledDeployment
+from models.health import ChannelDown, RuntimeFacts, ScheduledDeployment
 
 DISPATCH = "dispatch/dispatch"
 
@@ -34,19 +35,41 @@ def outbox_backlog(engine: Engine | None, now: datetime) -> tuple[int, datetime 
         return outbox.due_backlog(session, now=now)
 
 
+def channels_down(engine: Engine | None) -> list[ChannelDown]:
+    """The delivery channels whose circuit breaker is open (their messages wait)."""
+    if engine is None:
+        return []
+    with Session(engine) as session:
+        return [
+            ChannelDown(b.channel, b.since, b.refused, b.next_probe_at, b.last_error)
+            for b in outbox.breakers(session).values()
+            if b.open
+        ]
+
+
 async def gather(
     api_url: str | None, *, engine: Engine | None, now: datetime, log: str | None = None
 ) -> RuntimeFacts:
     """Observe the server (if it answers) and the outbox at `now`."""
     due, oldest = outbox_backlog(engine, now)
+    down = channels_down(engine)
     if api_url is None or not healthy(api_url):
-        return RuntimeFacts(api_url, False, log, oldest_due_unsent=oldest, due_unsent=due)
+        return RuntimeFacts(
+            api_url, False, log, oldest_due_unsent=oldest, due_unsent=due, channels_down=down
+        )
     try:
-        return await _observe(api_url, now=now, log=log, due=due, oldest=oldest)
+        facts = await _observe(api_url, now=now, log=log, due=due, oldest=oldest)
+        return replace(facts, channels_down=down)
     except Exception as exc:  # a health check reports what it cannot read; it never crashes
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         return RuntimeFacts(
-            api_url, True, log, oldest_due_unsent=oldest, due_unsent=due, unreadable=reason
+            api_url,
+            True,
+            log,
+            oldest_due_unsent=oldest,
+            due_unsent=due,
+            unreadable=reason,
+            channels_down=down,
         )
 
 

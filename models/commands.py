@@ -209,14 +209,18 @@ def _public(person: Person, roles: list[str]) -> dict[str, object]:
 
 
 def import_members(
-    uow: UnitOfWork, *, rows: list[MemberRow], prune: bool = False
+    uow: UnitOfWork, *, rows: list[MemberRow], prune: bool = False, confirmed: bool = False
 ) -> MembersImported:
-    """Add or update each member by email; with `prune`, deactivate members not in the file."""
+    """Add or update each member by email; with `prune`, deactivate members not in the file.
+    A prune is refused outright for a file with no member rows, and refused without `confirmed`
+    when it would deactivate more than half the active members (a truncated or wrong file)."""
     session = uow.session
     current_constitution(session)  # refuse before a constitution is loaded
     result = MembersImported()
     now = uow.clock.now()
     emails = {row.email for row in rows}
+    if prune:
+        _check_prune(session, emails, confirmed=confirmed)
     for row in rows:
         person = session.exec(select(Person).where(Person.email == row.email)).first()
         before = None
@@ -284,6 +288,23 @@ def import_members(
             )
     session.flush()
     return result
+
+
+def _check_prune(session: Session, emails: set[str], *, confirmed: bool) -> None:
+    """Refuse, before anything is written, a prune that would empty or halve the members list."""
+    active = session.exec(select(Person.email).where(col(Person.active).is_(True))).all()
+    leaving = sum(1 for email in active if email not in emails)
+    if not emails:
+        raise Refused(
+            "the file has no member rows: --prune would deactivate every active member "
+            f"({len(active)}); nothing written"
+        )
+    if leaving * 2 > len(active) and not confirmed:
+        raise Refused(
+            f"--prune would deactivate {leaving} of the {len(active)} active members (more than "
+            "half): check the file is complete, then run again with --yes to confirm; "
+            "nothing written"
+        )
 
 
 def _roles_of(session: Session, person: Person) -> list[str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.redact import environment_secrets, redact, url_secrets
+
 
 class TlsMode(StrEnum):
     NONE = "none"
@@ -94,6 +96,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'wct.db').resolve()}"
+
+    @property
+    def shown_database_url(self) -> str:
+        """The database URL as it may be shown: its password hidden."""
+        return redact(self.resolved_database_url, self.secret_values())
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings (and Prefect's, in the environment) hold, for `redact`."""
+        values = url_secrets(self.resolved_database_url) + environment_secrets()
+        for secret in (self.smtp_password, self.link_key):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        return values
 
 
 @lru_cache(maxsize=1)

@@ -37,6 +37,17 @@ class ScheduledDeployment:
 
 
 @dataclass(frozen=True)
+class ChannelDown:
+    """A delivery channel whose circuit breaker is open (models/outbox.py `Breaker`)."""
+
+    channel: str  # "SMTP mail.example.org:587", "Teams prod-01.westeurope.logic.azure.com"
+    since: datetime | None
+    refused: int
+    next_probe_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
 class RuntimeFacts:
     """What was observed, at one moment, of the server, its scheduler, the dispatcher and outbox."""
 
@@ -51,6 +62,7 @@ class RuntimeFacts:
     unreadable: str | None = None  # the server answered /health but its state could not be read
     web_url: str | None = None  # where the members' pages should answer (WCT_WEB_URL)
     web_answers: bool | None = None  # None: not looked at
+    channels_down: list[ChannelDown] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,10 @@ class RuntimeHealth:
                 "due_unsent": f.due_unsent,
                 "oldest_due_unsent_age_seconds": round(age) if age is not None else None,
             },
+            "channels_down": [
+                asdict(c) | {"since": _iso(c.since), "next_probe_at": _iso(c.next_probe_at)}
+                for c in f.channels_down
+            ],
             "findings": [asdict(x) | {"level": x.level.value} for x in self.findings],
         }
 
@@ -123,8 +139,8 @@ def _ago(now: datetime, then: datetime) -> str:
 def assess(facts: RuntimeFacts, now: datetime, *, expected_up: bool = False) -> RuntimeHealth:
     """Judge the facts: a server that `wct up` says it runs but does not answer, a scheduler that
     creates no runs, members' pages that `wct up` serves but do not answer, a dispatcher that
-    leaves due messages waiting. A stopped system with nothing due is not a fault: `wct status`
-    before the first `wct up` is fine."""
+    leaves due messages waiting, a delivery channel whose breaker is open. A stopped system with
+    nothing due is not a fault: `wct status` before the first `wct up` is fine."""
     findings: list[Finding] = []
     log = f" (server log: {facts.log})" if facts.log else ""
     if not facts.server_answers:
@@ -178,6 +194,19 @@ def assess(facts: RuntimeFacts, now: datetime, *, expected_up: bool = False) -> 
                 f"{facts.due_unsent} due message(s) not sent; the oldest has waited "
                 f"{_ago(now, facts.oldest_due_unsent)}{running}: is the dispatcher running "
                 "(`wct up`, or `wct dispatch`)?",
+            )
+        )
+    for down in facts.channels_down:
+        since = f" since {down.since:%H:%M}" if down.since else ""
+        retry = f"; next try at {down.next_probe_at:%H:%M:%S}" if down.next_probe_at else ""
+        reason = f" (last: {down.last_error})" if down.last_error else ""
+        findings.append(
+            Finding(
+                Level.ERROR,
+                "channel",
+                f"{down.channel} unreachable{since} ({down.refused} attempts refused): its "
+                f"messages wait{retry}{reason}",
+                down.channel,
             )
         )
     return RuntimeHealth(facts, findings)

@@ -791,11 +791,12 @@ class ImportMembers(Command[MembersImported]):
     text: str
     source: str
     prune: bool = False
+    confirmed: bool = False  # a prune that deactivates more than half the active members
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> MembersImported:
         rows = parse_members(self.text, current_constitution(uow.session), source=self.source)
-        return import_members(uow, rows=rows, prune=self.prune)
+        return import_members(uow, rows=rows, prune=self.prune, confirmed=self.confirmed)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,34 +3,50 @@
 A row's life (one message, one recipient, one channel, one idempotency `key`):
 
     pending --claim--> claimed (lease) --begin_send--> sending --> sent
-       ^                  |                              |   \\--> failed --(backoff)--> claimed ...
-       |                  |                              |    \\-> dead (after max_attempts)
-       \\-- lease expired -/                              \\-- lease expired --> unknown
+     ^ ^ ^                |    |                         |  |\\--> failed --(backoff)--> claimed ...
+     | | \\-- release ----/    |                         |  | \\-> dead (after max_attempts)
+     | \\--- lease expired ---/                         |  \\--> pending (throttled: retry_after)
+     |                                                  \\-- lease expired, reply lost --> unknown
+     \\----- settle: never arrived (mail folder) --- unknown | expired sending --> settle: sent
 
 * `claimed` means "a dispatcher holds it and has not started to transmit": if its lease expires the
   dispatcher died before sending, so the row goes back to `pending` (nothing can have been sent).
-* `sending` is committed immediately before the bytes leave. If its lease expires, the dispatcher
-  died between the send and the receipt; if the reply to SMTP DATA was lost, `mark_unknown`. Either
-  way the receiver may or may not have the message, so the row becomes `unknown` and is NOT resent
-  on its own: resending could deliver twice. A coordinator sees it in `wct outbox --failed` and
-  retries it (`wct outbox retry ID`) after checking; the key travels in the `X-WCT-Key` header so
-  a duplicate, if it happens, is recognisable.
+  `release` gives a claimed row back unattempted (its channel's breaker is open): `attempts` is
+  restored, so a paused channel burns no attempts towards `max_attempts`.
+* `sending` is committed per message, immediately before its bytes leave, so a dispatcher that
+  dies leaves at most the messages then on the wire (one per connection) in `sending`. If its
+  lease expires, the dispatcher died between the send and the receipt; if the reply to SMTP DATA
+  was lost, `mark_unknown`. Either way the receiver may or may not have the message, so the row
+  becomes `unknown` and is NOT resent on its own: resending could deliver twice. A coordinator sees
+  it in `wct outbox --failed` and retries it (`wct outbox retry ID`) after checking; the key
+  travels in the `X-WCT-Key` header so a duplicate, if it happens, is recognisable.
+* `settle`: where the transport can be asked whether a message arrived (the mail folder: its file
+  is named from the key), `unknown` rows and `sending` rows whose lease expired are settled before
+  anyone is asked: delivered -> `sent`, never delivered -> `pending` (safe to send). The transport
+  checks (notifications/); this module decides.
+* `mark_throttled`: the receiver said "not now, retry after N s" (HTTP 429): nothing was
+  delivered, so the row goes back to `pending`, not before then, and the attempt is not counted.
+* A channel's circuit breaker (`ChannelHealth`): `BREAKER_THRESHOLD` consecutive refused
+  connections open it; while open, claimed rows for it are released unattempted until
+  `next_probe_at`, when one message is sent as a probe (`take_probe`, so one dispatcher probes);
+  a probe refused again doubles the wait (capped at `PROBE_CAP`), a channel reached closes it.
 * Only this module changes `status`; every function takes `now` and commits nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
-from models.tables import Channel, OutboxMessage, Person
+from models.tables import Channel, ChannelHealth, OutboxMessage, Person
 
 
 class Status(StrEnum):
@@ -262,6 +278,53 @@ def mark_sent_many(session: Session, held: Sequence[tuple[int, int]], *, now: da
     )
 
 
+def advance_many(
+    session: Session,
+    *,
+    sent: Sequence[tuple[int, int]],
+    sending: Sequence[tuple[int, int]],
+    now: datetime,
+    lease: timedelta,
+) -> set[int]:
+    """`mark_sent` for the (id, attempt) pairs in `sent` and `begin_send` for those in `sending`,
+    in one statement (a dispatcher's turn: receipts of the sends that finished, and the next
+    ones); the ids of `sending` now ours to send."""
+    if not sent and not sending:
+        return set()
+    params = [
+        {"b_id": i, "b_attempt": a, "b_from": Status.SENDING.value, "b_to": Status.SENT.value}
+        | {"b_lease": None, "b_sent_at": now}
+        for i, a in sent
+    ] + [
+        {"b_id": i, "b_attempt": a, "b_from": Status.CLAIMED.value, "b_to": Status.SENDING.value}
+        | {"b_lease": now + lease, "b_sent_at": None}
+        for i, a in sending
+    ]
+    result = session.connection().execute(
+        _TABLE.update()
+        .where(
+            _TABLE.c.id == sa.bindparam("b_id"),
+            _TABLE.c.attempts == sa.bindparam("b_attempt"),
+            _TABLE.c.status == sa.bindparam("b_from"),
+        )
+        .values(
+            status=sa.bindparam("b_to"),
+            lease_until=sa.bindparam("b_lease"),
+            sent_at=sa.bindparam("b_sent_at"),
+        ),
+        params,
+    )
+    wanted = dict(sending)
+    if result.rowcount == len(params) or not wanted:
+        return set(wanted)
+    rows = session.connection().execute(
+        sa.select(_TABLE.c.id, _TABLE.c.attempts).where(
+            _TABLE.c.id.in_(list(wanted)), _TABLE.c.status == Status.SENDING.value
+        )
+    )
+    return {int(i) for i, a in rows if wanted.get(int(i)) == a}
+
+
 def mark_failed(
     session: Session,
     message_id: int,
@@ -331,6 +394,105 @@ def mark_dead(
         lease_until=None,
         last_error=error[:ERROR_LIMIT],
     )
+
+
+def release(
+    session: Session, message_id: int, *, attempt: int, not_before: datetime, note: str
+) -> bool:
+    """Give a claimed row back unattempted (its channel is paused): `pending` not before
+    `not_before`, with `attempts` as it was before the claim, so the pause burns no attempt.
+
+    Safe as a claim token: only this holder had `attempt`, and it lets go here; the next claim
+    takes `attempt` again, while any older holder's token stays below it."""
+    return _move(
+        session,
+        message_id,
+        attempt,
+        Status.CLAIMED,
+        status=Status.PENDING.value,
+        attempts=attempt - 1,
+        lease_until=None,
+        next_attempt_at=not_before,
+        last_error=note[:ERROR_LIMIT],
+    )
+
+
+def mark_throttled(
+    session: Session, message_id: int, *, attempt: int, now: datetime, wait: timedelta, error: str
+) -> bool:
+    """The receiver refused for now and said when to come back (HTTP 429 with Retry-After):
+    nothing was delivered, so `pending` not before `now + wait`, and the attempt is not counted."""
+    return _move(
+        session,
+        message_id,
+        attempt,
+        Status.SENDING,
+        status=Status.PENDING.value,
+        attempts=attempt - 1,
+        lease_until=None,
+        next_attempt_at=now + max(wait, timedelta(0)),
+        last_error=error[:ERROR_LIMIT],
+    )
+
+
+@dataclass(frozen=True)
+class Unsettled:
+    """A row whose fate its transport may be able to check (`unknown`, or `sending` and expired)."""
+
+    id: int
+    key: str
+    channel: str
+
+
+def _unsettled_where(now: datetime) -> Any:
+    return sa.or_(
+        _TABLE.c.status == Status.UNKNOWN.value,
+        sa.and_(_TABLE.c.status == Status.SENDING.value, _TABLE.c.lease_until < now),
+    )
+
+
+def unsettled(
+    session: Session, *, now: datetime, channel: Channel, limit: int = 10_000
+) -> list[Unsettled]:
+    """The rows on `channel` left `unknown`, or `sending` by a dispatcher whose lease ran out."""
+    rows = session.connection().execute(
+        sa.select(_TABLE.c.id, _TABLE.c.key, _TABLE.c.channel)
+        .where(_TABLE.c.channel == channel.value, _unsettled_where(now))
+        .order_by(_TABLE.c.id)
+        .limit(limit)
+    )
+    return [Unsettled(int(i), str(k), str(c)) for i, k, c in rows]
+
+
+@dataclass(frozen=True)
+class Settled:
+    sent: int
+    requeued: int
+
+
+def settle(session: Session, delivered: Mapping[int, bool], *, now: datetime) -> Settled:
+    """The transport's answer for unsettled rows (by id): True, it arrived -> `sent`; False, it
+    never did -> `pending` now (sending it cannot deliver twice). Rows that moved on meanwhile
+    (retried, or a live dispatcher's) are left alone."""
+    sent = requeued = 0
+    for message_id, arrived in delivered.items():
+        values: dict[str, Any] = (
+            {"status": Status.SENT.value, "sent_at": now, "last_error": None}
+            if arrived
+            else {
+                "status": Status.PENDING.value,
+                "next_attempt_at": now,
+                "last_error": "settled: the transport shows it never arrived; sent again",
+            }
+        )
+        result = session.connection().execute(
+            _TABLE.update()
+            .where(_TABLE.c.id == message_id, _unsettled_where(now))
+            .values(lease_until=None, **values)
+        )
+        if result.rowcount == 1:
+            sent, requeued = sent + int(arrived), requeued + int(not arrived)
+    return Settled(sent, requeued)
 
 
 @dataclass(frozen=True)
@@ -421,3 +583,121 @@ def due_backlog(session: Session, *, now: datetime) -> tuple[int, datetime | Non
         select(sa.func.count(), sa.func.min(col(OutboxMessage.next_attempt_at))).where(*due)
     ).one()
     return int(count), oldest
+
+
+# --- Circuit breakers, one per delivery channel ---------------------------------------------
+
+#: Consecutive refused connections that open a channel's breaker.
+BREAKER_THRESHOLD = 5
+#: The wait before the first probe of an open channel; it doubles with each refused probe ...
+PROBE_FIRST = timedelta(seconds=5)
+#: ... up to this.
+PROBE_CAP = timedelta(minutes=5)
+
+
+def probe_interval(probes: int) -> timedelta:
+    """The wait before the next probe after `probes` refused probes: exponential, capped."""
+    wait: timedelta = PROBE_FIRST * 2 ** min(max(probes, 0), 20)
+    return min(wait, PROBE_CAP)
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """One channel's breaker as stored (`ChannelHealth`); no row means closed and healthy."""
+
+    channel: str
+    failures: int = 0
+    refused: int = 0
+    since: datetime | None = None
+    opened_at: datetime | None = None
+    probes: int = 0
+    next_probe_at: datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.opened_at is not None
+
+    def probe_due(self, now: datetime) -> bool:
+        return self.open and (self.next_probe_at is None or self.next_probe_at <= now)
+
+
+def _breaker(row: ChannelHealth) -> Breaker:
+    return Breaker(
+        row.channel,
+        row.failures,
+        row.refused,
+        row.since,
+        row.opened_at,
+        row.probes,
+        row.next_probe_at,
+        row.last_error,
+    )
+
+
+def breakers(session: Session) -> dict[str, Breaker]:
+    """Every channel with a refused connection on record, open or not yet."""
+    rows = session.exec(select(ChannelHealth).order_by(col(ChannelHealth.channel))).all()
+    return {r.channel: _breaker(r) for r in rows}
+
+
+def _locked_row(session: Session, channel: str, now: datetime) -> ChannelHealth:
+    """The channel's row, created if missing (concurrent creators do not collide), locked."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(ChannelHealth)
+        .values(channel=channel, failures=0, refused=0, probes=0, updated_at=now)
+        .on_conflict_do_nothing()
+    )
+    query = select(ChannelHealth).where(ChannelHealth.channel == channel).with_for_update()
+    row = session.exec(query.execution_options(populate_existing=True)).one()
+    return row
+
+
+def record_refused(
+    session: Session, channel: str, *, now: datetime, error: str, probe: bool = False
+) -> Breaker:
+    """A connection to `channel` was refused (or timed out): count it; open the breaker at
+    BREAKER_THRESHOLD in a row; a refused probe puts the next one twice as far off."""
+    row = _locked_row(session, channel, now)
+    row.failures += 1
+    row.refused += 1
+    row.since = row.since or now
+    row.last_error = error[:ERROR_LIMIT]
+    row.updated_at = now
+    if row.opened_at is None and row.failures >= BREAKER_THRESHOLD:
+        row.opened_at, row.probes = now, 0
+        row.next_probe_at = now + probe_interval(0)
+    elif row.opened_at is not None and probe:
+        row.probes += 1
+        row.next_probe_at = now + probe_interval(row.probes)
+    session.add(row)
+    session.flush()
+    return _breaker(row)
+
+
+def record_reached(session: Session, channel: str) -> None:
+    """`channel` answered (whatever it said): its breaker closes and its record goes."""
+    session.execute(sa.delete(ChannelHealth).where(col(ChannelHealth.channel) == channel))
+
+
+def take_probe(session: Session, channel: str, *, now: datetime) -> Breaker | None:
+    """Claim the probe of an open channel whose probe is due: the breaker, with its next probe
+    moved a full interval on (so no other dispatcher probes meanwhile), or None if it is not due
+    (another dispatcher took it) or the breaker is closed."""
+    row = session.exec(
+        select(ChannelHealth)
+        .where(ChannelHealth.channel == channel)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None or row.opened_at is None:
+        return None
+    if row.next_probe_at is not None and row.next_probe_at > now:
+        return None
+    row.next_probe_at = now + probe_interval(row.probes)
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return _breaker(row)

@@ -381,6 +381,21 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = _ts(nullable=True)
 
 
+class ChannelHealth(SQLModel, table=True):
+    """The circuit breaker of one delivery channel (an SMTP server, a Teams webhook host): its
+    run of refused connections, and when it is next probed while open (models/outbox.py)."""
+
+    channel: str = Field(primary_key=True, max_length=300)
+    failures: int = Field(default=0, description="Consecutive refused connections.")
+    refused: int = Field(default=0, description="Refused attempts since `since`.")
+    since: datetime | None = _ts(nullable=True)
+    opened_at: datetime | None = _ts(nullable=True)
+    probes: int = Field(default=0, description="Failed probes since the breaker opened.")
+    next_probe_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = Field(default=None, max_length=2000)
+    updated_at: datetime = _ts()
+
+
 class AuditEvent(SQLModel, table=True):
     """One entry of the hash-chained audit trail (4.1)."""
 

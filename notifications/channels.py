@@ -9,7 +9,9 @@
   a small pool of open SMTP connections and one SSL context, and sends exactly one message per call.
 * The embedded default, with no SMTP host configured, is `wctmail://local?folder=ABS-PATH`: each is
   written as `<key-digest>.eml` in that folder, created atomically with `os.link`, so writing the
-  same key twice leaves one file (exactly once, even across crashes).
+  same key twice leaves one file (exactly once, even across crashes). The files are fsynced once
+  per chunk (`Channels.sync_mail`) before their receipts commit; the folder also answers "did this
+  key arrive?" (`Channels.delivered`), so a crash leaves nothing for a human to settle.
 * Teams is apprise's own `workflows://`, given the Power Automate webhook URL as it is.
 
 Secrets: the SMTP user and password travel in the apprise URL (as apprise expects) but that URL is
@@ -46,9 +48,10 @@ SMTP_TIMEOUT = 30.0
 _errors = threading.local()  # the reason the last send on this thread failed (apprise gives a bool)
 
 
-def _fail(reason: str, *, ambiguous: bool = False) -> bool:
+def _fail(reason: str, *, ambiguous: bool = False, unreachable: bool = False) -> bool:
     _errors.reason = reason
     _errors.ambiguous = ambiguous
+    _errors.unreachable = unreachable
     return False
 
 
@@ -61,9 +64,16 @@ def last_was_ambiguous() -> bool:
     return bool(getattr(_errors, "ambiguous", False))
 
 
+def last_was_unreachable() -> bool:
+    """The last failure on this thread never reached the server (refused, timed out, cut off
+    before any byte of DATA): nothing was delivered."""
+    return bool(getattr(_errors, "unreachable", False))
+
+
 def _clear_error() -> None:
     _errors.reason = ""
     _errors.ambiguous = False
+    _errors.unreachable = False
 
 
 class AmbiguousDelivery(Exception):
@@ -248,8 +258,15 @@ def _smtp_channel(
         return _fail(f"SMTP {target.where} refused: {exc.smtp_code} {detail}")
     except smtplib.SMTPRecipientsRefused as exc:
         return _fail(f"SMTP {target.where} refused the recipient: {exc.recipients}")
-    except (smtplib.SMTPException, OSError) as exc:
-        return _fail(f"SMTP {target.where} unreachable or failed: {type(exc).__name__}: {exc}")
+    except ssl.SSLCertVerificationError as exc:  # reached, and refused by us: not an outage
+        return _fail(f"SMTP {target.where} failed: {type(exc).__name__}: {exc}")
+    except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, OSError) as exc:
+        # before any byte of DATA (a failure during DATA is AmbiguousDelivery, above)
+        return _fail(
+            f"SMTP {target.where} unreachable: {type(exc).__name__}: {exc}", unreachable=True
+        )
+    except smtplib.SMTPException as exc:
+        return _fail(f"SMTP {target.where} failed: {type(exc).__name__}: {exc}")
     return True
 
 
@@ -261,8 +278,10 @@ def eml_name(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40] + ".eml"
 
 
-def write_eml(folder: Path, key: str, wire: str) -> bool:
-    """Create `folder/<digest>.eml` atomically; False if it already existed (sent before)."""
+def write_eml(folder: Path, key: str, wire: str, *, sync: bool = True) -> bool:
+    """Create `folder/<digest>.eml` atomically; False if it already existed (sent before).
+
+    `sync=False` leaves the fsync to `sync_files` (once per chunk, before the receipts commit)."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / eml_name(key)
     if final.exists():
@@ -271,15 +290,67 @@ def write_eml(folder: Path, key: str, wire: str) -> bool:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(wire.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         try:
             os.link(tmp, final)  # fails if the file exists: never two copies of one key
         except FileExistsError:
             return False
+        if sync:
+            _fsync_dir(folder)
         return True
     finally:
         os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_files(folder: Path, names: list[str]) -> None:
+    """Make files written with `sync=False` durable: fsync each, then the folder once (their
+    names). Raises OSError if any cannot be (the caller must not record them as sent)."""
+    for name in names:
+        fd = os.open(folder / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
+
+
+class _Unsynced:
+    """The mail-folder files written but not yet fsynced, per folder (shared by the threads)."""
+
+    def __init__(self) -> None:
+        self._names: dict[Path, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, folder: Path, name: str) -> None:
+        with self._lock:
+            self._names.setdefault(folder, []).append(name)
+
+    def take(self, folder: Path) -> list[str]:
+        with self._lock:
+            return self._names.pop(folder, [])
+
+
+UNSYNCED = _Unsynced()
+
+
+def delivered_to_folder(folder: Path, keys: list[str]) -> dict[str, bool]:
+    """Whether the message of each key is in the mail folder (its file exists); the files found
+    are fsynced first, so a message counted as delivered is on disk."""
+    found = {key: (folder / eml_name(key)).exists() for key in keys}
+    present = [eml_name(k) for k, there in found.items() if there]
+    if present:
+        sync_files(folder, present)
+    return found
 
 
 def _maildir_channel(
@@ -293,7 +364,8 @@ def _maildir_channel(
     if not folder.is_absolute():
         return _fail("the mail folder channel needs ?folder=ABSOLUTE-PATH")
     try:
-        write_eml(folder, key, body)
+        write_eml(folder, key, body, sync=False)
+        UNSYNCED.add(folder, eml_name(key))  # written now or before: fsynced before the receipt
     except OSError as exc:
         return _fail(f"cannot write to the mail folder {folder}: {exc.strerror or exc}")
     return True
@@ -353,8 +425,37 @@ class Channels:
         self._email = apprise.Apprise()
         if not self._email.add(email_url(settings)):
             raise ValueError(f"apprise rejected the email channel for {self.describe_email()}")
-        self._teams: dict[str, apprise.Apprise] = {}
+        from notifications.teams import Teams  # here: teams.py builds on this module's Outcome
+
+        self._teams = Teams()
         self._lock = threading.Lock()
+
+    @property
+    def mail_folder(self) -> Path | None:
+        """Where email is written when there is no SMTP server (a transport that can be asked
+        whether a message arrived), else None."""
+        return None if self.settings.smtp_host else self.settings.mail_dir.resolve()
+
+    def email_breaker(self) -> str | None:
+        """The name of the email channel's circuit breaker; None for the mail folder."""
+        s = self.settings
+        return f"SMTP {s.smtp_host}:{s.port}" if s.smtp_host else None
+
+    def sync_mail(self) -> None:
+        """Make the mail-folder files written since the last call durable (one chunk's worth)."""
+        folder = self.mail_folder
+        if folder is not None:
+            names = UNSYNCED.take(folder)
+            if names:
+                sync_files(folder, names)
+
+    def delivered(self, keys: list[str]) -> dict[str, bool] | None:
+        """For the mail folder, whether each key's message is there; None when the transport
+        cannot tell (SMTP)."""
+        folder = self.mail_folder
+        if folder is None:
+            return None
+        return delivered_to_folder(folder, keys) if keys else {}
 
     def describe_email(self) -> str:
         s = self.settings
@@ -368,24 +469,16 @@ class Channels:
         if result is True:
             return Outcome(True)
         reason = last_error() or f"{self.describe_email()} did not accept it"
-        return Outcome(False, reason, ambiguous=last_was_ambiguous())
-
-    def send_teams(self, webhook: str, subject: str, markdown: str) -> Outcome:
-        with self._lock:
-            channel = self._teams.get(webhook)
-            if channel is None:
-                channel = apprise.Apprise()
-                if not channel.add(webhook):
-                    return Outcome(
-                        False, "the Teams webhook URL is not a Workflows URL apprise knows"
-                    )
-                self._teams[webhook] = channel
-        result = channel.notify(
-            body=markdown, title=subject, body_format=apprise.NotifyFormat.MARKDOWN
+        return Outcome(
+            False, reason, ambiguous=last_was_ambiguous(), unreachable=last_was_unreachable()
         )
-        if result is True:
-            return Outcome(True)
-        return Outcome(False, "the Teams webhook did not accept the message (see the worker log)")
+
+    def send_teams(
+        self, webhook: str, subject: str, markdown: str, *, key: str | None = None
+    ) -> Outcome:
+        """Post a card to a Teams Workflows webhook within its limits (notifications/teams.py);
+        `key`, the outbox key, travels in an X-WCT-Key header."""
+        return self._teams.send(webhook, subject, markdown, key=key)
 
     def close(self) -> None:
         POOL.close_all()

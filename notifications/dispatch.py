@@ -7,18 +7,29 @@ share one path. How "nothing lost, nothing sent twice" holds, step by step:
    due rows to `claimed` with a lease; expired leases are recovered first (models/outbox.py).
 2. Render and build the message. A template error, a bad context or a header injection sends
    nothing: the row is marked failed (or dead) with the reason, still from `claimed`.
-3. `begin_send` is committed: the row is `sending`. Only then do the bytes leave. (Per chunk of
-   `send_chunk` messages, to keep a fan-out fast; a crash can leave that many `unknown`.)
+3. `begin_send` is committed per message: the row is `sending`. Only then do its bytes leave, on
+   one of `workers` connections. The receipts of the sends that finished and the `sending` of the
+   next ones share one commit, so at any moment at most `workers` rows are `sending`.
 4. apprise's result is checked (False and None are failures); `mark_sent` or `mark_failed` (backoff
-   with jitter, dead after the constitution's `delivery.max_attempts`) is committed.
+   with jitter, dead after the constitution's `delivery.max_attempts`) is committed. A receiver
+   that says "retry after N s" (`Outcome.retry_after`) gets the message again then, and the attempt
+   does not count (`mark_throttled`).
 
 A crash between 3 and 4 leaves `sending` with a lease that runs out; the next drain turns it into
 `unknown`, which is never resent automatically. So does a connection lost during SMTP DATA (the
 server may have taken the message): `unknown` at once, not `failed`. That is where the guarantee
 ends: an SMTP server that accepted a message whose 250 we never heard. We do not guess; a
 coordinator decides, and the `X-WCT-Key` header and key-derived Message-ID make a duplicate
-recognisable if they resend. The mail folder channel closes even that gap, since a key maps to one
-file name created atomically.
+recognisable if they resend. The mail folder closes even that gap: a key maps to one file name
+created atomically, and each drain first settles what a crash left (`outbox.settle`: the file is
+there -> `sent`, it is not -> `pending`). Its files are written a chunk at a time and fsynced
+together before their receipts commit.
+
+Circuit breakers (one per SMTP server, one per Teams webhook host; state in `ChannelHealth`, rules
+in models/outbox.py): after `BREAKER_THRESHOLD` refused connections in a row (`Outcome.unreachable`)
+a channel is paused. Its claimed messages go back unattempted until the next probe; then one
+message is sent as the probe, the others held until it answers: reached closes the breaker, refused
+puts the next probe twice as far off (capped). `wct status` shows an open breaker.
 """
 
 from __future__ import annotations
@@ -28,10 +39,13 @@ import logging
 import os
 import random
 import signal
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -60,7 +74,8 @@ from notifications.papers import ATTACHMENT_LIMIT, papers_filename, papers_html
 from notifications.render import HeaderInjection, TemplateFailed, render
 
 #: Test hook: with WCT_DISPATCH_CRASH=after-send the process SIGKILLs itself right after a send
-#: returned and before its receipt is committed -- the one window the design must survive.
+#: returned and before its receipt is committed -- the one window the design must survive;
+#: `after-send:N` does so after the N-th send of the process (other connections may be mid-send).
 CRASH_ENV = "WCT_DISPATCH_CRASH"
 
 #: The kinds of email that carry the meeting's papers (HTML) as an attachment: the agenda, and
@@ -104,7 +119,21 @@ class DrainResult:
     skipped: int = 0
     requeued: int = 0
     unknown: int = 0
+    deferred: int = 0  # back to pending unattempted: channel paused, or "retry after"
+    settled: int = 0  # left in doubt by a crash, settled by asking the transport
     errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DrainResult) -> None:
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.failed += other.failed
+        self.dead += other.dead
+        self.skipped += other.skipped
+        self.requeued += other.requeued
+        self.unknown += other.unknown
+        self.deferred += other.deferred
+        self.settled += other.settled
+        self.errors += other.errors
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -115,8 +144,20 @@ class DrainResult:
             "skipped": self.skipped,
             "requeued": self.requeued,
             "unknown": self.unknown,
+            "deferred": self.deferred,
+            "settled": self.settled,
             "errors": self.errors,
         }
+
+
+@dataclass
+class _Send:
+    """A message on its way: what to send, and the breaker of the channel it goes through."""
+
+    message: outbox.Claimed
+    prepared: Prepared
+    breaker: str | None
+    probe: bool = False
 
 
 class Undeliverable(WctError):
@@ -257,6 +298,8 @@ class Dispatcher:
             self.settings.web_url, home=self.settings.home, configured=self.settings.link_key
         )
         self._pool: ThreadPoolExecutor | None = None
+        self._breakers: dict[str, outbox.Breaker] = {}  # as read at the last claim, kept current
+        self._probing: set[str] = set()  # the channels whose probe this dispatcher has in flight
 
     def close(self) -> None:
         if self._pool is not None:
@@ -268,14 +311,39 @@ class Dispatcher:
         self, limit: int, kinds: Sequence[str] = ()
     ) -> tuple[list[outbox.Claimed], DrainResult]:
         now = self.clock.now()
+        settled = self.settle(now)
         with Session(self.engine) as session:
             recovered = outbox.recover_expired(session, now=now)
             claimed = outbox.claim(session, now=now, limit=limit, lease=self.lease, kinds=kinds)
+            self._breakers = outbox.breakers(session)
             session.commit()
         result = DrainResult(
-            claimed=len(claimed), requeued=recovered.requeued, unknown=recovered.unknown
+            claimed=len(claimed),
+            requeued=recovered.requeued,
+            unknown=recovered.unknown,
+            settled=settled.sent + settled.requeued,
         )
         return claimed, result
+
+    def settle(self, now: datetime) -> outbox.Settled:
+        """Settle what a crash left in doubt, where the transport can tell (the mail folder):
+        `unknown` rows and expired `sending` rows become `sent` or `pending`."""
+        if self.channels.mail_folder is None:
+            return outbox.Settled(0, 0)
+        with Session(self.engine) as session:
+            rows = outbox.unsettled(session, now=now, channel=Channel.EMAIL)
+            found = self.channels.delivered([r.key for r in rows]) if rows else None
+            if not rows or found is None:
+                return outbox.Settled(0, 0)
+            settled = outbox.settle(session, {r.id: found[r.key] for r in rows}, now=now)
+            session.commit()
+        if settled.sent or settled.requeued:
+            log.info(
+                "settled from the mail folder: %d arrived, %d sent again",
+                settled.sent,
+                settled.requeued,
+            )
+        return settled
 
     def recipients(self, person_ids: Sequence[int]) -> dict[int, Recipient]:
         with Session(self.engine) as session:
@@ -310,26 +378,47 @@ class Dispatcher:
         return found
 
     def deliver(self, claimed: Sequence[outbox.Claimed], result: DrainResult) -> DrainResult:
-        """Deliver claimed rows chunk by chunk; within a chunk, `settings.workers` sends at once.
+        """Deliver claimed rows, `settings.workers` at a time, each on its own pooled connection.
 
         The database work stays on this thread (SQLite serialises writers, and its busy handler
-        sleeps in milliseconds when threads contend); only the network waits run in parallel, each
-        worker thread on its own pooled SMTP connection. While one chunk is on the wire the next
-        is rendered; it is marked `sending` only after the previous chunk's receipts are written.
+        sleeps in milliseconds when threads contend); only the network waits run in parallel.
+        Each turn of the loop renders ahead, then commits in ONE transaction the receipts of the
+        sends that finished and `sending` for as many next messages as connections are free, and
+        only then hands those to the workers: a crash leaves at most `workers` rows `sending`.
+        Mail-folder messages go a chunk (`send_chunk`) at a time, fsynced together before their
+        receipts commit (the folder settles any crash by itself).
         """
         people = self.recipients(sorted({c.person_id for c in claimed}))
         papers = self.papers(claimed)
-        size = self.settings.send_chunk
+        workers = max(1, self.settings.workers)
+        size = max(1, self.settings.send_chunk)
+        by_file = self.channels.mail_folder is not None
+        todo = deque(claimed)
+        ready: deque[_Send] = deque()
+        folder: list[_Send] = []
+        refused: list[tuple[outbox.Claimed, outbox.Status, str]] = []
+        flight: dict[Future[Outcome], _Send] = {}
+        held: dict[str, list[_Send]] = {}
         entries: list[Entry] = []
-        in_flight: InFlight | None = None
-        for start in range(0, len(claimed), size):
-            ready, refused = self._prepare_chunk(claimed[start : start + size], people, papers)
-            if in_flight is not None:
-                entries += self._finish(in_flight)
-            in_flight, skipped = self._start(ready, refused)
-            entries += skipped
-        if in_flight is not None:
-            entries += self._finish(in_flight)
+        self._probing = set()
+        while todo or ready or folder or refused or flight or held:
+            while todo and len(ready) < 2 * workers and len(folder) < size:
+                message = todo.popleft()
+                made = self._prepare(message, people.get(message.person_id), papers.get(message.id))
+                if not isinstance(made, Prepared):
+                    refused.append((message, *made))
+                elif by_file and made.email_wire is not None:
+                    folder.append(_Send(message, made, None))
+                else:
+                    ready.append(_Send(message, made, self.breaker_of(made)))
+            if folder and (len(folder) >= size or not todo):
+                entries += self._deliver_folder(folder)
+                folder = []
+            done = [f for f in flight if f.done()]
+            if done or refused or (ready and len(flight) < workers):
+                entries += self._turn(done, flight, ready, held, refused, workers)
+            elif flight:
+                wait(list(flight), return_when=FIRST_COMPLETED)
         for message, status, error in entries:
             if status is outbox.Status.SENT:
                 result.sent += 1
@@ -339,16 +428,30 @@ class Dispatcher:
                 result.dead += 1
             elif status is outbox.Status.UNKNOWN:
                 result.unknown += 1
+            elif status is outbox.Status.PENDING:
+                result.deferred += 1
             else:
                 result.skipped += 1
             if error:
                 result.errors.append(f"#{message.id} {message.kind}: {error}")
         return result
 
+    def breaker_of(self, prepared: Prepared) -> str | None:
+        """The circuit breaker a message goes through: its SMTP server, or its webhook's host."""
+        if prepared.email_wire is not None:
+            return self.channels.email_breaker()
+        host = urlsplit(prepared.teams_webhook or "").hostname
+        return f"Teams {host}" if host else None
+
     def _send(self, prepared: Prepared) -> Outcome:
         outcome = transmit(self.channels, prepared)
-        if os.environ.get(CRASH_ENV) == "after-send":
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash = os.environ.get(CRASH_ENV, "")
+        if crash == "after-send" or crash.startswith("after-send:"):
+            with _SENDS_LOCK:
+                _SENDS[0] += 1
+                count = _SENDS[0]
+            if count >= int(crash.partition(":")[2] or 1):
+                os.kill(os.getpid(), signal.SIGKILL)
         return outcome
 
     def _submit(self, prepared: Prepared) -> Future[Outcome]:
@@ -416,73 +519,185 @@ class Dispatcher:
             sending=sending,
         )
 
-    def _prepare_chunk(
+    def _turn(
         self,
-        chunk: Sequence[outbox.Claimed],
-        people: dict[int, Recipient],
-        papers: dict[int, Attachment],
-    ) -> tuple[
-        list[tuple[outbox.Claimed, Prepared]], list[tuple[outbox.Claimed, outbox.Status, str]]
-    ]:
-        """Render and build each message (no database work: it overlaps the previous sends)."""
-        ready: list[tuple[outbox.Claimed, Prepared]] = []
-        refused: list[tuple[outbox.Claimed, outbox.Status, str]] = []
-        for message in chunk:
-            prepared = self._prepare(message, people.get(message.person_id), papers.get(message.id))
-            if isinstance(prepared, Prepared):
-                ready.append((message, prepared))
-            else:
-                refused.append((message, *prepared))
-        return ready, refused
-
-    def _start(
-        self,
-        ready: list[tuple[outbox.Claimed, Prepared]],
+        done: list[Future[Outcome]],
+        flight: dict[Future[Outcome], _Send],
+        ready: deque[_Send],
+        held: dict[str, list[_Send]],
         refused: list[tuple[outbox.Claimed, outbox.Status, str]],
-    ) -> tuple[InFlight, list[Entry]]:
-        """Record what cannot be sent; commit `sending` for the rest; only then send them.
-
-        Two commits a chunk instead of two a message: the price is that a crash mid-chunk leaves
-        up to `send_chunk` rows `unknown` (some perhaps never sent). Never a duplicate, either way.
-        """
+        workers: int,
+    ) -> list[Entry]:
+        """One commit: the finished sends' receipts, what cannot be sent, and `sending` for the
+        next messages (one per free connection); then those are handed to the workers."""
+        now = self.clock.now()
         entries: list[Entry] = []
+        outcomes = [(flight.pop(f), f.result()) for f in done]
+        starting: list[_Send] = []
         with Session(self.engine) as session:
+            for send, outcome in outcomes:
+                if not outcome.ok:
+                    entries += self._record_outcome(session, send, outcome, now, ready, held)
             for message, status, error in refused:
                 status = self._record_failure(session, message, status, error, sending=False)
                 entries.append((message, status, error))
+            refused.clear()
+            while ready and len(starting) < workers - len(flight):
+                send = ready.popleft()
+                admitted = self._admit(session, send, now)
+                if admitted is None:
+                    starting.append(send)
+                elif admitted == "hold":
+                    held.setdefault(send.breaker or "", []).append(send)
+                else:
+                    entries.append(self._release(session, send, admitted))
+            for send, outcome in outcomes:
+                if outcome.ok:  # a success closes its breaker, and may free held messages
+                    entries += self._record_outcome(session, send, outcome, now, ready, held)
+            mine = outbox.advance_many(
+                session,
+                sent=[(s.message.id, s.message.attempts) for s, o in outcomes if o.ok],
+                sending=[(s.message.id, s.message.attempts) for s in starting],
+                now=now,
+                lease=self.lease,
+            )
+            session.commit()
+        for send in starting:
+            if send.message.id in mine:
+                flight[self._submit(send.prepared)] = send
+            else:  # the lease ran out and another dispatcher holds it now
+                entries.append((send.message, outbox.Status.CLAIMED, None))
+        return entries
+
+    def _admit(self, session: Session, send: _Send, now: datetime) -> str | None:
+        """None: send it now. "hold": wait for the probe in flight on its channel. Otherwise the
+        reason it goes back unattempted (its channel is paused until the next probe)."""
+        key = send.breaker
+        breaker = self._breakers.get(key) if key else None
+        if key is None or breaker is None or not breaker.open:
+            return None
+        if key in self._probing:
+            return "hold"
+        if breaker.probe_due(now):
+            taken = outbox.take_probe(session, key, now=now)
+            if taken is not None:
+                self._breakers[key] = taken
+                self._probing.add(key)
+                send.probe = True
+                return None
+            current = outbox.breakers(session).get(key)  # another dispatcher is probing
+            if current is None:
+                self._breakers.pop(key, None)
+                return None
+            self._breakers[key] = breaker = current
+        return (
+            f"{key} unreachable since {_hhmm(breaker.since)} ({breaker.refused} attempts "
+            f"refused): paused, not attempted; next try at {_hhmm(breaker.next_probe_at)}"
+        )
+
+    def _release(self, session: Session, send: _Send, why: str) -> Entry:
+        breaker = self._breakers.get(send.breaker or "")
+        not_before = (breaker.next_probe_at if breaker else None) or self.clock.now()
+        outbox.release(
+            session,
+            send.message.id,
+            attempt=send.message.attempts,
+            not_before=not_before,
+            note=why,
+        )
+        return (send.message, outbox.Status.PENDING, None)
+
+    def _record_outcome(
+        self,
+        session: Session,
+        send: _Send,
+        outcome: Outcome,
+        now: datetime,
+        ready: deque[_Send],
+        held: dict[str, list[_Send]],
+    ) -> list[Entry]:
+        """The receipt of one send (the `sent` ones are already written) and what it says about
+        its channel: refused -> counted towards the breaker; answered -> the breaker closes."""
+        message, key = send.message, send.breaker
+        entries: list[Entry] = []
+        if key is not None and outcome.unreachable:
+            self._breakers[key] = breaker = outbox.record_refused(
+                session, key, now=now, error=outcome.error or "unreachable", probe=send.probe
+            )
+            if send.probe:
+                self._probing.discard(key)
+            if breaker.open and key not in self._probing:
+                why = f"{key} is paused after {breaker.refused} refused attempts"
+                entries += [self._release(session, h, why) for h in held.pop(key, [])]
+        elif key is not None and (key in self._breakers or send.probe):
+            outbox.record_reached(session, key)
+            self._breakers.pop(key, None)
+            self._probing.discard(key)
+            ready.extendleft(reversed(held.pop(key, [])))
+        if outcome.ok:
+            entries.append((message, outbox.Status.SENT, None))
+        elif outcome.ambiguous:
+            error = outcome.error or "delivery outcome unknown"
+            outbox.mark_unknown(session, message.id, attempt=message.attempts, error=error)
+            entries.append((message, outbox.Status.UNKNOWN, error))
+        elif outcome.retry_after is not None:
+            error = outcome.error or "the receiver asked to retry later"
+            outbox.mark_throttled(
+                session,
+                message.id,
+                attempt=message.attempts,
+                now=now,
+                wait=timedelta(seconds=outcome.retry_after),
+                error=f"{error} (retry after {outcome.retry_after:g} s; not counted as an attempt)",
+            )
+            entries.append((message, outbox.Status.PENDING, None))
+        else:
+            error = outcome.error or "delivery failed"
+            status = self._record_failure(
+                session, message, outbox.Status.FAILED, error, sending=True
+            )
+            entries.append((message, status, error))
+        return entries
+
+    def _deliver_folder(self, batch: list[_Send]) -> list[Entry]:
+        """A chunk for the mail folder: `sending` for all, write the files (in parallel), fsync
+        them and the folder once, then commit the receipts. A crash anywhere in between is settled
+        from the folder by the next drain, so one commit each side of the chunk is enough."""
+        entries: list[Entry] = []
+        with Session(self.engine) as session:
             ours = outbox.begin_send_many(
                 session,
-                [(m.id, m.attempts) for m, _ in ready],
+                [(s.message.id, s.message.attempts) for s in batch],
                 now=self.clock.now(),
                 lease=self.lease,
             )
             session.commit()
-        entries += [(m, outbox.Status.CLAIMED, None) for m, _ in ready if m.id not in ours]
-        flight = [(m, self._submit(prepared)) for m, prepared in ready if m.id in ours]
-        return flight, entries
-
-    def _finish(self, flight: InFlight) -> list[Entry]:
-        """Wait for a chunk's sends and commit their receipts (or failures) together."""
-        outcomes = [(message, future.result()) for message, future in flight]
-        entries: list[Entry] = []
+        entries += [
+            (s.message, outbox.Status.CLAIMED, None) for s in batch if s.message.id not in ours
+        ]
+        sends = [(s, self._submit(s.prepared)) for s in batch if s.message.id in ours]
+        outcomes = [(s, f.result()) for s, f in sends]
+        try:
+            self.channels.sync_mail()
+        except OSError as exc:
+            error = f"the mail folder could not be made durable: {exc.strerror or exc}"
+            outcomes = [(s, Outcome(False, error) if o.ok else o) for s, o in outcomes]
+        now = self.clock.now()
         with Session(self.engine) as session:
-            sent = [(m.id, m.attempts) for m, outcome in outcomes if outcome.ok]
-            outbox.mark_sent_many(session, sent, now=self.clock.now())
-            for message, outcome in outcomes:
-                if outcome.ok:
-                    entries.append((message, outbox.Status.SENT, None))
-                elif outcome.ambiguous:
-                    error = outcome.error or "delivery outcome unknown"
-                    outbox.mark_unknown(session, message.id, attempt=message.attempts, error=error)
-                    entries.append((message, outbox.Status.UNKNOWN, error))
-                else:
-                    error = outcome.error or "delivery failed"
-                    status = self._record_failure(
-                        session, message, outbox.Status.FAILED, error, sending=True
-                    )
-                    entries.append((message, status, error))
+            sent = [(s.message.id, s.message.attempts) for s, o in outcomes if o.ok]
+            outbox.mark_sent_many(session, sent, now=now)
+            for send, outcome in outcomes:
+                entries += self._record_outcome(session, send, outcome, now, deque(), {})
             session.commit()
         return entries
+
+
+def _hhmm(moment: datetime | None) -> str:
+    return moment.strftime("%H:%M:%S") if moment else "?"
+
+
+_SENDS = [0]  # sends made by this process, for the CRASH_ENV hook
+_SENDS_LOCK = threading.Lock()
 
 
 def drain_once(
@@ -518,16 +733,11 @@ def drain(
             claimed, result = dispatcher.claim(dispatcher.settings.batch_size)
             total.requeued += result.requeued
             total.unknown += result.unknown
+            total.settled += result.settled
             if not claimed:
                 break
             total.claimed += result.claimed
-            done = dispatcher.deliver(claimed, DrainResult())
-            total.unknown += done.unknown
-            total.sent += done.sent
-            total.failed += done.failed
-            total.dead += done.dead
-            total.skipped += done.skipped
-            total.errors += done.errors
+            total.add(dispatcher.deliver(claimed, DrainResult()))
     finally:
         dispatcher.close()
     return total

@@ -5,6 +5,7 @@ Import the fixtures you use into the test module: `from tests.notifications_fixt
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import ipaddress
@@ -12,11 +13,14 @@ import json
 import socket
 import ssl
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default as default_policy
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -147,15 +151,40 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@dataclass(frozen=True)
+class Hit:
+    """One request the webhook received: when (Unix time, on arrival), to which path (no query),
+    with which X-WCT-Key, and what it answered."""
+
+    at: float
+    path: str
+    key: str
+    status: int
+    retry_after: str | None = None
+
+
 @dataclass
 class Webhook:
-    """A local stand-in for a Teams Workflows webhook: records each JSON body; answers 202."""
+    """A local stand-in for a Teams Workflows webhook: records each JSON body; answers 202.
+
+    By default it answers `status[0]` to every request. It can also play Teams' throttling:
+    `script` holds answers `(status, Retry-After or None)` given first, one per request, and
+    `rate_limit` answers 429 (Retry-After `rate_retry_after`) to a request that would make more
+    than that many to one path within a second. Every request is a `Hit`; one that arrives while
+    a 429/503 it gave with Retry-After still holds its path goes in `early` as well."""
 
     port: int
     cert: Path
     posts: list[dict[str, Any]]
     paths: list[str]
     status: list[int]
+    hits: list[Hit] = field(default_factory=list)
+    early: list[Hit] = field(default_factory=list)
+    script: list[tuple[int, str | None]] = field(default_factory=list)
+    rate_limit: int | None = None
+    rate_retry_after: str = "1"
+    not_before: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, workflow: str = "a1b2c3d4", signature: str = "s3cr3tSig") -> str:
         return (
@@ -163,23 +192,79 @@ class Webhook:
             f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={signature}"
         )
 
+    def answer(self, path: str, key: str) -> tuple[int, str | None]:
+        """Decide the answer to a request arriving now (thread-safe) and record it."""
+        with self.lock:
+            now = time.time()
+            where = path.split("?", 1)[0]
+            held = now < self.not_before.get(where, 0.0)
+            recent = [h for h in self.hits if h.path == where and now - h.at < 1.0]
+            if self.script:
+                status, retry_after = self.script.pop(0)
+            elif self.rate_limit is not None and len(recent) >= self.rate_limit:
+                status, retry_after = 429, self.rate_retry_after
+            else:
+                status, retry_after = self.status[0], None
+            if status in (429, 503) and retry_after is not None:
+                self.not_before[where] = max(
+                    self.not_before.get(where, 0.0), now + _retry_seconds(retry_after, now)
+                )
+            hit = Hit(now, where, key, status, retry_after)
+            self.hits.append(hit)
+            if held:
+                self.early.append(hit)
+            return status, retry_after
+
+    def accepted(self) -> Counter[str]:
+        """How many times each X-WCT-Key was accepted (200/202): a 2 is a duplicate."""
+        with self.lock:
+            return Counter(h.key for h in self.hits if h.status in (200, 202))
+
+    def times(self, path_prefix: str = "") -> dict[str, list[float]]:
+        """Arrival times per path (every request, whatever it was answered)."""
+        found: dict[str, list[float]] = {}
+        with self.lock:
+            for hit in self.hits:
+                if hit.path.startswith(path_prefix):
+                    found.setdefault(hit.path, []).append(hit.at)
+        return found
+
+
+def _retry_seconds(value: str, now: float) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return parsedate_to_datetime(value).timestamp() - now
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most requests within any one second (a window [t, t + 1)) among `times`."""
+    ordered = sorted(times)
+    best = 0
+    for i, start in enumerate(ordered):
+        best = max(best, bisect.bisect_left(ordered, start + 1.0, lo=i) - i)
+    return best
+
 
 @pytest.fixture
 def webhook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
-    """HTTPS on loopback with a self-signed certificate that apprise is made to TRUST, not to
-    skip: apprise posts with `requests` and verify=True, and requests then reads the CA bundle
+    """HTTPS on loopback with a self-signed certificate that our transport is made to TRUST, not
+    to skip: it posts with `requests` and verify=True, and requests then reads the CA bundle
     from REQUESTS_CA_BUNDLE, so verification really happens against this certificate."""
     cert, key = self_signed(tmp_path)
-    posts: list[dict[str, Any]] = []
-    paths: list[str] = []
-    status = [202]
+    hook = Webhook(0, cert, [], [], [202])
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
+            status, retry_after = hook.answer(self.path, self.headers.get("X-WCT-Key", ""))
             length = int(self.headers.get("Content-Length", "0"))
-            posts.append(json.loads(self.rfile.read(length)))
-            paths.append(self.path)
-            self.send_response(status[0])
+            with hook.lock:
+                hook.posts.append(json.loads(self.rfile.read(length)))
+                hook.paths.append(self.path)
+            self.send_response(status)
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", "0")
             self.end_headers()
 
         def log_message(self, *args: Any) -> None:  # noqa: ARG002  (quiet)
@@ -194,7 +279,8 @@ def webhook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    yield Webhook(server.server_address[1], cert, posts, paths, status)
+    hook.port = server.server_address[1]
+    yield hook
     server.shutdown()
     server.server_close()
 

@@ -249,3 +249,73 @@ def test_a_bad_setting_is_named_in_one_line(
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"wct: error: invalid configuration: {words}")
     assert not (tmp_path / "home" / "wct.db").exists()
+
+
+def _people_and_events(cli: Cli) -> tuple[list[tuple[str, bool]], int]:
+    with Session(cli.runtime.engine()) as s:
+        people = sorted((p.email, p.active) for p in s.exec(select(Person)))
+    return people, audit_count(cli)
+
+
+def test_members_import_names_the_line_and_byte_that_is_not_utf8(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes(
+        (DATA / "members.csv").read_bytes()
+        + "Zo\u00eb,zoe@x.example,nhs-wirral,dcs,,email\n".encode("latin-1")
+    )
+    before = _people_and_events(cli)
+    result = cli("members", "import", bad)
+    assert result.exit_code == 2
+    offset = len((DATA / "members.csv").read_bytes()) + 2
+    assert f"line 8: byte 0xEB at byte offset {offset} (byte 3 of the line)" in result.output
+    assert "nothing written" in result.output
+    assert _people_and_events(cli) == before
+
+
+def test_members_import_prune_refusals_write_nothing(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    assert cli("members", "import", DATA / "members.csv").exit_code == 0
+    before = _people_and_events(cli)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text((DATA / "members.csv").read_text().splitlines()[0] + "\n")
+    for args in ((), ("--yes",)):
+        empty = cli("members", "import", header_only, "--prune", *args)
+        assert empty.exit_code == 4, empty.output
+        assert "no member rows" in empty.output and "nothing written" in empty.output
+    assert _people_and_events(cli) == before
+    two = tmp_path / "two.csv"
+    two.write_text("".join((DATA / "members.csv").read_text().splitlines(keepends=True)[:3]))
+    refused = cli("members", "import", two, "--prune")
+    assert refused.exit_code == 4
+    assert "deactivate 4 of the 6 active members" in refused.output and "--yes" in refused.output
+    assert _people_and_events(cli) == before
+    done = cli("members", "import", two, "--prune", "--yes")
+    assert done.exit_code == 0, done.output
+    assert "4 deactivated" in done.output
+    assert sum(active for _, active in _people_and_events(cli)[0]) == 2
+
+
+@pytest.mark.db  # the real `wct` script in a subprocess whose reader leaves at once
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["outbox"], 141),
+        (["audit", "export"], 141),
+        (["--help"], 1),  # typer's own help: typer pacifies the pipe and exits 1, also quietly
+    ],
+)
+def test_a_reader_that_leaves_early_gets_a_quiet_exit(
+    tmp_path: Path, args: list[str], code: int
+) -> None:
+    env = {"WCT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    wct = [sys.executable, "-c", "from deployments.cli import main; main()"]
+    assert subprocess.run([*wct, "init"], env=env, capture_output=True, check=False).returncode == 0
+    process = subprocess.Popen(
+        [*wct, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # `| head -0`: the reader is gone before anything is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == code
+    assert stderr == ""

@@ -55,3 +55,22 @@ def test_due_messages_left_waiting_are_reported() -> None:
     )
     assert stopped.level is Level.WARNING
     assert health.as_dict(NOW)["outbox"]["oldest_due_unsent_age_seconds"] == 42 * 60
+
+
+def test_a_channel_whose_breaker_is_open_is_reported() -> None:
+    from models.health import ChannelDown
+
+    down = ChannelDown(
+        "SMTP mail.example.org:587",
+        london(2026, 11, 25, 11, 2),
+        12,
+        NOW + timedelta(seconds=40),
+        "ConnectionRefusedError",
+    )
+    health = assess(RuntimeFacts(None, False, channels_down=[down]), NOW)
+    assert health.level is Level.ERROR
+    [finding] = health.findings
+    assert finding.message.startswith(
+        "SMTP mail.example.org:587 unreachable since 11:02 (12 attempts refused)"
+    )
+    assert health.as_dict(NOW)["channels_down"][0]["refused"] == 12

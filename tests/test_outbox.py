@@ -215,3 +215,97 @@ def test_concurrent_claims_on_postgres_take_disjoint_rows(
         two.commit()
     assert sorted(c.id for c in first + second) == ids
     assert not {c.id for c in first} & {c.id for c in second}
+
+
+def test_a_released_row_goes_back_unattempted_until_its_time(
+    loaded: Engine, clock: FixedClock
+) -> None:
+    [message_id] = _queued(loaded, clock, 1)
+    later = clock.now() + timedelta(seconds=40)
+    with Session(loaded) as session:
+        [c] = outbox.claim(session, now=clock.now(), limit=1, lease=LEASE)
+        assert outbox.release(session, c.id, attempt=c.attempts, not_before=later, note="paused")
+        assert not outbox.release(session, c.id, attempt=c.attempts, not_before=later, note="x")
+        session.commit()
+    stored = row(loaded, message_id)
+    assert (stored.status, stored.attempts, stored.next_attempt_at) == (Status.PENDING, 0, later)
+    with Session(loaded) as session:
+        assert outbox.claim(session, now=later - timedelta(seconds=1), limit=1, lease=LEASE) == []
+        [again] = outbox.claim(session, now=later, limit=1, lease=LEASE)
+    assert again.attempts == 1
+
+
+def test_a_throttled_send_waits_and_does_not_count(loaded: Engine, clock: FixedClock) -> None:
+    [message_id] = _queued(loaded, clock, 1)
+    with Session(loaded) as session:
+        [c] = outbox.claim(session, now=clock.now(), limit=1, lease=LEASE)
+        outbox.begin_send(session, c.id, attempt=1, now=clock.now(), lease=LEASE)
+        assert outbox.mark_throttled(
+            session, c.id, attempt=1, now=clock.now(), wait=timedelta(seconds=90), error="429"
+        )
+        session.commit()
+    stored = row(loaded, message_id)
+    assert (stored.status, stored.attempts) == (Status.PENDING, 0)
+    assert stored.next_attempt_at == clock.now() + timedelta(seconds=90)
+
+
+def test_the_transport_settles_rows_a_crash_left_in_doubt(
+    loaded: Engine, clock: FixedClock
+) -> None:
+    arrived, never, live, expired = _queued(loaded, clock, 4)
+    with Session(loaded) as session:
+        outbox.claim(session, now=clock.now(), limit=4, lease=LEASE)
+        for i in (arrived, never, live, expired):
+            outbox.begin_send(session, i, attempt=1, now=clock.now(), lease=LEASE)
+        outbox.mark_unknown(session, arrived, attempt=1, error="reply lost")
+        outbox.mark_unknown(session, never, attempt=1, error="reply lost")
+        session.commit()
+    with Session(loaded) as session:  # `live` is still leased: a dispatcher is on it
+        found = outbox.unsettled(session, now=clock.now(), channel=Channel.EMAIL)
+        assert [u.id for u in found] == [arrived, never]
+    clock.advance(LEASE + timedelta(seconds=1))
+    with Session(loaded) as session:
+        found = outbox.unsettled(session, now=clock.now(), channel=Channel.EMAIL)
+        assert [u.id for u in found] == [arrived, never, live, expired]
+        settled = outbox.settle(
+            session, {arrived: True, never: False, expired: True}, now=clock.now()
+        )
+        session.commit()
+    assert settled == outbox.Settled(sent=2, requeued=1)
+    assert [row(loaded, i).status for i in (arrived, never, live, expired)] == [
+        Status.SENT,
+        Status.PENDING,
+        Status.SENDING,
+        Status.SENT,
+    ]
+
+
+def test_probe_intervals_double_up_to_the_cap() -> None:
+    waits = [outbox.probe_interval(n).total_seconds() for n in range(8)]
+    assert waits == [5, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_a_breaker_opens_at_the_threshold_and_one_probe_is_taken(
+    loaded: Engine, clock: FixedClock
+) -> None:
+    key = "SMTP mail.example.org:25"
+    with Session(loaded) as session:
+        for n in range(1, outbox.BREAKER_THRESHOLD + 1):
+            breaker = outbox.record_refused(session, key, now=clock.now(), error="refused")
+            assert breaker.open is (n == outbox.BREAKER_THRESHOLD)
+        session.commit()
+    assert breaker.next_probe_at == clock.now() + outbox.PROBE_FIRST
+    with Session(loaded) as session:
+        assert outbox.take_probe(session, key, now=clock.now()) is None  # not yet due
+    clock.advance(outbox.PROBE_FIRST)
+    with Session(loaded) as session:
+        assert outbox.take_probe(session, key, now=clock.now()) is not None
+        assert outbox.take_probe(session, key, now=clock.now()) is None  # one probe per interval
+        refused = outbox.record_refused(session, key, now=clock.now(), error="x", probe=True)
+        session.commit()
+    assert (refused.probes, refused.refused) == (1, outbox.BREAKER_THRESHOLD + 1)
+    assert refused.next_probe_at == clock.now() + outbox.probe_interval(1)
+    with Session(loaded) as session:
+        outbox.record_reached(session, key)
+        session.commit()
+        assert outbox.breakers(session) == {}

@@ -60,3 +60,25 @@ def test_the_up_console_says_when_the_scheduler_breaks_and_when_it_is_right_agai
     cli.runtime.clock = FixedClock(SystemClock().now())  # within the grace again
     watchdog.check()
     assert said and all(s.startswith("wct up: resolved:") for s in said), said
+
+
+def test_status_shows_an_unreachable_smtp_server(cli: Cli) -> None:
+    from sqlmodel import Session
+
+    from models import outbox
+
+    assert cli("init").exit_code == 0
+    engine = cli.runtime.engine()
+    now = cli.runtime.clock.now()
+    with Session(engine) as session:
+        for _ in range(12):
+            outbox.record_refused(session, "SMTP mail.example.org:587", now=now, error="refused")
+        session.commit()
+    result = cli("status", "--json")
+    assert result.exit_code == 1
+    [down] = json.loads(result.stdout)["runtime"]["channels_down"]
+    assert (down["channel"], down["refused"]) == ("SMTP mail.example.org:587", 12)
+    text = cli("status")
+    assert f"SMTP mail.example.org:587 unreachable since {now:%H:%M} (12 attempts refused)" in (
+        text.stderr
+    )
