@@ -22,6 +22,7 @@ from typing import IO
 
 from models.clock import SystemClock
 from models.errors import WctError
+from models.redact import redact
 
 START_WAIT_SECONDS = 120.0
 LOG_BYTES = 5_000_000
@@ -116,7 +117,7 @@ class LogPump:
 
     def _run(self) -> None:
         for raw in iter(self._stream.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            line = redact(raw.decode("utf-8", errors="replace").rstrip("\n"))
             self._handler.emit(logging.makeLogRecord({"msg": line, "args": None}))
             if "| ERROR" in line or line.startswith("Traceback"):
                 self._on_error(line)

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from models.clock import Clock, FixedClock, SystemClock
 from models.config import get_settings
 from models.db import make_engine
+from models.redact import install_log_redaction, remember
 from models.tables import Step
 
 #: Flows that talk to the Prefect API or deliver messages retry a transient failure. Each request
@@ -26,6 +27,10 @@ RETRY_DELAY = 30
 
 @lru_cache(maxsize=4)
 def _engine(url: str) -> Engine:
+    # A flow run's process (and a serving one) hides the secrets it reads in every log record,
+    # as the CLI does, from the first time it opens the database.
+    install_log_redaction()
+    remember(get_settings().secret_values())
     return make_engine(url)
 
 

@@ -18,6 +18,7 @@ from models.messages import MessageContext, MessageMalformed, serialise
 from models.outbox import channels_of, enqueue
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
+    Channel,
     ApprovalRequest,
     CallToAccount,
     Dispute,
@@ -85,6 +86,7 @@ def notify(
     key: str,
     was_due: datetime | None = None,
     scope: Scope | None = None,
+    body_channel: str | None = None,
 ) -> int:
     """Queue the message `context` (its kind's typed model, models/messages.py) for each person on
     each of their channels, addressed to them; a key already queued is skipped. The context is
@@ -93,7 +95,9 @@ def notify(
     distinct (see models/messages.py); `was_due`: the message is sent late, and says when it was
     due. A message that asks for an action (`context.ask`) names the `scope` the constitution's
     permission is checked in: only a recipient it lets take the action gets the ask (the button);
-    the others get the same message as information."""
+    the others get the same message as information. A message to a body's members
+    (`body_channel`) is also posted once to that body's Teams channel, when its constitution
+    names one (`teams_channel`), as information."""
     payload = serialise(context, was_due=was_due)
     if context.ask is not None and scope is None:
         raise MessageMalformed(
@@ -117,6 +121,20 @@ def notify(
                 now=uow.clock.now(),
             )
             queued += message is not None
+    if body_channel is not None:
+        group = current_constitution(uow.session).body(body_channel)
+        if group.teams_channel:
+            post = enqueue(
+                uow.session,
+                key=f"{key}:body-{group.id}:{Channel.TEAMS.value}",
+                kind=context.kind,
+                person=None,
+                body_id=group.id,
+                channel=Channel.TEAMS,
+                context={**informative, "recipient": f"members of the {group.name}"},
+                now=uow.clock.now(),
+            )
+            queued += post is not None
     return queued
 
 

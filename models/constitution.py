@@ -32,6 +32,8 @@ from models.errors import ConstitutionInvalid, InvalidInput, Problem
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
+#: The name of an environment variable (a secret's value never goes in the constitution).
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,99}$")]
 
 SCHEMA = "schema"
 
@@ -162,6 +164,12 @@ class Body(_Strict):
     accountable_to: list[Slug] = Field(default_factory=list)
     quorum: Quorum | None = Field(
         default=None, description="None: the agreement sets no quorum (Wirral's MoU sets none)."
+    )
+    teams_channel: EnvName | None = Field(
+        default=None,
+        description="The environment variable holding the Workflows webhook URL of the body's "
+        "Teams channel (the URL is a secret: never in this file). Each message to the body's "
+        "members is also posted there once.",
     )
 
     def seats_role(self, role_id: str) -> bool:

@@ -78,19 +78,23 @@ def enqueue(
     *,
     key: str,
     kind: str,
-    person: Person,
+    person: Person | None,
     channel: Channel,
     context: dict[str, Any],
     now: Any,
+    body_id: str | None = None,
 ) -> OutboxMessage | None:
-    """Queue one message for one person on one channel; None if this key was queued before."""
+    """Queue one message for one person (or, with no person, one post to `body_id`'s Teams
+    channel) on one channel; None if this key was queued before."""
     if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
         return None
-    assert person.id is not None
+    assert (person is None) != (body_id is None), "a message goes to a person or a body's channel"
+    assert person is None or person.id is not None
     message = OutboxMessage(
         key=key,
         kind=kind,
-        person_id=person.id,
+        person_id=person.id if person is not None else None,
+        body_id=body_id,
         channel=channel.value,
         context=json.dumps(context, sort_keys=True, default=str),
         next_attempt_at=now,
@@ -145,9 +149,10 @@ class Claimed:
     key: str
     kind: str
     channel: str
-    person_id: int
+    person_id: int | None  # None: a post to `body_id`'s Teams channel
     context: str
     attempts: int
+    body_id: str | None = None
 
 
 def claim(
@@ -180,7 +185,14 @@ def claim(
         session.add(row)
         claimed.append(
             Claimed(
-                row.id, row.key, row.kind, row.channel, row.person_id, row.context, row.attempts
+                row.id,
+                row.key,
+                row.kind,
+                row.channel,
+                row.person_id,
+                row.context,
+                row.attempts,
+                row.body_id,
             )
         )
     session.flush()

@@ -369,7 +369,13 @@ class OutboxMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=300, unique=True)
     kind: str = Field(max_length=64)
-    person_id: int = Field(foreign_key="person.id", index=True)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    body_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A post to the body's Teams channel (its constitution's `teams_channel`), "
+        "instead of a person.",
+    )
     channel: str = Field(max_length=16)
     context: str = Field(sa_type=sa.Text, description="Template variables as JSON.")
     status: str = Field(default="pending", max_length=16, index=True)

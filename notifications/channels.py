@@ -12,7 +12,8 @@
   same key twice leaves one file (exactly once, even across crashes). The files are fsynced once
   per chunk (`Channels.sync_mail`) before their receipts commit; the folder also answers "did this
   key arrive?" (`Channels.delivered`), so a crash leaves nothing for a human to settle.
-* Teams is apprise's own `workflows://`, given the Power Automate webhook URL as it is.
+* Teams is our `wctteams://` (notifications/teams.py): the card apprise's `workflows://` posts,
+  within Teams' limits (4 requests a second per webhook, Retry-After honoured).
 
 Secrets: the SMTP user and password travel in the apprise URL (as apprise expects) but that URL is
 never logged or shown: our channel's `url()` is just `wctsmtp://`, and errors name only host and

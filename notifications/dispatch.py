@@ -58,6 +58,7 @@ from models.constitution import DeliveryPolicy
 from models.errors import WctError
 from models.meetings.papers import meeting_at, meeting_papers
 from models.tables import Channel, Person
+from models.webhooks import workflows_url_problem
 from notifications.channels import Channels, Outcome
 from notifications.config import NotificationSettings, get_notification_settings
 from notifications.contexts import (
@@ -108,6 +109,7 @@ class Prepared:
     email_wire: str | None = None
     teams_markdown: str | None = None
     teams_webhook: str | None = None
+    key: str | None = None  # the outbox key: Teams carries it in an X-WCT-Key header
 
 
 @dataclass
@@ -210,7 +212,10 @@ def prepare(
         if not recipient.teams_webhook:
             raise Undeliverable("the recipient chose Teams but has no Teams webhook")
         return Prepared(
-            rendered.subject, teams_markdown=rendered.teams, teams_webhook=recipient.teams_webhook
+            rendered.subject,
+            teams_markdown=rendered.teams,
+            teams_webhook=recipient.teams_webhook,
+            key=key,
         )
     if channel != Channel.EMAIL.value:
         raise Undeliverable(f"unknown channel '{channel}'")
@@ -262,7 +267,9 @@ def transmit(channels: Channels, prepared: Prepared) -> Outcome:
     if prepared.email_wire is not None:
         return channels.send_email(prepared.email_wire, prepared.subject)
     assert prepared.teams_markdown is not None and prepared.teams_webhook is not None
-    return channels.send_teams(prepared.teams_webhook, prepared.subject, prepared.teams_markdown)
+    return channels.send_teams(
+        prepared.teams_webhook, prepared.subject, prepared.teams_markdown, key=prepared.key
+    )
 
 
 def delivery_policy(engine: Engine) -> DeliveryPolicy:
@@ -388,7 +395,8 @@ class Dispatcher:
         Mail-folder messages go a chunk (`send_chunk`) at a time, fsynced together before their
         receipts commit (the folder settles any crash by itself).
         """
-        people = self.recipients(sorted({c.person_id for c in claimed}))
+        people = self.recipients(sorted({c.person_id for c in claimed if c.person_id is not None}))
+        posts = self.body_channels({c.body_id for c in claimed if c.body_id is not None})
         papers = self.papers(claimed)
         workers = max(1, self.settings.workers)
         size = max(1, self.settings.send_chunk)
@@ -404,7 +412,11 @@ class Dispatcher:
         while todo or ready or folder or refused or flight or held:
             while todo and len(ready) < 2 * workers and len(folder) < size:
                 message = todo.popleft()
-                made = self._prepare(message, people.get(message.person_id), papers.get(message.id))
+                if message.body_id is not None:
+                    made = self._prepare_post(message, posts[message.body_id])
+                else:
+                    person = people.get(message.person_id) if message.person_id else None
+                    made = self._prepare(message, person, papers.get(message.id))
                 if not isinstance(made, Prepared):
                     refused.append((message, *made))
                 elif by_file and made.email_wire is not None:
@@ -464,6 +476,58 @@ class Dispatcher:
                 max_workers=self.settings.workers, thread_name_prefix="wct-send"
             )
         return self._pool.submit(self._send, prepared)
+
+    def body_channels(self, body_ids: set[str]) -> dict[str, Recipient | str]:
+        """Each body's Teams channel as a recipient (its webhook from the environment variable
+        its constitution names, checked for the shape apprise's Workflows channel takes; the
+        operator sets it, so unlike a members file it may name a host on a private network),
+        or why it cannot be."""
+        if not body_ids:
+            return {}
+        with Session(self.engine) as session:
+            c = current_constitution(session)
+        found: dict[str, Recipient | str] = {}
+        for body_id in body_ids:
+            try:
+                body = c.body(body_id)
+            except KeyError:
+                found[body_id] = f"no body '{body_id}' in the constitution any more"
+                continue
+            name = body.teams_channel
+            url = os.environ.get(name, "").strip() if name else ""
+            problem = workflows_url_problem(url) if url else None
+            if not name:
+                found[body_id] = f"{body.name} has no Teams channel in the constitution any more"
+            elif not url:
+                found[body_id] = f"{name} (the Teams channel of {body.name}) is not set"
+            elif problem:
+                found[body_id] = f"{name} (the Teams channel of {body.name}): {problem}"
+            else:
+                found[body_id] = Recipient(0, body.name, "", url, True)
+        return found
+
+    def _prepare_post(
+        self, message: outbox.Claimed, channel: Recipient | str
+    ) -> Prepared | tuple[outbox.Status, str]:
+        """A post to a body's Teams channel, ready to send, or why it cannot be (dead: the
+        setting is missing or wrong; fixing it and `wct outbox retry` sends it)."""
+        if isinstance(channel, str):
+            return outbox.Status.DEAD, channel
+        try:
+            context = validate_context(message.kind, json.loads(message.context))
+            return prepare(
+                key=message.key,
+                kind=message.kind,
+                channel=message.channel,
+                context=context,
+                recipient=channel,
+                settings=self.settings,
+                now=self.clock.now(),
+            )
+        except (ContextInvalid, Undeliverable, json.JSONDecodeError) as exc:
+            return outbox.Status.DEAD, str(exc)
+        except (TemplateFailed, HeaderInjection) as exc:
+            return outbox.Status.FAILED, str(exc)
 
     def _prepare(
         self,

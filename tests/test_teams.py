@@ -482,3 +482,69 @@ def test_a_500_fails_with_a_clear_reason_and_no_signature(
     error = row(loaded, message_id).last_error
     assert error is not None and "HTTP 500" in error
     assert "sig=" not in error and "s3cr3tSig" not in error and "/workflows/" not in error
+
+
+# --- a body's Teams channel (constitution data: the environment variable that holds it) -------
+
+
+def _board_with_channel(engine: Engine, clock: FixedClock, env: str) -> int:
+    """Wirral with the Board's Teams channel named, its members imported, and its meeting of 9
+    March 2027 called for items: the id of that meeting."""
+    from datetime import date
+
+    from models import meetings
+    from models.commands import apply_constitution
+    from models.constitution import load_constitution
+    from models.steps.engine import run_step
+    from models.uow import UnitOfWork
+
+    from .cycles_support import populate, run
+
+    wirral = load_constitution()
+    bodies = [
+        b.model_copy(update={"teams_channel": env}) if b.id == "board" else b for b in wirral.bodies
+    ]
+    with UnitOfWork(engine, clock=clock, actor="test") as uow:
+        apply_constitution(
+            uow, constitution=wirral.model_copy(update={"bodies": bodies}), source="x"
+        )
+        uow.commit()
+    populate(engine, clock)
+    planned = run(
+        engine, clock, lambda uow: meetings.plan_meeting(uow, body_id="board", day=date(2027, 3, 9))
+    )
+    [call] = [s for s in planned.steps if s.kind == "meeting.call_for_items"]
+    clock.set(call.due_at)
+    assert run_step(engine, clock, call.key).result == "acted"
+    return planned.meeting_id
+
+
+def test_a_message_to_a_body_is_posted_once_to_its_teams_channel(
+    loaded: Engine,
+    clock: FixedClock,
+    webhook: Webhook,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _board_with_channel(loaded, clock, "WCT_TEAMS_BOARD")
+    monkeypatch.setenv("WCT_TEAMS_BOARD", webhook.url("board0001"))
+    result = drain(loaded, clock=clock, settings=NotificationSettings(home=tmp_path))
+    assert (result.failed, result.dead, result.errors) == (0, 0, [])
+    key = "meeting:board:2027-03-09:call-for-items:body-board:teams"
+    assert webhook.accepted() == {key: 1}  # one post to the channel, whatever the members
+    emails = list((tmp_path / "mail").glob("*.eml"))
+    assert len(emails) == 7  # and each of the Board's seven members had their own email
+    again = drain(loaded, clock=clock, settings=NotificationSettings(home=tmp_path))
+    assert again.sent == 0 and webhook.accepted() == {key: 1}
+
+
+def test_a_body_channel_whose_setting_is_missing_is_dead_with_the_reason(
+    loaded: Engine, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _board_with_channel(loaded, clock, "WCT_TEAMS_BOARD")
+    monkeypatch.delenv("WCT_TEAMS_BOARD", raising=False)
+    result = drain(loaded, clock=clock, settings=NotificationSettings(home=tmp_path))
+    assert result.dead == 1
+    assert any(
+        "WCT_TEAMS_BOARD (the Teams channel of" in e and "is not set" in e for e in result.errors
+    )

@@ -144,6 +144,7 @@ def _tell_members(uow: UnitOfWork, meeting: Meeting, *, approved: bool) -> None:
         people=body_members(uow.session, c, meeting.body_id),
         key=f"{message_stem(meeting)}:minutes-{'approved' if approved else 'draft'}",
         scope=body_scope(meeting),
+        body_channel=meeting.body_id,
     )
 
 

@@ -299,6 +299,7 @@ def move_meeting(
         people=body_members(session, c, meeting.body_id),
         key=f"{message_stem(meeting)}:moved",
         scope=body_scope(meeting),
+        body_channel=meeting.body_id,
     )
     uow.record(
         "meeting.moved",
@@ -499,6 +500,7 @@ def cancel_meeting(uow: UnitOfWork, *, meeting_id: int, reason: str) -> bool:
         people=body_members(session, c, meeting.body_id),
         # A meeting is cancelled once (cancelling it again changes nothing).
         key=f"{meeting_key(meeting)}:cancelled",
+        body_channel=meeting.body_id,
     )
     uow.record("meeting.cancelled", subject_of(meeting), before=before, after=state_of(meeting))
     return True

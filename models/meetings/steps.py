@@ -90,6 +90,7 @@ def call_for_items(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
         key=f"{message_stem(meeting)}:call-for-items",
         was_due=was_due,
         scope=body_scope(meeting),
+        body_channel=meeting.body_id,
     )
     uow.record(
         "meeting.items_called",
@@ -119,6 +120,7 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
         key=f"{stem}:notice",
         was_due=was_due,
         scope=body_scope(meeting),
+        body_channel=meeting.body_id,
     )
     body = c.body(meeting.body_id)
     agenda = Agenda(
@@ -140,6 +142,7 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
         key=f"{stem}:agenda",
         was_due=was_due,
         scope=body_scope(meeting),
+        body_channel=meeting.body_id,
     )
     uow.record(
         "meeting.agenda_published", subject_of(meeting), before=before, after=state_of(meeting)
@@ -176,6 +179,7 @@ def remind(uow: UnitOfWork, meeting: Meeting) -> bool:
         people=people,
         key=f"{message_stem(meeting)}:reminder",
         scope=body_scope(meeting),
+        body_channel=meeting.body_id,
     )
     uow.record("meeting.reminded", subject_of(meeting), before=None, after={"people": len(people)})
     return True
