@@ -18,9 +18,9 @@ from models.messages import MessageContext, MessageMalformed, serialise
 from models.outbox import channels_of, enqueue
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
-    Channel,
     ApprovalRequest,
     CallToAccount,
+    Channel,
     Dispute,
     Person,
     PersonRole,
