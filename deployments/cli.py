@@ -31,6 +31,7 @@ from deployments.cli_base import (
 )
 from deployments.cli_up import describe, runtime_health
 from models import audit
+from models.clock import SystemClock
 from models.commands import current_constitution
 from models.constitution import default_constitution_path, load_constitution
 from models.db import migrate
@@ -84,13 +85,16 @@ def init(
 @app.command()
 @errors
 def check(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Constitution YAML to check.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Check a constitution against the schema and the MoU's structural rules; writes nothing.
+    """Check a constitution against the schema, the MoU's structural rules and what its
+    processes need (bodies, roles, cadences that meet in the next 12 months); writes nothing.
     Exit 1 if it has problems (the check worked: its answer is no)."""
+    clock = ctx.obj.clock if isinstance(ctx.obj, Runtime) else SystemClock()
     try:
-        checked = load_constitution(path)
+        checked = load_constitution(path, now=clock.now())
     except ConstitutionInvalid as exc:
         if as_json:
             print_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})

@@ -13,7 +13,6 @@ from deployments.cli_base import JsonFlag, app, errors, print_json, runtime
 from models import accountability, instructions
 from models.accountability import AccountKind
 from models.cases import list_cases
-from models.disputes import DisputeStage
 from models.errors import InvalidInput
 from models.service import Command
 
@@ -156,7 +155,7 @@ def dispute_open(
     """Open a dispute at informal discussion, with its deadline."""
     r = _act(ctx, who, instructions.OpenDispute(title=title, parties=party, note=note))
     verb = "opened" if r.created else "is already open"
-    _show(r, as_json, f"dispute #{r.dispute_id} {verb}: {r.stage.value} until {r.deadline}")
+    _show(r, as_json, f"dispute #{r.dispute_id} {verb}: {r.stage} until {r.deadline}")
 
 
 @dispute_app.command("outcome")
@@ -164,7 +163,9 @@ def dispute_open(
 def dispute_outcome(
     ctx: typer.Context,
     dispute_id: Annotated[int, typer.Argument(help="Dispute number.")],
-    stage: Annotated[DisputeStage, typer.Option(help="The stage you are answering.")],
+    stage: Annotated[
+        str, typer.Option(help="The stage you are answering (the constitution's ladder).")
+    ],
     resolved: Annotated[bool, typer.Option("--resolved/--unresolved", help="Was it resolved?")],
     note: Note,
     who: As,
@@ -178,7 +179,7 @@ def dispute_outcome(
             dispute_id=dispute_id, stage=stage, resolved=resolved, note=note
         ),
     )
-    _show(r, as_json, f"dispute #{r.dispute_id}: now {r.stage.value}" + _until(r.deadline))
+    _show(r, as_json, f"dispute #{r.dispute_id}: now {r.stage}" + _until(r.deadline))
 
 
 def _until(day: date | None) -> str:

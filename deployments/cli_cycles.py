@@ -23,7 +23,7 @@ from models import instructions, meetings, reports, reviews
 from models.clock import LONDON
 from models.commands import current_constitution
 from models.constitution import Constitution, load_constitution
-from models.errors import InvalidInput, WctError
+from models.errors import InvalidInput, NotInitialised, WctError
 from models.permissions import OPERATOR
 from models.steps import pending_steps
 from models.steps.engine import overdue_steps, run_due
@@ -325,7 +325,7 @@ def meeting_enter(
 @errors
 def report_open(
     ctx: typer.Context,
-    period: Annotated[str, typer.Argument(help="Quarter, e.g. 2027-Q1.")],
+    period: Annotated[str, typer.Argument(help="Period, e.g. 2027-Q1 (or 2027-P1).")],
     who: AsOperator = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -341,7 +341,7 @@ def report_submit(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="Report id, e.g. wscb-quarterly.")],
     body: Annotated[str, typer.Argument(help="Reporting body.")],
-    period: Annotated[str, typer.Argument(help="Quarter, e.g. 2027-Q1.")],
+    period: Annotated[str, typer.Argument(help="Period, e.g. 2027-Q1 (or 2027-P1).")],
     document: Annotated[str, typer.Option(help="Link to or name of the report.")],
     who: As = None,
     by: By = None,
@@ -533,20 +533,26 @@ def simulate(
     home: Annotated[
         Path | None, typer.Option(help="Folder for the simulation's database and mail.")
     ] = None,
+    constitution: Annotated[
+        Path | None,
+        typer.Option(
+            "--constitution",
+            help="Constitution YAML to simulate; default: the one loaded in the configured "
+            "database (WCT_DATABASE_URL / WCT_HOME).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Play the calendar in accelerated time against a real Prefect server (a temporary one
-    unless PREFECT_API_URL is set), delivering to a mail folder, and print a summary."""
+    unless PREFECT_API_URL is set), delivering to a mail folder, and print a summary. The
+    simulation has its own database (under --home); the configured one is only read."""
     rt = runtime(ctx)
     first, last = _day(start), _day(end)
     if last < first:
         raise InvalidInput(f"--to {last} is before --from {first}")
     folder = home or Path(tempfile.mkdtemp(prefix="wct-simulation-"))
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        c = _constitution(rt)
-    except WctError:
-        c = load_constitution()
+    c = load_constitution(constitution) if constitution else _loaded_constitution(rt)
     summary = run_simulation(c, first, last, seed, folder)
     started = summary.pop("wall_seconds")
     if as_json:
@@ -561,6 +567,17 @@ def simulate(
             continue
         typer.echo(f"{key:>20}: {value}")
     typer.echo(f"{'wall_seconds':>20}: {started}")
+
+
+def _loaded_constitution(rt: Runtime) -> Constitution:
+    """The constitution in force in the configured database; never a silent default."""
+    try:
+        return _constitution(rt)
+    except WctError:
+        raise NotInitialised(
+            f"no constitution is loaded in {rt.settings.shown_database_url}: run `wct init`, "
+            "or name one with `wct simulate --constitution FILE`"
+        ) from None
 
 
 def run_simulation(

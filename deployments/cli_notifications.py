@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from deployments.cli_base import JsonFlag, Runtime, app, errors, print_json, runtime
 from models import outbox
 from models.calendar_invite import Event, feed
 from models.commands import current_constitution
-from models.errors import InvalidInput, NotFound
+from models.constitution import Constitution
+from models.errors import InvalidInput, NotFound, NotInitialised
 from models.instructions import RetryMessages
 from models.meetings import MeetingStatus
 from models.tables import Meeting, OutboxMessage
@@ -23,7 +25,7 @@ from notifications.config import NotificationSettings, get_notification_settings
 from notifications.contexts import CONTEXTS, ContextInvalid, validate_context
 from notifications.dispatch import drain
 from notifications.render import render
-from notifications.samples import sample
+from notifications.samples import sample, sample_for
 
 outbox_app = typer.Typer(
     help="Messages waiting, in flight, failed or dead; retry them.",
@@ -48,6 +50,7 @@ class Part(StrEnum):
 @app.command()
 @errors
 def preview(
+    ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="Message kind, e.g. meeting_notice.")],
     part: Annotated[Part, typer.Option(help="Which part to print.")] = Part.ALL,
     context: Annotated[
@@ -55,7 +58,9 @@ def preview(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Render a message of KIND from sample data (or --context) so it can be proofread."""
+    """Render a message of KIND from sample data (or --context) so it can be proofread: the
+    sample as the loaded constitution's partnership sends it (the built-in one before `wct
+    init`)."""
     if kind not in CONTEXTS:
         raise NotFound(f"unknown message kind '{kind}' (known: {', '.join(sorted(CONTEXTS))})")
     if context is not None:
@@ -64,7 +69,8 @@ def preview(
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{context}: {exc}") from None
     else:
-        data = sample(kind)
+        c = _loaded_constitution(runtime(ctx))
+        data = sample(kind) if c is None else sample_for(c, kind)
     try:
         checked = validate_context(kind, data)
     except ContextInvalid as exc:
@@ -86,6 +92,15 @@ def preview(
             typer.echo(value.rstrip("\n"))
     else:
         typer.echo(parts[part.value].rstrip("\n"))
+
+
+def _loaded_constitution(rt: Runtime) -> Constitution | None:
+    """The constitution in force, or None when no database is initialised."""
+    try:
+        with Session(rt.ready_engine()) as session:
+            return current_constitution(session)
+    except (NotInitialised, SQLAlchemyError):
+        return None
 
 
 def _row(m: OutboxMessage) -> dict[str, object]:

@@ -29,11 +29,20 @@ from flows.timers import STEP_TAG
 from models.constitution import Constitution, load_constitution
 
 TIMEZONE = "Europe/London"
-# A review's run opens it this long before it is due: after the scheduler's 100-day horizon
-# shows it, before its notice (20 working days, about four weeks) falls due.
+# A review's run opens it `opens_before_days` (default 45) before it is due: after the
+# scheduler's 100-day horizon shows it, before its notice (20 working days) falls due.
 REVIEW_LEAD = timedelta(days=45)
-# Reports for a quarter are opened on the first day of its last month.
+# Reports for a period are opened on the first day of its last month.
 QUARTERLY_RULE = "DTSTART:20260301T090000\nRRULE:FREQ=MONTHLY;BYMONTH=3,6,9,12;BYMONTHDAY=1"
+
+
+def quarterly_rule(c: Constitution) -> str:
+    """The first day of every month that closes some report's period (default: quarters)."""
+    months = sorted({m for spec in c.quarterly_reports for m in spec.months}) or [3, 6, 9, 12]
+    by_month = ",".join(str(m) for m in months)
+    return (
+        f"DTSTART:2026{months[0]:02d}01T090000\nRRULE:FREQ=MONTHLY;BYMONTH={by_month};BYMONTHDAY=1"
+    )
 
 
 def _rrule(rule: str) -> RRuleSchedule:
@@ -48,8 +57,8 @@ def meeting_rule(c: Constitution, body_id: str) -> str | None:
     return f"DTSTART:{cadence.first:%Y%m%dT%H%M%S}\nRRULE:{cadence.rrule}"
 
 
-def review_rule(due_month: int, due_day: int) -> str:
-    opens = date(2027, due_month, due_day) - REVIEW_LEAD
+def review_rule(due_month: int, due_day: int, lead: timedelta = REVIEW_LEAD) -> str:
+    opens = date(2027, due_month, due_day) - lead
     return (
         f"DTSTART:{opens:%Y%m%d}T090000\n"
         f"RRULE:FREQ=YEARLY;BYMONTH={opens.month};BYMONTHDAY={opens.day}"
@@ -74,7 +83,7 @@ def cycle_deployments(
             quarterly_reports,
             "quarterly-reports",
             tags=tags,
-            schedules=[_rrule(QUARTERLY_RULE)],
+            schedules=[_rrule(quarterly_rule(c))],
         ),
     ]
     for body in c.bodies:
@@ -98,7 +107,15 @@ def cycle_deployments(
                 review.id,
                 tags=tags,
                 parameters={"kind": review.id},
-                schedules=[_rrule(review_rule(review.due_month, review.due_day))],
+                schedules=[
+                    _rrule(
+                        review_rule(
+                            review.due_month,
+                            review.due_day,
+                            timedelta(days=review.opens_before_days),
+                        )
+                    )
+                ],
                 description=f"{review.title} ({review.clause})",
             )
         )

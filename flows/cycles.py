@@ -35,7 +35,6 @@ from models.tables import Meeting
 from notifications.papers import papers_markdown
 
 CYCLE_TAG = "wct-cycle"
-MEETINGS_AHEAD = 2
 
 
 # --- artifacts (display only: what the commands decided) -------------------------------------
@@ -190,13 +189,22 @@ def plan_meetings(clock: Clock, body: str) -> list[meetings.MeetingPlanned]:
     """The body's next meetings by its cadence, planned (again: the same meeting is kept)."""
     with Session(engine()) as session:
         c = current_constitution(session)
-    days = meetings.next_meeting_days(c, body, clock.now(), MEETINGS_AHEAD)
+    days = meetings.next_meeting_days(c, body, clock.now(), c.planning.meetings_ahead)
     return [_plan(clock, body, d) for d in days]
 
 
 def open_quarter(clock: Clock, period: str) -> reports.ReportsOpened:
-    name = reports.period_of(clock.now().date()) if period == "current" else period
-    return act(clock, SYSTEM_CYCLE, instructions.OpenReports(period=name))
+    """Open `period`'s reports; "current": the period each report is in today (its months)."""
+    if period != "current":
+        return act(clock, SYSTEM_CYCLE, instructions.OpenReports(period=period))
+    with Session(engine()) as session:
+        names = reports.current_periods(current_constitution(session), clock.now().date())
+    opened = [act(clock, SYSTEM_CYCLE, instructions.OpenReports(period=n)) for n in names]
+    return reports.ReportsOpened(
+        ", ".join(o.period for o in opened),
+        [key for o in opened for key in o.created],
+        [step for o in opened for step in o.steps],
+    )
 
 
 def open_next_review(clock: Clock, kind: str, year: int | None = None) -> reviews.ReviewOpened:

@@ -47,12 +47,12 @@ from flows.runtime import engine
 from flows.signals import act
 from flows.steps import step as step_timer
 from models import accountability, approvals, instructions, meetings, reports, reviews
-from models.calendar import add_working_days, is_working_day, meetings_between
+from models.calendar import add_working_days, in_region, is_working_day, meetings_between
 from models.casework import StepStatus, coordinators, holders
 from models.clock import LONDON, FixedClock
 from models.constitution import BodyKind, Constitution, RoleKind
 from models.db import migrate
-from models.disputes import DisputeStage, stage_deadline
+from models.disputes import stage_deadline
 from models.errors import InvalidInput, WctError
 from models.instructions import (
     ApproveMinutes,
@@ -83,8 +83,9 @@ from notifications.dispatch import drain
 
 Action = Callable[[datetime], Awaitable[None]]
 QUARTER_MONTHS = (3, 6, 9, 12)
-REVIEW_LEAD = timedelta(days=45)
 CASE_ROUND = timedelta(weeks=13)  # a round of cases every quarter
+#: The bodies a round of cases addresses (risks, disputes, calls to account): one of each.
+CASE_BODIES = (BodyKind.EXECUTIVE, BodyKind.BOARD, BodyKind.SAFEGUARDING_BOARD)
 
 
 @dataclass(order=True)
@@ -258,7 +259,8 @@ class Simulation:
         for review in self.c.reviews:
             self.at(self.start, f"review-{review.id}", self._review(review.id))
             for year in range(self.start.year, self.end.year + 2):
-                opens = date(year, review.due_month, review.due_day) - REVIEW_LEAD
+                lead = timedelta(days=review.opens_before_days)
+                opens = date(year, review.due_month, review.due_day) - lead
                 self.at(at_nine(opens), f"review-{review.id}", self._review(review.id))
 
     def _meeting_cycle(self, body: str) -> Action:
@@ -419,7 +421,10 @@ class Simulation:
     # --- cases: a round every quarter (what members, chairs and partners start and answer) ----
 
     def schedule_cases(self) -> None:
-        """A round of cases at the start and every quarter after, while the range lasts."""
+        """A round of cases at the start and every quarter after, while the range lasts (none
+        when the constitution lacks one of the bodies the cases address)."""
+        if any(len(self.c.bodies_of(kind)) != 1 for kind in CASE_BODIES):
+            return
         first = self._working_day(self.start.date() + timedelta(days=1))
         for n in itertools.count():
             day = first + CASE_ROUND * n
@@ -558,8 +563,9 @@ class Simulation:
         )
         if dispute_id is None or not cast.coordinators:
             return
-        informal = stage_deadline(self.c, DisputeStage.INFORMAL, now.date())
-        adr_opens = stage_deadline(self.c, DisputeStage.CHIEF_EXECUTIVES, informal)
+        adr_opens = now.date()  # the final stage opens when every stage before it has run out
+        for stage in self.c.disputes.stages[:-1]:
+            adr_opens = stage_deadline(self.c, stage.name, adr_opens)
         result = instructions.RecordAdr(
             dispute_id=dispute_id,
             provider="Centre for Effective Dispute Resolution",
@@ -652,6 +658,10 @@ class Simulation:
     # --- the run ---------------------------------------------------------------------------
 
     async def run(self) -> Summary:
+        with in_region(self.c.partnership.region):  # the partnership's bank holidays
+            return await self._run()
+
+    async def _run(self) -> Summary:
         self.schedule_cycles()
         self.schedule_cases()
         self.schedule_deliveries()
@@ -706,17 +716,20 @@ class Simulation:
                     col(Meeting.starts_at) <= self.end,
                 )
             ).one()
-            s.cases = case_counts(session, audits)
+            s.cases = case_counts(session, audits, final=self.c.disputes.stages[-1].name)
         s.mail_folder = str(self.delivery.mail_dir)
 
 
-def case_counts(session: Session, audits: Callable[[str], int]) -> dict[str, dict[str, int]]:
-    """What happened to the cases, per kind, from the audit trail and the case tables."""
+def case_counts(
+    session: Session, audits: Callable[[str], int], *, final: str
+) -> dict[str, dict[str, int]]:
+    """What happened to the cases, per kind, from the audit trail and the case tables; a
+    dispute `reached_adr` when it reached the ladder's `final` stage."""
 
     def rows(query: Any) -> int:
         return int(session.exec(query).one())
 
-    adr = DisputeStage.ADR.value
+    adr = final
     responses = session.exec(
         select(AuditEvent.before).where(AuditEvent.action == "account.responded")
     ).all()

@@ -12,7 +12,8 @@ from sqlmodel import Session, col, select
 from models.accountability import AccountKind, AccountStatus, waiting_on
 from models.approvals import ApprovalStatus
 from models.audit import revision
-from models.disputes import DisputeStage, parties_of
+from models.commands import current_constitution
+from models.disputes import DisputeStage, is_final, parties_of
 from models.errors import NotFound
 from models.risks import OPEN as OPEN_RISK
 from models.risks import RiskStatus
@@ -163,7 +164,8 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
         dispute = session.get(Dispute, case_id)
         if dispute is None or dispute.stage == DisputeStage.CLOSED:
             return None
-        form = Form.ADR_RESULT if dispute.stage == DisputeStage.ADR else Form.DISPUTE_OUTCOME
+        final = is_final(current_constitution(session), dispute.stage)
+        form = Form.ADR_RESULT if final else Form.DISPUTE_OUTCOME
         return Awaiting(
             subject,
             form,

@@ -14,7 +14,7 @@ from models.clock import LONDON
 from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
-from models.messages import MessageContext, MessageMalformed, serialise
+from models.messages import Brand, MessageContext, MessageMalformed, serialise
 from models.outbox import channels_of, enqueue
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
@@ -97,8 +97,10 @@ def notify(
     permission is checked in: only a recipient it lets take the action gets the ask (the button);
     the others get the same message as information. A message to a body's members
     (`body_channel`) is also posted once to that body's Teams channel, when its constitution
-    names one (`teams_channel`), as information."""
-    payload = serialise(context, was_due=was_due)
+    names one (`teams_channel`), as information. The message carries the partnership's
+    branding, and the clause of a process the constitution's `clauses:` names (`context.cites`),
+    from the constitution in force (`branded`)."""
+    payload = serialise(branded(current_constitution(uow.session), context), was_due=was_due)
     if context.ask is not None and scope is None:
         raise MessageMalformed(
             f"the {context.kind} message asks for {context.ask.action.value} "
@@ -136,6 +138,27 @@ def notify(
             )
             queued += post is not None
     return queued
+
+
+def branded(c: Constitution, context: MessageContext) -> MessageContext:
+    """`context` as the partnership of `c` sends it: its name, agreement, contact and logo, and
+    the clause `c` gives the process it cites ("" when the file gives none). Anything else is
+    left for `serialise` to refuse."""
+    if not isinstance(context, MessageContext):
+        return context
+    p = c.partnership
+    brand = Brand(
+        partnership=p.name,
+        agreement=p.agreement_name,
+        agreement_short=p.agreement_short_name or p.agreement_name,
+        contact_name=p.coordinator.name if p.coordinator else None,
+        contact_email=p.coordinator.email if p.coordinator else None,
+        logo_url=p.logo_url,
+    )
+    update: dict[str, object] = {"brand": brand}
+    if context.cites is not None:
+        update["clause"] = c.cite(context.cites)
+    return context.model_copy(update=update)
 
 
 def _permitted(

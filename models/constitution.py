@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.calendar import meeting_dates, parse_cadence
+from models.calendar import Region, cadence_ends, meeting_dates, meetings_between, parse_cadence
 from models.clock import LONDON
 from models.errors import ConstitutionInvalid, InvalidInput, Problem
 
@@ -67,22 +69,74 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: An email address as a constitution gives it (checked loosely: the mailer checks it again).
+Email = Annotated[
+    str, StringConstraints(pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$", max_length=254)
+]
+#: A public https URL (a logo shown in the header of the HTML email).
+HttpsUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s\"'<>]+$", max_length=500)]
+
+
+class Contact(_Strict):
+    """Whom a member writes to about a message: the partnership's governance coordinator."""
+
+    name: Text
+    email: Email
+
+
 class Partnership(_Strict):
     id: Slug
     name: Text
     short_name: Text
     mou: Text = Field(description="Title of the memorandum this constitution encodes.")
-    timezone: str = "Europe/London"
+    region: Region = Field(
+        default="england",
+        description="Whose bank holidays are not working days: england, wales, scotland or "
+        "northern-ireland.",
+    )
+    time_zone: str = Field(
+        default="Europe/London",
+        validation_alias=AliasChoices("time_zone", "timezone"),
+        description="IANA time zone of the meetings' wall times (`timezone` also accepted).",
+    )
     accountable_body: Slug = Field(
         description="Organisation accountable for the partnership (8.1)."
     )
+    agreement_name: Text = Field(
+        default="Memorandum of Understanding",
+        description="What the partnership calls its agreement, as messages cite it "
+        "(`clause 4.2 of the ...`).",
+    )
+    agreement_short_name: Text | None = Field(
+        default=None,
+        description="Its short name, where space is short (Teams: `MoU clause 4.2`); none: "
+        "`agreement_name`.",
+    )
+    sender_name: Text | None = Field(
+        default=None, description="The name messages come from; none: the settings' (wct)."
+    )
+    sender_email: Email | None = Field(
+        default=None, description="The address messages come from; none: the settings'."
+    )
+    coordinator: Contact | None = Field(
+        default=None, description="The contact every message names for questions or errors."
+    )
+    logo_url: HttpsUrl | None = Field(
+        default=None, description="https only: the logo in the header of the HTML email."
+    )
 
-    @field_validator("timezone")
+    @field_validator("time_zone")
     @classmethod
-    def _london_only(cls, value: str) -> str:
-        if value != "Europe/London":
-            raise ValueError("wct schedules in Europe/London only (England's working-day calendar)")
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not an IANA time zone (e.g. Europe/London)") from None
         return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
 
 class Outcome(_Strict):
@@ -126,8 +180,9 @@ class Cadence(_Strict):
     def first_local(self) -> datetime:
         return self.first if self.first.tzinfo else self.first.replace(tzinfo=LONDON)
 
-    def next_meetings(self, after: datetime, count: int) -> list[datetime]:
-        return meeting_dates(self.rrule, self.first_local, after=after, count=count)
+    def next_meetings(self, after: datetime, count: int, zone: ZoneInfo = LONDON) -> list[datetime]:
+        first = self.first if self.first.tzinfo else self.first.replace(tzinfo=zone)
+        return meeting_dates(self.rrule, first, after=after, count=count, zone=zone)
 
 
 class Inquorate(StrEnum):
@@ -197,12 +252,99 @@ class RiskPolicy(_Strict):
     review_interval_days: int = Field(default=60, ge=7, le=366)
 
 
-class DisputePolicy(_Strict):
-    """Working days allowed at each stage of the 18.2 ladder."""
+# At most 32 characters: the dispute tables' `stage` columns.
+StageName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=32)]
+# Who a dispute stage tells, besides a role kind (holders of that kind in the parties).
+DISPUTE_AUDIENCES = ("parties", "party-chief-executives", "coordinators")
 
-    informal: int = Field(default=20, ge=1, le=120)
-    chief_executives: int = Field(default=30, ge=1, le=120)
-    adr: int = Field(default=60, ge=1, le=250)
+
+class DisputeStageSpec(_Strict):
+    """One rung of the dispute ladder: how long it lasts, who is told, and whether it is the
+    final (ADR-like) stage, whose result is recorded by provider and closes the dispute."""
+
+    name: StageName
+    days: int = Field(ge=1, le=250, description="Working days allowed at this stage.")
+    notify: list[Text] = Field(
+        min_length=1,
+        description="Who is told: " + ", ".join(DISPUTE_AUDIENCES) + ", or a role kind.",
+    )
+    final: bool = False
+    action: Text | None = Field(default=None, max_length=1000, description="What they are asked.")
+
+    @model_validator(mode="after")
+    def _known_audiences(self) -> DisputeStageSpec:
+        known = set(DISPUTE_AUDIENCES) | {k.value for k in RoleKind}
+        unknown = [a for a in self.notify if a not in known]
+        if unknown:
+            raise ValueError(f"stage {self.name}: unknown audience(s) {', '.join(unknown)}")
+        return self
+
+
+def wirral_ladder(
+    informal: int = 20, chief_executives: int = 30, adr: int = 60
+) -> list[DisputeStageSpec]:
+    """18.2: informal discussion, then the Chief Executives, then alternative dispute resolution."""
+    return [
+        DisputeStageSpec(
+            name="informal",
+            days=informal,
+            notify=["parties"],
+            action="Meet the other parties informally, then record the outcome (resolved or not) "
+            "by the deadline with the button below.",
+        ),
+        DisputeStageSpec(
+            name="chief_executives",
+            days=chief_executives,
+            notify=["party-chief-executives"],
+            action="The Chief Executive of each agency involved is asked to meet to resolve it, "
+            "and to record the outcome (resolved or not) by the deadline with the button below.",
+        ),
+        DisputeStageSpec(
+            name="adr",
+            days=adr,
+            notify=["party-chief-executives", "coordinators", "parties"],
+            final=True,
+            action="Consider alternative dispute resolution. When it is done, send the provider "
+            "and the result to the governance coordinator, who records them.",
+        ),
+    ]
+
+
+class DisputePolicy(_Strict):
+    """The 18.2 ladder: its stages in order, the last one final. The older shape (working days
+    as `informal`, `chief_executives`, `adr`) still loads, as Wirral's three stages."""
+
+    stages: list[DisputeStageSpec] = Field(default_factory=wirral_ladder, min_length=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_shape(cls, data: Any) -> Any:
+        legacy = ("informal", "chief_executives", "adr")
+        if isinstance(data, dict) and any(k in data for k in legacy):
+            if "stages" in data:
+                raise ValueError("give either stages or informal/chief_executives/adr, not both")
+            days = {k: data[k] for k in legacy if k in data}
+            for k, v in days.items():
+                if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 250:
+                    raise ValueError(f"{k}: working days must be a whole number from 1 to 250")
+            rest = {k: v for k, v in data.items() if k not in legacy}
+            return rest | {"stages": wirral_ladder(**days)}
+        return data
+
+    @model_validator(mode="after")
+    def _one_final_last(self) -> DisputePolicy:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names) or "closed" in names:
+            raise ValueError("stage names must be unique, and none may be 'closed'")
+        if [s.final for s in self.stages] != [False] * (len(names) - 1) + [True]:
+            raise ValueError("the last stage, and only the last, must be final: true")
+        return self
+
+    def stage(self, name: str) -> DisputeStageSpec:
+        for spec in self.stages:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
 
 
 class CallToAccountPolicy(_Strict):
@@ -237,6 +379,26 @@ class Review(_Strict):
     owner: Slug = Field(description="Body that owns the review.")
     due_month: int = Field(ge=1, le=12)
     due_day: int = Field(ge=1, le=31)
+    challenge_window: bool = Field(
+        default=False, description="Published and open to public challenge (Wirral's 7.2)."
+    )
+    representation_check: bool = Field(
+        default=False, description="Checks statutory representation (Wirral's 20.3.5)."
+    )
+    opens_before_days: int = Field(
+        default=45, ge=1, le=300, description="Days before it is due that the review opens."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flags_from_older_files(cls, data: Any) -> Any:
+        """A file written before the flags had them switched on by Wirral's clause numbers."""
+        if isinstance(data, dict) and isinstance(data.get("clause"), str):
+            cited = {part.strip() for part in data["clause"].split(",")}
+            data = dict(data)
+            data.setdefault("challenge_window", "7.2" in cited)
+            data.setdefault("representation_check", "20.3.5" in cited)
+        return data
 
     @model_validator(mode="after")
     def _real_date(self) -> Review:
@@ -257,6 +419,24 @@ class QuarterlyReport(_Strict):
     from_kind: BodyKind | None = Field(default=None, description="... body of this kind.")
     to_body: Slug
     due_working_days_after_quarter: int = Field(default=15, ge=1, le=60)
+    months: list[int] = Field(
+        default_factory=lambda: [3, 6, 9, 12],
+        min_length=1,
+        max_length=12,
+        description="The months whose end closes a reporting period (default: calendar quarters).",
+    )
+
+    @model_validator(mode="after")
+    def _months_in_order(self) -> QuarterlyReport:
+        if self.months != sorted(set(self.months)) or not all(1 <= m <= 12 for m in self.months):
+            raise ValueError("months: distinct months 1-12, in order")
+        return self
+
+
+class PlanningPolicy(_Strict):
+    """How far ahead each body's meetings are planned by its cadence."""
+
+    meetings_ahead: int = Field(default=2, ge=1, le=24)
 
 
 class ApprovalGate(_Strict):
@@ -412,6 +592,80 @@ class StructuralRule(StrEnum):
     STRATEGY_GROUP_PER_OUTCOME = "strategy_group_per_outcome"
 
 
+class Clauses(_Strict):
+    """Which clause of the agreement each process cites in its messages (a meeting cites its
+    body's `clause`; a report, review or approval its own entry's). A process the file gives
+    no clause for cites none: a message never cites a clause the file does not give."""
+
+    risk: Text | None = Field(default=None, description="Risks escalated and reviewed (16.1).")
+    disputes: Text | None = Field(default=None, description="The dispute ladder (18.2).")
+    call_to_account: Text | None = Field(
+        default=None, description="Calls to account and evidence requests (11.5.1)."
+    )
+    actions: Text | None = Field(
+        default=None, description="Actions agreed at meetings (12.1, 21.2.1)."
+    )
+    challenge: Text | None = Field(
+        default=None, description="Challenges to a published review (7.2)."
+    )
+    membership: Text | None = Field(
+        default=None, description="Gaps found by the membership review (20.3.5)."
+    )
+
+
+class StandingFeed(StrEnum):
+    """What a standing agenda item lists under its heading."""
+
+    APOLOGIES = "apologies"
+    DECLARATIONS = "declarations"
+    MINUTES = "minutes"
+    MATTERS_ARISING = "matters_arising"
+    SAFEGUARDING_REPORT = "safeguarding_report"
+    REPORTS_RECEIVED = "reports_received"
+    PERFORMANCE = "performance"
+    ESCALATED_RISKS = "escalated_risks"
+    APPROVALS = "approvals"
+
+
+class StandingItem(_Strict):
+    """A heading on every agenda (of the bodies of `kinds`; none: of every body), in order, with
+    what is waiting under it. A heading without a title lists only its entries."""
+
+    title: Text | None = None
+    clause: Text | None = None
+    feed: StandingFeed
+    kinds: list[BodyKind] = Field(default_factory=list, description="None: every body.")
+
+    def heading(self) -> str | None:
+        """`Declarations of interest (18.1)`; without a clause, the title alone."""
+        if self.title is None:
+            return None
+        return f"{self.title} ({self.clause})" if self.clause else self.title
+
+    def applies_to(self, kind: BodyKind) -> bool:
+        return not self.kinds or kind in self.kinds
+
+
+def default_standing_items() -> list[StandingItem]:
+    """The standing items of a file that names none: Wirral's, without its clause numbers."""
+    board, executive = BodyKind.BOARD, BodyKind.EXECUTIVE
+    return [
+        StandingItem(title="Apologies for absence", feed=StandingFeed.APOLOGIES),
+        StandingItem(title="Declarations of interest", feed=StandingFeed.DECLARATIONS),
+        StandingItem(title="Minutes of the last meeting", feed=StandingFeed.MINUTES),
+        StandingItem(title="Matters arising", feed=StandingFeed.MATTERS_ARISING),
+        StandingItem(title="Quarterly safeguarding report", feed=StandingFeed.SAFEGUARDING_REPORT),
+        StandingItem(feed=StandingFeed.REPORTS_RECEIVED),
+        StandingItem(
+            title="Performance reports", feed=StandingFeed.PERFORMANCE, kinds=[board, executive]
+        ),
+        StandingItem(
+            title="Risks escalated to the Board", feed=StandingFeed.ESCALATED_RISKS, kinds=[board]
+        ),
+        StandingItem(title="Items awaiting approval", feed=StandingFeed.APPROVALS),
+    ]
+
+
 class Constitution(_Strict):
     version: int = Field(ge=1, le=1)
     partnership: Partnership
@@ -425,12 +679,19 @@ class Constitution(_Strict):
     call_to_account: CallToAccountPolicy = CallToAccountPolicy()
     delivery: DeliveryPolicy = DeliveryPolicy()
     papers: PapersPolicy = PapersPolicy()
+    planning: PlanningPolicy = PlanningPolicy()
     reviews: list[Review] = Field(default_factory=list)
     quarterly_reports: list[QuarterlyReport] = Field(default_factory=list)
     rules: dict[StructuralRule, Text] = Field(
         default_factory=dict, description="Which MoU clause each structural rule enforces."
     )
     approval_gates: list[ApprovalGate] = Field(default_factory=list)
+    clauses: Clauses = Field(
+        default_factory=Clauses, description="The clause each process's messages cite."
+    )
+    standing_items: list[StandingItem] = Field(
+        default_factory=default_standing_items, description="The headings of every agenda."
+    )
     permissions: dict[Action, list[Text]] = Field(
         default_factory=dict,
         description="Who may do each action (any not named: DEFAULT_GRANTS): "
@@ -441,6 +702,13 @@ class Constitution(_Strict):
         """Who may do `action`: as the file says, else as `DEFAULT_GRANTS` says."""
         given = self.permissions.get(action)
         return list(given) if given is not None else list(DEFAULT_GRANTS[action])
+
+    def cite(self, process: str) -> str:
+        """The clause `process` (a field of `clauses`) cites, as the file gives it; "" (cite
+        none) when it gives none."""
+        if process not in Clauses.model_fields:
+            raise KeyError(process)
+        return getattr(self.clauses, process) or ""
 
     def body(self, body_id: str) -> Body:
         for body in self.bodies:
@@ -484,7 +752,7 @@ def default_constitution_path() -> Path:
     return Path(str(resources.files("models") / "constitutions" / "wirral.yaml"))
 
 
-def load_constitution(path: Path | None = None) -> Constitution:
+def load_constitution(path: Path | None = None, *, now: datetime | None = None) -> Constitution:
     """Read and check a constitution file; raise ConstitutionInvalid listing every problem."""
     path = path or default_constitution_path()
     try:
@@ -493,11 +761,14 @@ def load_constitution(path: Path | None = None) -> Constitution:
         raise ConstitutionInvalid(
             str(path), [Problem("file", "", exc.strerror or str(exc))]
         ) from None
-    return parse_constitution(text, source=str(path))
+    return parse_constitution(text, source=str(path), now=now)
 
 
-def parse_constitution(text: str, *, source: str = "<constitution>") -> Constitution:
-    """Validate constitution YAML text; raise ConstitutionInvalid listing all problems."""
+def parse_constitution(
+    text: str, *, source: str = "<constitution>", now: datetime | None = None
+) -> Constitution:
+    """Validate constitution YAML text; raise ConstitutionInvalid listing all problems. A
+    cadence must meet in the 12 months from `now` (from its first meeting when not given)."""
     lines, problems = _index_lines(text)
     if problems:
         raise ConstitutionInvalid(source, problems)
@@ -510,7 +781,8 @@ def parse_constitution(text: str, *, source: str = "<constitution>") -> Constitu
         raise ConstitutionInvalid(source, _schema_problems(exc, lines)) from None
     found = reference_problems(constitution)
     if not found:  # rules assume every reference resolves
-        found = structural_problems(constitution)
+        found = structural_problems(constitution) + process_problems(constitution)
+        found += cadence_problems(constitution, now=now)
     if found:
         for problem in found:
             problem.line = _line_for(lines, problem.path)
@@ -699,6 +971,14 @@ def _distinct_chairs(c: Constitution) -> Iterator[Finding]:
             f"{wscb.id} is chaired by role '{wscb.chair}', the same role that chairs {board.id}; "
             "the two bodies must be chaired by different people",
         )
+    elif board and wscb and c.role(board.chair).kind is c.role(wscb.chair).kind:
+        kind = c.role(wscb.chair).kind
+        yield (
+            f"bodies[{_index(c, wscb)}].chair",
+            f"{wscb.id} is chaired by role '{wscb.chair}' and {board.id} by role "
+            f"'{board.chair}', both of kind '{kind}': one person would hold both chairs; "
+            "the two bodies must be chaired by different people",
+        )
 
 
 def _chair_kind(kind: BodyKind, role_kind: RoleKind) -> Callable[[Constitution], Iterator[Finding]]:
@@ -823,9 +1103,121 @@ def structural_problems(c: Constitution) -> list[Problem]:
     return problems
 
 
+# ---------------------------------------------------------------------------------------------
+# What the processes need from the file: bodies of the kinds they address, someone to hold each
+# permission, and cadences that keep meeting. A mistake here shows only later, at run time.
+
+PROCESSES = "processes"
+#: How far ahead a cadence must meet at least once.
+CADENCE_HORIZON = timedelta(days=366)
+#: A call to account is between the Safeguarding Board and a partner on the Board (11.5.1).
+_ACCOUNT_KINDS = (BodyKind.SAFEGUARDING_BOARD, BodyKind.BOARD)
+
+
+def _process_needs(c: Constitution) -> Iterator[tuple[str, str, str, BodyKind]]:
+    """(clause, path, process, kind): each body kind a process the file names will address."""
+    given = c.model_fields_set
+    for n, report in enumerate(c.quarterly_reports):
+        at = f"quarterly_reports[{n}]"
+        # an overdue report is reported to the Executive's chair
+        yield report.clause, at, f"quarterly report '{report.id}'", BodyKind.EXECUTIVE
+    for n, review in enumerate(c.reviews):
+        yield review.clause, f"reviews[{n}]", f"review '{review.id}'", BodyKind.BOARD
+    sections = (
+        ("call_to_account", "account.", "a call to account", _ACCOUNT_KINDS),
+        ("risk", "risk.", "risk escalation", (BodyKind.EXECUTIVE, BodyKind.BOARD)),
+        ("disputes", "dispute.", "the dispute ladder", (BodyKind.BOARD,)),
+    )
+    for section, prefix, process, kinds in sections:
+        named = [a for a in c.permissions if a.value.startswith(prefix)]
+        if section in given:
+            path = section
+        elif named:
+            path = f"permissions.{named[0].value}"
+        else:
+            continue
+        for kind in kinds:
+            yield PROCESSES, path, process, kind
+
+
+def process_problems(c: Constitution) -> list[Problem]:
+    """Body kinds the file's processes address but it lacks; permissions no role can hold."""
+    problems: list[Problem] = []
+    for clause, path, process, kind in _process_needs(c):
+        count = len(c.bodies_of(kind))
+        if count != 1:
+            problems.append(
+                Problem(
+                    clause,
+                    path,
+                    f"{process} needs exactly one body of kind '{kind}', the file has {count}",
+                )
+            )
+    for n, report in enumerate(c.quarterly_reports):
+        if report.from_kind is not None and not c.bodies_of(report.from_kind):
+            problems.append(
+                Problem(
+                    report.clause,
+                    f"quarterly_reports[{n}].from_kind",
+                    f"no body of kind '{report.from_kind}' to make report '{report.id}'",
+                )
+            )
+    kinds = {r.kind.value for r in c.roles}
+    for action, grants in c.permissions.items():
+        for m, grant in enumerate(grants):
+            form, _, ref = grant.partition(":")
+            if form == "kind" and ref not in kinds:
+                problems.append(
+                    Problem(
+                        PROCESSES,
+                        f"permissions.{action.value}[{m}]",
+                        f"no role of kind '{ref}' is defined: nobody holds '{grant}' "
+                        f"for {action.value}",
+                    )
+                )
+    return problems
+
+
+def cadence_problems(c: Constitution, *, now: datetime | None = None) -> list[Problem]:
+    """A cadence that ends (COUNT or UNTIL), or that does not meet in the 12 months from `now`
+    (from its first meeting when `now` is not given), leaves its body without meetings."""
+    problems: list[Problem] = []
+    zone = c.partnership.zone
+    for n, body in enumerate(c.bodies):
+        if body.cadence is None:
+            continue
+        clause, path = body.clause or "cadence", f"bodies[{n}].cadence.rrule"
+        rule = body.cadence.rrule
+        first = body.cadence.first
+        first = first if first.tzinfo else first.replace(tzinfo=zone)
+        if cadence_ends(rule):
+            problems.append(
+                Problem(
+                    clause,
+                    path,
+                    f"the cadence of {body.id} ends (COUNT or UNTIL): after its last meeting "
+                    "the body would stop meeting; remove COUNT/UNTIL",
+                )
+            )
+            continue
+        start = max(first, now) if now is not None else first
+        if not meetings_between(rule, first, start, start + CADENCE_HORIZON, zone):
+            problems.append(
+                Problem(
+                    clause,
+                    path,
+                    f"the cadence of {body.id} never occurs in the 12 months from {start:%Y-%m-%d}",
+                )
+            )
+    return problems
+
+
 def next_meetings(c: Constitution, after: datetime, count: int = 1) -> dict[str, list[datetime]]:
     """The next `count` meeting starts of every body with a cadence."""
-    return {b.id: b.cadence.next_meetings(after, count) for b in c.bodies if b.cadence is not None}
+    zone = c.partnership.zone
+    return {
+        b.id: b.cadence.next_meetings(after, count, zone) for b in c.bodies if b.cadence is not None
+    }
 
 
 def review_due(review: Review, year: int) -> date:

@@ -1,4 +1,5 @@
-"""18.2: conflict is resolved by informal discussion, then by the Chief Executives, then by ADR."""
+"""18.2: conflict is resolved by informal discussion, then by the Chief Executives, then by ADR.
+The ladder is the constitution's (`disputes.stages`): any number of named stages, the last final."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from models.casework import (
     trigger_key,
 )
 from models.commands import current_constitution
-from models.constitution import Action, BodyKind, Constitution, RoleKind
+from models.constitution import Action, BodyKind, Constitution, DisputeStageSpec, RoleKind
 from models.errors import InvalidInput, NotFound, Refused
 from models.messages import Ask, revision_key
 from models.messages import DisputeStage as DisputeStageMessage
@@ -33,6 +34,8 @@ CLAUSE = "18.2"
 
 
 class DisputeStage(StrEnum):
+    """Wirral's stage names, and `closed`; the ladder itself is the constitution's."""
+
     INFORMAL = "informal"
     CHIEF_EXECUTIVES = "chief_executives"
     ADR = "adr"
@@ -42,35 +45,53 @@ class DisputeStage(StrEnum):
 class StageParams(StepParams):
     """A stage's deadline step: which stage it closes (18.2)."""
 
-    stage: DisputeStage
+    stage: str
 
 
 DEADLINE_STEP = StepSpec("dispute.deadline", Subject.DISPUTE, StageParams)
 
 
-def next_stage(stage: DisputeStage) -> DisputeStage:
+def stage_spec(c: Constitution, stage: str) -> DisputeStageSpec:
+    """The constitution's stage of that name; a clear refusal for any other."""
+    try:
+        return c.disputes.stage(str(stage))
+    except KeyError:
+        names = ", ".join(s.name for s in c.disputes.stages)
+        raise Refused(f"no dispute stage '{stage}' (the ladder: {names})", clause=CLAUSE) from None
+
+
+def first_stage(c: Constitution) -> str:
+    return c.disputes.stages[0].name
+
+
+def next_stage(c: Constitution, stage: str) -> str:
     """18.2: informal discussion; if not successful, the Chief Executive of each agency; if still
-    not resolved, alternative dispute resolution."""
-    ladder = [DisputeStage.INFORMAL, DisputeStage.CHIEF_EXECUTIVES, DisputeStage.ADR]
-    if stage not in ladder[:-1]:
-        raise Refused(f"there is no stage after {stage.value}", clause=CLAUSE)
-    return ladder[ladder.index(stage) + 1]
+    not resolved, alternative dispute resolution (or the constitution's own ladder)."""
+    names = [s.name for s in c.disputes.stages]
+    if stage not in names[:-1]:
+        raise Refused(f"there is no stage after {stage}", clause=CLAUSE)
+    return names[names.index(stage) + 1]
 
 
-def stage_deadline(c: Constitution, stage: DisputeStage, start: date) -> date:
-    days = {
-        DisputeStage.INFORMAL: c.disputes.informal,
-        DisputeStage.CHIEF_EXECUTIVES: c.disputes.chief_executives,
-        DisputeStage.ADR: c.disputes.adr,
-    }[stage]
-    return add_working_days(start, days)
+def stage_deadline(c: Constitution, stage: str, start: date) -> date:
+    return add_working_days(start, stage_spec(c, stage).days)
+
+
+def _label(stage: str) -> str:
+    """A stage as a sentence names it: `ADR` for Wirral's, else its name in words."""
+    return "ADR" if stage == DisputeStage.ADR else stage.replace("_", " ")
+
+
+def is_final(c: Constitution, stage: str) -> bool:
+    """The final (ADR-like) stage: closed by recording its provider and result."""
+    return stage_spec(c, stage).final
 
 
 @dataclass(frozen=True)
 class DisputeResult:
     dispute_id: int
     created: bool
-    stage: DisputeStage
+    stage: str
     deadline: date | None
     outcome: str | None
 
@@ -89,7 +110,7 @@ def _state(d: Dispute) -> dict[str, object]:
 
 def _result(d: Dispute, created: bool = False) -> DisputeResult:
     assert d.id is not None
-    return DisputeResult(d.id, created, DisputeStage(d.stage), d.stage_deadline, d.outcome)
+    return DisputeResult(d.id, created, d.stage, d.stage_deadline, d.outcome)
 
 
 def parties_of(session: Session, dispute_id: int) -> frozenset[str]:
@@ -144,11 +165,12 @@ def open_dispute(
     if existing is not None:
         return _result(existing)
     today = uow.clock.now().date()
-    deadline = stage_deadline(c, DisputeStage.INFORMAL, today)
+    first = first_stage(c)
+    deadline = stage_deadline(c, first, today)
     dispute = Dispute(
         trigger_key=key,
         title=title,
-        stage=DisputeStage.INFORMAL.value,
+        stage=first,
         stage_deadline=deadline,
         opened_at=uow.clock.now(),
     )
@@ -160,7 +182,7 @@ def open_dispute(
     session.add(
         DisputeStageRecord(
             dispute_id=dispute.id,
-            stage=DisputeStage.INFORMAL.value,
+            stage=first,
             opened_at=uow.clock.now(),
             deadline=deadline,
             note=clean_text(note, what="note", limit=2000, multiline=True) if note else None,
@@ -173,8 +195,42 @@ def open_dispute(
         after=_state(dispute) | {"parties": sorted(involved)},
         organisations=involved,
     )
-    _enter_stage(uow, c, dispute, involved, DisputeStage.INFORMAL, reason="opened")
+    _enter_stage(uow, c, dispute, involved, first, reason="opened")
     return _result(dispute, created=True)
+
+
+def _audience(
+    uow: UnitOfWork, c: Constitution, parties: frozenset[str], spec: DisputeStageSpec
+) -> list[Person]:
+    """Who a stage tells, by its `notify` list: the parties' representatives, their Chief
+    Executives (and the coordinators when a party has none), the coordinators, or the parties'
+    holders of a role kind."""
+    session = uow.session
+    people: list[Person] = []
+    for audience in spec.notify:
+        if audience == "parties":
+            people += _representatives(session, c, parties)
+        elif audience == "party-chief-executives":
+            chiefs = holders(session, c.roles_of(RoleKind.CHIEF_EXECUTIVE), parties)
+            missing = parties - {p.organisation_id for p in chiefs}
+            people += chiefs + (coordinators(session, c) if missing else [])
+        elif audience == "coordinators":
+            people += coordinators(session, c)
+        else:
+            people += holders(session, c.roles_of(RoleKind(audience)), parties)
+    return people
+
+
+def _default_action(spec: DisputeStageSpec) -> str:
+    if spec.final:
+        return (
+            f"Take the dispute to {spec.name.replace('_', ' ')}. When it is done, send the "
+            "provider and the result to the governance coordinator, who records them."
+        )
+    return (
+        f"Meet to resolve it at the {spec.name.replace('_', ' ')} stage, and record the outcome "
+        "(resolved or not) by the deadline with the button below."
+    )
 
 
 def _enter_stage(
@@ -182,41 +238,21 @@ def _enter_stage(
     c: Constitution,
     dispute: Dispute,
     parties: frozenset[str],
-    stage: DisputeStage,
+    stage: str,
     *,
     reason: str,
 ) -> None:
     session = uow.session
     assert dispute.stage_deadline is not None
+    spec = stage_spec(c, stage)
     plan(
         session,
         DEADLINE_STEP,
-        key=f"{_subject(dispute)}:{stage.value}:deadline",
+        key=f"{_subject(dispute)}:{stage}:deadline",
         subject_id=dispute.id or 0,
         due_at=close_of_business(dispute.stage_deadline),
         params=StageParams(stage=stage),
     )
-    if stage is DisputeStage.INFORMAL:
-        people = _representatives(session, c, parties)
-        action = (
-            "Meet the other parties informally, then record the outcome (resolved or not) by "
-            "the deadline with the button below."
-        )
-    elif stage is DisputeStage.CHIEF_EXECUTIVES:
-        people = holders(session, c.roles_of(RoleKind.CHIEF_EXECUTIVE), parties)
-        missing = sorted(parties - {p.organisation_id for p in people})
-        people += coordinators(session, c) if missing else []
-        action = (
-            "The Chief Executive of each agency involved is asked to meet to resolve it, and "
-            "to record the outcome (resolved or not) by the deadline with the button below."
-        )
-    else:
-        people = holders(session, c.roles_of(RoleKind.CHIEF_EXECUTIVE), parties)
-        people += coordinators(session, c) + _representatives(session, c, parties)
-        action = (
-            "Consider alternative dispute resolution. When it is done, send the provider and "
-            "the result to the governance coordinator, who records them."
-        )
     assert dispute.id is not None
     notify(
         uow,
@@ -224,21 +260,21 @@ def _enter_stage(
             clause=CLAUSE,
             dispute_id=dispute.id,
             title=dispute.title,
-            stage=stage.value,
+            stage=stage,
             parties=party_names(c, parties),
             deadline=dispute.stage_deadline,
             reason=reason,
-            action=action,
+            action=spec.action or _default_action(spec),
             ask=(
                 None
-                if stage is DisputeStage.ADR
+                if spec.final
                 else Ask(action=Action.DISPUTE_OUTCOME, subject=_subject(dispute))
             ),
         ),
-        people=people,
+        people=_audience(uow, c, parties, spec),
         scope=Scope(parties=parties),
         # The change that entered the stage (opened, or escalated), by the revision it made.
-        key=revision_key(session, _subject(dispute), stage.value),
+        key=revision_key(session, _subject(dispute), stage),
     )
 
 
@@ -255,13 +291,13 @@ def _current_stage_record(session: Session, dispute: Dispute) -> DisputeStageRec
     return record
 
 
-def _check_open(dispute: Dispute, stage: DisputeStage | None) -> None:
+def _check_open(dispute: Dispute, stage: str | None) -> None:
     if dispute.stage == DisputeStage.CLOSED:
         raise Refused(f"dispute #{dispute.id} is closed ({dispute.outcome})", clause=CLAUSE)
-    if stage is not None and dispute.stage != stage.value:
+    if stage is not None and dispute.stage != stage:
         raise Refused(
-            f"dispute #{dispute.id} is at stage {dispute.stage}, not {stage.value}: "
-            f"the {stage.value} outcome was already recorded",
+            f"dispute #{dispute.id} is at stage {dispute.stage}, not {stage}: "
+            f"the {stage} outcome was already recorded",
             clause=CLAUSE,
         )
 
@@ -270,7 +306,7 @@ def record_outcome(
     uow: UnitOfWork,
     *,
     dispute_id: int,
-    stage: DisputeStage,
+    stage: str,
     resolved: bool,
     note: str,
 ) -> DisputeResult:
@@ -278,15 +314,18 @@ def record_outcome(
     resolved takes it up the ladder (18.2). Answering a stage twice is refused."""
     session, c = uow.session, current_constitution(uow.session)
     dispute, parties = lock(session, dispute_id)
+    stage = str(stage)
+    final = is_final(c, stage)  # a stage the ladder does not name is refused first
     _check_open(dispute, stage)
-    if stage is DisputeStage.ADR:
+    if final:
         raise Refused(
-            "at the ADR stage, the outcome is the ADR provider and result, recorded as such",
+            f"at the final stage ({stage}), the outcome is its provider and result, "
+            "recorded as such",
             clause=CLAUSE,
         )
     text = clean_text(note, what="note", limit=2000, multiline=True)
     if resolved:
-        _close(uow, dispute, parties, outcome=f"resolved_{stage.value}", note=text)
+        _close(uow, dispute, parties, outcome=f"resolved_{stage}", note=text)
     else:
         _advance(uow, c, dispute, parties, outcome="unresolved", note=text)
     return _result(dispute)
@@ -300,10 +339,12 @@ def record_adr(
     resolved: bool,
     note: str,
 ) -> DisputeResult:
-    """The ADR provider and result; the dispute closes either way (18.2 ends at ADR)."""
-    session = uow.session
+    """The ADR provider and result; the dispute closes either way (18.2 ends at ADR, the
+    ladder at its final stage)."""
+    session, c = uow.session, current_constitution(uow.session)
     dispute, parties = lock(session, dispute_id)
-    _check_open(dispute, DisputeStage.ADR)
+    final = c.disputes.stages[-1].name
+    _check_open(dispute, final)
     record = _current_stage_record(session, dispute)
     record.provider = clean_text(provider, what="provider", limit=300)
     text = clean_text(note, what="note", limit=2000, multiline=True)
@@ -311,22 +352,22 @@ def record_adr(
         uow,
         dispute,
         parties,
-        outcome="resolved_adr" if resolved else "unresolved_after_adr",
+        outcome=f"resolved_{final}" if resolved else f"unresolved_after_{final}",
         note=text,
     )
     return _result(dispute)
 
 
-def deadline_passed(uow: UnitOfWork, *, dispute_id: int, stage: DisputeStage) -> bool:
+def deadline_passed(uow: UnitOfWork, *, dispute_id: int, stage: str) -> bool:
     """A stage's deadline passed: with no outcome recorded, the dispute goes up the ladder; at ADR,
     the coordinators are chased once. A stage already answered is left alone."""
     session, c = uow.session, current_constitution(uow.session)
     dispute, parties = lock(session, dispute_id)
-    if dispute.stage != stage.value or dispute.stage_deadline is None:
+    if dispute.stage != stage or dispute.stage_deadline is None:
         return False
     if uow.clock.now() < close_of_business(dispute.stage_deadline):
         return False
-    if stage is DisputeStage.ADR:
+    if is_final(c, stage):
         assert dispute.id is not None
         queued = notify(
             uow,
@@ -334,15 +375,15 @@ def deadline_passed(uow: UnitOfWork, *, dispute_id: int, stage: DisputeStage) ->
                 clause=CLAUSE,
                 dispute_id=dispute.id,
                 title=dispute.title,
-                stage=DisputeStage.ADR.value,
+                stage=stage,
                 parties=party_names(c, parties),
                 deadline=dispute.stage_deadline,
-                reason="no ADR result by the deadline",
-                action="Record the ADR provider and result.",
+                reason=f"no {_label(stage)} result by the deadline",
+                action=f"Record the {_label(stage)} provider and result.",
             ),
             people=coordinators(session, c),
             # A dispute reaches ADR once (18.2 climbs, never back): one chase of its deadline.
-            key=f"{_subject(dispute)}:adr:overdue",
+            key=f"{_subject(dispute)}:{stage}:overdue",
         )
         if queued:
             uow.record("dispute.adr_overdue", _subject(dispute), before=None, after=_state(dispute))
@@ -374,14 +415,14 @@ def _advance(
     record.closed_at, record.outcome, record.note = now, outcome, note or record.note
     session.add(record)
     settle(session, subject=_subject(dispute), now=now)
-    stage = next_stage(DisputeStage(dispute.stage))
-    dispute.stage = stage.value
+    stage = next_stage(c, dispute.stage)
+    dispute.stage = stage
     dispute.stage_deadline = stage_deadline(c, stage, now.date())
     session.add(dispute)
     session.add(
         DisputeStageRecord(
             dispute_id=dispute.id or 0,
-            stage=stage.value,
+            stage=stage,
             opened_at=now,
             deadline=dispute.stage_deadline,
         )

@@ -27,7 +27,6 @@ from models.commands import (
     import_members,
 )
 from models.constitution import Action, BodyKind, Constitution
-from models.disputes import DisputeStage
 from models.errors import NotFound, NotInitialised
 from models.meetings.plan import body_of, meeting_clause
 from models.meetings.record import declare_interest_ahead
@@ -560,7 +559,7 @@ class RecordDisputeOutcome(_DisputeCommand[disputes.DisputeResult]):
 
     action = Action.DISPUTE_OUTCOME
     dispute_id: int
-    stage: DisputeStage | None
+    stage: str | None
     resolved: bool
     note: str
 
@@ -570,7 +569,7 @@ class RecordDisputeOutcome(_DisputeCommand[disputes.DisputeResult]):
         return disputes.record_outcome(
             uow,
             dispute_id=self.dispute_id,
-            stage=self.stage or DisputeStage(dispute.stage),
+            stage=self.stage or dispute.stage,
             resolved=self.resolved,
             note=self.note,
         )

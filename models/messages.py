@@ -57,18 +57,42 @@ class Ask(BaseModel):
     subject: str = Field(pattern=r"^[a-z]+:[0-9]+$", description="What the action is on.")
 
 
+class Brand(BaseModel):
+    """Whose message it is: the partnership, what it calls its agreement, whom to write to, and
+    its logo (https only). Filled by `notify` from the constitution; a message stored before
+    these were carried shows the defaults."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    partnership: str = Field(default="the partnership", description="The partnership's name.")
+    agreement: str = Field(
+        default="Memorandum of Understanding", description="The agreement's name, as cited."
+    )
+    agreement_short: str = Field(default="MoU", description="Its short name (Teams).")
+    contact_name: str | None = Field(default=None, description="The coordinator to write to.")
+    contact_email: str | None = None
+    logo_url: str | None = Field(
+        default=None, pattern=r"^https://[^\s\"'<>]+$", description="https only."
+    )
+
+
 class MessageContext(BaseModel):
-    """What every message says: to whom, under which MoU clause, and what to do (in words, and,
-    when it asks for something the recipient can do from the message, as an `Ask`)."""
+    """What every message says: to whom, under which clause of the agreement, and what to do (in
+    words, and, when it asks for something the recipient can do from the message, as an `Ask`).
+    `cites` names the `clauses:` entry of the constitution whose clause `notify` puts in
+    `clause` (none: the command gives it, from the constitution's meeting, report, review or
+    gate). An empty clause: the file gives none, and the message cites none."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     kind: ClassVar[str]
+    cites: ClassVar[str | None] = None
 
     recipient: str = Field(
         default="", description="The recipient's name, as they are greeted (filled by notify)."
     )
-    clause: str = Field(description="The MoU clause this step implements, e.g. 20.4.")
+    clause: str = Field(description="The clause this step implements, e.g. 20.4.1; or none.")
+    brand: Brand = Field(default_factory=Brand, description="Whose message (filled by notify).")
     action: str = Field(description="What the recipient should do, in one or two sentences.")
     was_due: datetime | None = Field(
         default=None, description="Set only when the message is sent late: when it was due."
@@ -180,12 +204,16 @@ class RepresentationGap(Reminder):
     """20.3.5 with 20.3.3-20.3.4: statutory partners without a Board seat, found at the
     membership review (shown as a reminder for now)."""
 
+    cites = "membership"
+
     gaps: list[str]
 
 
 class ReviewChallenged(Reminder):
     """7.2: a challenge to a published review. The challenge and who made it are kept with the
     message only (not in the audit chain); the reminder template does not show them yet."""
+
+    cites = "challenge"
 
     challenge: str
     challenger: str
@@ -196,6 +224,7 @@ class ChallengeAnswer(MessageContext):
     made it."""
 
     kind = "challenge_answer"
+    cites = "challenge"
 
     review: str
     year: int
@@ -235,6 +264,7 @@ class ReviewDue(MessageContext):
 
 class RiskEscalated(MessageContext):
     kind = "risk_escalated"
+    cites = "risk"
 
     risk_id: int
     title: str
@@ -248,6 +278,7 @@ class RiskEscalated(MessageContext):
 
 class RiskReviewOverdue(MessageContext):
     kind = "risk_review_overdue"
+    cites = "risk"
 
     risk_id: int
     title: str
@@ -257,6 +288,7 @@ class RiskReviewOverdue(MessageContext):
 
 class DisputeStage(MessageContext):
     kind = "dispute_stage"
+    cites = "disputes"
 
     dispute_id: int
     title: str
@@ -268,6 +300,7 @@ class DisputeStage(MessageContext):
 
 class CallToAccount(MessageContext):
     kind = "call_to_account"
+    cites = "call_to_account"
 
     case_id: int
     # The field is `kind` in the templates: the kind of case, not of message.
@@ -297,6 +330,7 @@ class ActionReminder(MessageContext):
     """12.1, 21.2.1: an action agreed at a meeting is due soon; to its owner."""
 
     kind = "action_reminder"
+    cites = "actions"
 
     action_id: int
     task: str = Field(description="What was agreed, as the minutes record it.")

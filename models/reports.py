@@ -4,6 +4,7 @@ quarterly safeguarding report to the Trust (11.4.1): request, reminders, receipt
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -64,30 +65,75 @@ REQUESTED, OVERDUE_STATUS, SUBMITTED, SUBMITTED_LATE = (
     ReportStatus.SUBMITTED_LATE,
 )
 
-_PERIOD = re.compile(r"^(\d{4})-Q([1-4])$")
+_PERIOD = re.compile(r"^(\d{4})-([QP])(\d{1,2})$")
+# The months whose end closes a period, by default: calendar quarters, named `2027-Q1`.
+QUARTERS = (3, 6, 9, 12)
+
+
+def period_letter(months: Sequence[int]) -> str:
+    """`Q` for calendar quarters (`2027-Q1`), `P` for any other months (`2027-P1`)."""
+    return "Q" if tuple(months) == QUARTERS else "P"
+
+
+def _parse(period: str) -> tuple[int, str, int]:
+    match = _PERIOD.match(period.strip())
+    if match is None:
+        raise InvalidInput(f"'{period}' is not a quarter: write it like 2027-Q1 (or 2027-P1)")
+    year, letter, number = int(match.group(1)), match.group(2), int(match.group(3))
+    if not 2000 <= year <= 2100:
+        raise InvalidInput(f"'{period}': year out of range")
+    return year, letter, number
+
+
+def period_end(period: str, months: Sequence[int] = QUARTERS) -> date:
+    """The last day of a period: `2027-P2` with months [2, 5, 8, 11] ends on 31 May 2027."""
+    year, letter, number = _parse(period)
+    if letter != period_letter(months) or not 1 <= number <= len(months):
+        first = f"{year}-{period_letter(months)}"
+        what = "a quarter" if period_letter(months) == "Q" else "a period of these reports"
+        raise InvalidInput(
+            f"'{period}' is not {what}: write it like {first}1 (to {first}{len(months)})"
+        )
+    month = months[number - 1]
+    first_of_next = date(year + month // 12, month % 12 + 1, 1)
+    return first_of_next - timedelta(days=1)
 
 
 def quarter_end(period: str) -> date:
     """The last day of a quarter named like `2027-Q1`; a clear error for anything else."""
-    match = _PERIOD.match(period.strip())
-    if match is None:
-        raise InvalidInput(f"'{period}' is not a quarter: write it like 2027-Q1")
-    year, quarter = int(match.group(1)), int(match.group(2))
-    if not 2000 <= year <= 2100:
-        raise InvalidInput(f"'{period}': year out of range")
-    first_of_next = date(year + quarter // 4, quarter % 4 * 3 + 1, 1)
-    return first_of_next - timedelta(days=1)
+    return period_end(period)
 
 
-def period_of(day: date) -> str:
-    """The quarter a day falls in, e.g. `2027-Q1`."""
-    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+def period_of(day: date, months: Sequence[int] = QUARTERS) -> str:
+    """The period a day falls in, e.g. `2027-Q1`; after the year's last period ends, the next
+    year's first (`2028-P1` on 1 December 2027 with months [2, 5, 8, 11])."""
+    letter = period_letter(months)
+    for number, month in enumerate(months, start=1):
+        if day.month <= month:
+            return f"{day.year}-{letter}{number}"
+    return f"{day.year + 1}-{letter}1"
+
+
+def current_periods(c: Constitution, day: date) -> list[str]:
+    """The period each report spec is in on `day` (one name when they share their months)."""
+    return sorted({period_of(day, spec.months) for spec in c.quarterly_reports}) or [period_of(day)]
+
+
+def in_scheme(spec: QuarterlyReport, period: str) -> bool:
+    """Is `period` named in this report's scheme (`Q` for quarters, `P` for other months)?"""
+    return _parse(period)[1] == period_letter(spec.months)
+
+
+def periods(spec: QuarterlyReport, year: int) -> list[str]:
+    """The year's periods of this report, in order."""
+    letter = period_letter(spec.months)
+    return [f"{year}-{letter}{n}" for n in range(1, len(spec.months) + 1)]
 
 
 def due_date(spec: QuarterlyReport, period: str) -> date:
-    """22.2.1, 11.4.1: due a set number (at least one) of working days after the quarter ends,
+    """22.2.1, 11.4.1: due a set number (at least one) of working days after the period ends,
     so always on a working day."""
-    return add_working_days(quarter_end(period), spec.due_working_days_after_quarter)
+    return add_working_days(period_end(period, spec.months), spec.due_working_days_after_quarter)
 
 
 def reporters(c: Constitution, spec: QuarterlyReport) -> list[str]:
@@ -145,12 +191,16 @@ def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
     working days after the quarter ends, with its request, reminders (in working days before the
     due date) and overdue escalation planned. Running it again opens nothing new."""
     session, c = uow.session, current_constitution(uow.session)
-    quarter_end(period)  # a malformed period is refused before anything is written
     period = period.strip()
+    owed = [spec for spec in c.quarterly_reports if in_scheme(spec, period)]
+    for spec in owed:  # a malformed period is refused before anything is written
+        period_end(period, spec.months)
+    if c.quarterly_reports and not owed:
+        period_end(period, c.quarterly_reports[0].months)  # refused, saying how to write it
     r = c.reminders
     created: list[str] = []
     steps: list[PlannedStep] = []
-    for spec in c.quarterly_reports:
+    for spec in owed:
         due = due_date(spec, period)
         for body_id in reporters(c, spec):
             report = session.exec(
@@ -187,8 +237,7 @@ def open_reports(uow: UnitOfWork, *, period: str) -> ReportsOpened:
 
 def find_report(session: Session, *, kind: str, from_body: str, period: str) -> Report:
     """The report of `kind` from `from_body` for `period`, locked; a clear error if none."""
-    spec_of(current_constitution(session), kind)
-    quarter_end(period)
+    period_end(period, spec_of(current_constitution(session), kind).months)
     report = session.exec(
         select(Report)
         .where(

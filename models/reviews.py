@@ -82,10 +82,6 @@ MEMBERSHIP_CLAUSE = "20.3.5"
 # 7.2 sets no length for the challenge window; the constitution has no field for it yet.
 
 
-def clauses(spec: ReviewSpec) -> set[str]:
-    return {part.strip() for part in spec.clause.split(",")}
-
-
 def spec_of(c: Constitution, kind: str) -> ReviewSpec:
     for spec in c.reviews:
         if spec.id == kind:
@@ -387,14 +383,14 @@ def complete_review(
     now = uow.clock.now()
     before = _state(review)
     gaps: list[str] = []
-    if MEMBERSHIP_CLAUSE in clauses(spec):
+    if spec.representation_check:
         gaps = statutory_representation(session, c)
         if gaps:
             outcome = outcome + "\nStatutory representation gaps: " + "; ".join(gaps)
     review.outcome = outcome[:2000]
     steps: list[PlannedStep] = []
     settle(session, subject=_subject(review), now=now)
-    if CHALLENGE_CLAUSE in clauses(spec):
+    if spec.challenge_window:
         review.status, review.published_at = ReviewStatus.PUBLISHED, now
         review.challenge_closes_on = add_working_days(now.date(), c.reminders.challenge_window)
         steps.append(
@@ -440,7 +436,7 @@ def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challeng
     (kept in the message, not in the audit chain). Returns the number of challenges so far."""
     session, c = uow.session, current_constitution(uow.session)
     spec = spec_of(c, kind)
-    if CHALLENGE_CLAUSE not in clauses(spec):
+    if not spec.challenge_window:
         raise Refused(
             f"{kind} is not open to public challenge (only reviews under 7.2 are)",
             clause=CHALLENGE_CLAUSE,

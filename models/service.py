@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from models.calendar import in_region
 from models.clock import Clock
 from models.commands import current_constitution
 from models.constitution import Action, Constitution
@@ -95,7 +96,8 @@ def execute(engine: Engine, clock: Clock, who: str | Principal, command: Command
         actor = resolve(uow.session, c, who, asked.action)
         uow.actor = actor.audit_name
         require(c, asked.action, actor, asked.scope, clause=asked.clause)
-        result = command.run(uow, actor)
+        with in_region(c.partnership.region):  # its working days are the partnership's
+            result = command.run(uow, actor)
         uow.commit()
     return Executed(result, tuple(Signal.of(e) for e in uow.recorded))
 

@@ -193,11 +193,12 @@ def _reports(look: _Look) -> None:
                 f"{spec.title} {report.period} to {c.body(report.to_body_id).name}{late}",
                 look.chair(report.from_body_id),
             )
-    quarters = [
-        f"{y}-Q{q}" for y in range(look.start.year - 1, look.end.year + 1) for q in (1, 2, 3, 4)
-    ]
-    for period in quarters:
+    years = range(look.start.year - 1, look.end.year + 1)
+    for year, number in [(y, n) for y in years for n in range(12)]:
         for spec in c.quarterly_reports:
+            if number >= len(spec.months):
+                continue
+            period = reports.periods(spec, year)[number]
             due = reports.due_date(spec, period)
             for body_id in reports.reporters(c, spec):
                 if (spec.id, body_id, period) not in opened:

@@ -22,6 +22,7 @@ port. Webhook URLs (which hold a signature) are not put in error messages either
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -29,6 +30,7 @@ import smtplib
 import ssl
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -287,7 +289,8 @@ def write_eml(folder: Path, key: str, wire: str, *, sync: bool = True) -> bool:
     final = folder / eml_name(key)
     if final.exists():
         return False
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
+    # Not `.eml`: a file a killed writer leaves is no message to a mail client or a count.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(wire.encode("utf-8"))
@@ -344,9 +347,20 @@ class _Unsynced:
 UNSYNCED = _Unsynced()
 
 
+TMP_PREFIX, TMP_SUFFIX = ".tmp-", ".part"
+#: A half-written file older than this was left by a writer that died (a write takes ms).
+STALE_PART = 3600.0
+
+
 def delivered_to_folder(folder: Path, keys: list[str]) -> dict[str, bool]:
     """Whether the message of each key is in the mail folder (its file exists); the files found
-    are fsynced first, so a message counted as delivered is on disk."""
+    are fsynced first, so a message counted as delivered is on disk. Half-written files that
+    dead writers left long ago are removed."""
+    cutoff = time.time() - STALE_PART
+    for part in folder.glob(f"{TMP_PREFIX}*{TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
     found = {key: (folder / eml_name(key)).exists() for key in keys}
     present = [eml_name(k) for k, there in found.items() if there]
     if present:

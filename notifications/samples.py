@@ -1,12 +1,17 @@
 """A sample context for every kind, so `wct preview KIND` lets a coordinator proof a template.
-A kind that asks for an action has it in its sample (`ask`), as its command would give it."""
+A kind that asks for an action has it in its sample (`ask`), as its command would give it. The
+built-in samples are Wirral's; `sample_for` gives them as another partnership would send them:
+its names, its bodies and organisations, its clauses (none where its file gives none)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
 
+from models.casework import branded
 from models.clock import LONDON
+from models.constitution import Body, BodyKind, Constitution
+from models.messages import CONTEXTS
 
 _MEETING = datetime(2027, 1, 12, 10, 0, tzinfo=LONDON)
 
@@ -170,8 +175,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "review": "CYPP annual review with safeguarding assessment",
         "year": 2027,
         "owner_body": "Children's Trust Executive",
-        "challenge": "The review says little about youth services in the west of Wirral.",
-        "response": "Youth services in the west of Wirral are in the plan's second year; the "
+        "challenge": "The review says little about youth services in the west of the area.",
+        "response": "Youth services in the west of the area are in the plan's second year; the "
         "Executive will report on them at its September meeting.",
         "answered_on": date(2027, 6, 21),
         "clause": "7.2",
@@ -180,7 +185,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "action_reminder": {
         "action_id": 3,
-        "task": "Bring a costed youth offer for the west of Wirral to the next meeting",
+        "task": "Bring a costed youth offer for the west of the area to the next meeting",
         "owner": "Dee Director",
         "body": "Wirral Children's Trust Board",
         "agreed_on": date(2027, 3, 9),
@@ -192,7 +197,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "action_overdue": {
         "action_id": 3,
-        "task": "Bring a costed youth offer for the west of Wirral to the next meeting",
+        "task": "Bring a costed youth offer for the west of the area to the next meeting",
         "owner": "Dee Director",
         "body": "Wirral Children's Trust Board",
         "agreed_on": date(2027, 3, 9),
@@ -210,3 +215,55 @@ SAMPLES: dict[str, dict[str, Any]] = {
 def sample(kind: str, recipient: str = "Alex Example") -> dict[str, Any]:
     """The sample context of `kind`, addressed to `recipient`; KeyError if there is none."""
     return {**SAMPLES[kind], "recipient": recipient}
+
+
+_BOARD, _EXECUTIVE = "Wirral Children's Trust Board", "Children's Trust Executive"
+_ORGANISATIONS = ("Merseyside Police", "NHS Wirral", "Wirral Council")
+_MEETING_KINDS = frozenset({"meeting_notice", "meeting_cancelled", "minutes", "call_for_items"})
+
+
+def _replaced(value: Any, names: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for old, new in names.items():
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        return {k: _replaced(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v, names) for v in value]
+    return value
+
+
+def _clause(c: Constitution, kind: str, board: Body) -> str:
+    """The clause `c` gives the step the sample of `kind` shows ("" where it gives none)."""
+    if kind in _MEETING_KINDS or kind == "agenda":
+        return board.clause or ""
+    specs: dict[str, list[str | None]] = {
+        "reminder": [q.clause for q in c.quarterly_reports],
+        "report_request": [q.clause for q in c.quarterly_reports],
+        "report_overdue": [q.clause for q in c.quarterly_reports],
+        "review_due": [r.clause for r in c.reviews],
+        "approval_request": [g.clause for g in c.approval_gates],
+    }
+    return next(iter(specs.get(kind, [])), None) or ""
+
+
+def sample_for(c: Constitution, kind: str, recipient: str = "Alex Example") -> dict[str, Any]:
+    """The sample of `kind` as the partnership of `c` would send it: its Board (or first body)
+    and another of its bodies, its organisations, its clauses and its branding; KeyError if
+    there is no sample of `kind`."""
+    board = next(iter(c.bodies_of(BodyKind.BOARD)), c.bodies[0])
+    other = next((b for b in c.bodies if b.id != board.id), board)
+    organisations = [o.name for o in c.organisations] or [board.name]
+    names = {_BOARD: board.name, _EXECUTIVE: other.name} | {
+        old: organisations[i % len(organisations)] for i, old in enumerate(_ORGANISATIONS)
+    }
+    data = _replaced(sample(kind, recipient), names)
+    if "location" in data:
+        location = board.cadence.location if board.cadence else None
+        data = {k: v for k, v in data.items() if k != "location"} | (
+            {"location": location} if location else {}
+        )
+    data["clause"] = _clause(c, kind, board)
+    context = branded(c, CONTEXTS[kind].model_validate(data))
+    return {**data, "clause": context.clause, "brand": context.brand.model_dump()}

@@ -188,7 +188,7 @@ def outcome(
 
 def test_resolved_informally_in_time(people: Engine, clock: FixedClock) -> None:
     d = open_dispute(people, clock)
-    assert d.stage is DisputeStage.INFORMAL and d.deadline == date(2026, 12, 21)
+    assert d.stage == DisputeStage.INFORMAL and d.deadline == date(2026, 12, 21)
     closed = outcome(people, clock, d.dispute_id, DisputeStage.INFORMAL, True, "nina@nhs.example")
     assert (closed.stage, closed.outcome) == (DisputeStage.CLOSED, "resolved_informal")
     clock.advance(timedelta(days=60))
@@ -208,13 +208,13 @@ def test_unresolved_goes_to_the_chief_executives_then_adr(
 ) -> None:
     d = open_dispute(people, clock)
     up = outcome(people, clock, d.dispute_id, DisputeStage.INFORMAL, False, "pat@police.example")
-    assert up.stage is DisputeStage.CHIEF_EXECUTIVES
+    assert up.stage == DisputeStage.CHIEF_EXECUTIVES
     told = {email for _, email in messages(people, "dispute_stage") if ":chief_executives:" in _}
     assert told == {"chief@police.example", "chief@nhs.example"}
     adr = outcome(
         people, clock, d.dispute_id, DisputeStage.CHIEF_EXECUTIVES, False, "chief@nhs.example"
     )
-    assert adr.stage is DisputeStage.ADR
+    assert adr.stage == DisputeStage.ADR
     with pytest.raises(WctError, match="provider"):
         outcome(people, clock, d.dispute_id, DisputeStage.ADR, True, "pat@police.example")
     done = act(

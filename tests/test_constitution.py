@@ -183,7 +183,12 @@ def test_clause_numbers_come_from_the_constitution(wirral_data: Data) -> None:
         (lambda d: d["risk"].update(escalation_threshold=30), "risk.escalation_threshold", "25"),
         (lambda d: body(d, "board").update(kind="parliament"), "bodies[0].kind", "board"),
         (lambda d: d.update(colour="blue"), "colour", "extra"),
-        (lambda d: d["partnership"].update(timezone="Europe/Paris"), "partnership.timezone", ""),
+        (
+            lambda d: d["partnership"].update(timezone="Mars/Olympus"),
+            "partnership.timezone",
+            "time zone",
+        ),
+        (lambda d: d["partnership"].update(region="wessex"), "partnership.region", "england"),
         (
             lambda d: d["reviews"][0].update(due_month=2, due_day=30),
             "reviews[0]",
@@ -259,3 +264,66 @@ def test_next_meetings_follow_each_cadence(wirral: Constitution) -> None:
         datetime(2027, 5, 11, 14, 0, tzinfo=LONDON),
     ]
     assert set(upcoming) == {b.id for b in wirral.bodies}
+
+
+# --- What the processes need from the file alone (`wct check`) -------------------------------
+
+
+def _wscb_chaired_by_a_second_lead_member(d: Data) -> None:
+    d["roles"].append({"id": "deputy-leader", "name": "Deputy Leader", "kind": "lead_member"})
+    body(d, "wscb")["members"].append({"role": "deputy-leader"})
+    body(d, "wscb")["chair"] = "deputy-leader"
+
+
+def _without(kind: str) -> Callable[[Data], None]:
+    """The bodies of `kind` become of kind `other`: every reference still resolves."""
+
+    def retype(d: Data) -> None:
+        for b in d["bodies"]:
+            if b["kind"] == kind:
+                b["kind"] = "other"
+        d["rules"] = {}  # the structural rules would name the missing body first
+
+    return retype
+
+
+@pytest.mark.parametrize(
+    ("mutate", "clause", "path", "words"),
+    [
+        (
+            lambda d: body(d, "board")["cadence"].update(rrule="FREQ=MONTHLY;BYDAY=2TU;COUNT=3"),
+            "20.4.1",
+            "bodies[0].cadence.rrule",
+            "ends",
+        ),
+        (
+            lambda d: body(d, "wscb")["cadence"].update(
+                rrule="FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=31"
+            ),
+            "11.2.1",
+            "bodies[7].cadence.rrule",
+            "never occurs",
+        ),
+        (_wscb_chaired_by_a_second_lead_member, "11.1.3", "bodies[7].chair", "both of kind"),
+        (_without("executive"), "processes", "risk", "kind 'executive'"),
+        (_without("safeguarding_board"), "processes", "call_to_account", "safeguarding_board"),
+        (_without("strategy_group"), "22.2.1", "quarterly_reports[0].from_kind", "strategy_group"),
+        (
+            lambda d: d["roles"].__setitem__(
+                slice(None), [r for r in d["roles"] if r["kind"] != "coordinator"]
+            ),
+            "processes",
+            "permissions.",
+            "no role of kind 'coordinator'",
+        ),
+    ],
+)
+def test_check_finds_what_the_processes_need(
+    wirral_data: Data, mutate: Callable[[Data], object], clause: str, path: str, words: str
+) -> None:
+    data = copy.deepcopy(wirral_data)
+    mutate(data)
+    found = problems_of(data)
+    assert any(
+        p.clause == clause and p.path.startswith(path) and words in p.message for p in found
+    ), found

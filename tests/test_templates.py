@@ -144,3 +144,43 @@ def test_a_notice_with_a_raised_sequence_says_it_replaces_the_earlier_one() -> N
     assert not first.subject.startswith("Updated:")
     assert second.subject.startswith("Updated: ")
     assert "replaces the earlier one" in second.text
+
+
+BRAND = {
+    "partnership": "Anytown Children's Partnership",
+    "agreement": "Anytown Children's Partnership Agreement",
+    "agreement_short": "Partnership Agreement",
+    "contact_name": "Casey Coordinator",
+    "contact_email": "casey@anytown.example",
+    "logo_url": "https://anytown.example/logo.png",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_each_kind_shows_the_partnerships_agreement_contact_and_logo(kind: str) -> None:
+    out = render(kind, validate_context(kind, {**sample(kind), "brand": BRAND}))
+    clause = validate_context(kind, sample(kind)).clause
+    for body in (out.text, out.html):
+        assert f"clause {clause} of the Anytown Children&#39;s Partnership Agreement" in (
+            body.replace("'", "&#39;")
+        )
+        assert "Memorandum of Understanding" not in body
+        assert "casey@anytown.example" in body
+    assert f"_Partnership Agreement clause {clause}_" in out.teams and "MoU" not in out.teams
+    logo = '<img src="https://anytown.example/logo.png" alt="Anytown Children&#39;s Partnership"'
+    assert logo in out.html and "<img" not in out.text
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_a_message_without_a_clause_shows_no_clause_line(kind: str) -> None:
+    out = render(kind, validate_context(kind, {**sample(kind), "clause": ""}))
+    assert "clause" not in out.text + out.html + out.teams
+    assert "on behalf of the partnership" in out.text and "<img" not in out.html
+
+
+def test_a_logo_that_is_not_https_is_refused() -> None:
+    with pytest.raises(ContextInvalid, match="logo_url"):
+        validate_context(
+            "reminder",
+            {**sample("reminder"), "brand": {**BRAND, "logo_url": "http://x.example/l.png"}},
+        )

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from models.approvals import ApprovalStatus
 from models.casework import clean_text
 from models.commands import current_constitution
-from models.constitution import BodyKind, Constitution
+from models.constitution import BodyKind, Constitution, StandingFeed, StandingItem
 from models.errors import NotFound, Refused
 from models.meetings.actions import arising_line, arising_title, open_actions_before
 from models.meetings.kinds import ITEMS_DEADLINE
@@ -144,89 +144,98 @@ def _previous_meeting(session: Session, meeting: Meeting) -> Meeting | None:
 def standing_items(
     session: Session, c: Constitution, meeting: Meeting
 ) -> list[tuple[str, AgendaItemKind, str | None]]:
-    """The standing items of every agenda, with what is waiting under each heading: apologies;
-    declarations of interest (18.1); minutes of the last meeting; matters arising: each action
-    of the body's earlier meetings still open (12.1, 21.2.1); for the body the WSCB reports
-    to, its quarterly safeguarding report (11.4.1); performance reports received (14.1, 22.2.1);
-    for the Board, risks escalated to it (16.1); items awaiting this body's approval (11.3.5,
-    21.1.1). Returns (title, kind, source) rows."""
-    standing = AgendaItemKind.STANDING
+    """The standing items of the body's agenda, as the constitution lists them
+    (`standing_items`), each heading with the clause the file gives it and what is waiting
+    under it: apologies; declarations of interest; minutes of the last meeting; matters
+    arising: each action of the body's earlier meetings still open; for the body the
+    safeguarding board reports to, its quarterly safeguarding report; reports received;
+    performance reports; escalated risks; items awaiting this body's approval. Returns (title,
+    kind, source) rows."""
     body = c.body(meeting.body_id)
-    rows: list[tuple[str, AgendaItemKind, str | None]] = [
-        ("Apologies for absence", standing, "standing:apologies"),
-        ("Declarations of interest (18.1)", standing, "standing:declarations"),
-    ]
-    previous = _previous_meeting(session, meeting)
-    if previous is not None:
-        rows.append(
-            (
-                f"Minutes of the meeting of {previous.starts_at.date().isoformat()}",
-                standing,
-                f"minutes:{previous.id}",
+    rows: list[tuple[str, AgendaItemKind, str | None]] = []
+    for item in c.standing_items:
+        if item.applies_to(body.kind):
+            rows.extend(_standing_rows(session, c, meeting, item))
+    return rows
+
+
+def _standing_rows(
+    session: Session, c: Constitution, meeting: Meeting, item: StandingItem
+) -> list[tuple[str, AgendaItemKind, str | None]]:
+    """The heading of one standing item (if it has a title) and what is waiting under it."""
+    standing, heading, feed = AgendaItemKind.STANDING, item.heading(), item.feed
+    body = c.body(meeting.body_id)
+    source = f"standing:{feed.value.replace('_', '-')}"
+    rows: list[tuple[str, AgendaItemKind, str | None]] = []
+    if feed is StandingFeed.MINUTES:
+        previous = _previous_meeting(session, meeting)
+        if previous is not None:
+            return [
+                (
+                    f"Minutes of the meeting of {previous.starts_at.date().isoformat()}",
+                    standing,
+                    f"minutes:{previous.id}",
+                )
+            ]
+    if feed is StandingFeed.MATTERS_ARISING:
+        arising = open_actions_before(session, meeting)
+        if arising and heading:
+            rows.append((heading, standing, source))
+        for action in arising:
+            agreed = session.get(Meeting, action.meeting_id)
+            assert agreed is not None
+            rows.append(
+                (arising_title(action, agreed), AgendaItemKind.ACTION, f"action:{action.id}")
             )
-        )
-    else:
-        rows.append(("Minutes of the last meeting", standing, "standing:minutes"))
-    arising = open_actions_before(session, meeting)
-    if arising:
-        rows.append(("Matters arising", standing, "standing:matters-arising"))
-    for action in arising:
-        agreed = session.get(Meeting, action.meeting_id)
-        assert agreed is not None
-        rows.append(
-            (
-                arising_title(action, agreed),
-                AgendaItemKind.ACTION,
-                f"action:{action.id}",
-            )
-        )
-    received = session.exec(
-        select(Report)
-        .where(Report.to_body_id == body.id, col(Report.status).in_(RECEIVED))
-        .order_by(col(Report.due_on), col(Report.from_body_id))
-    ).all()
-    fresh = [r for r in received if not _already_tabled(session, f"report:{r.id}", meeting.id or 0)]
-    wscb_to = {
-        q.to_body
-        for q in c.quarterly_reports
-        if q.from_body is not None and c.body(q.from_body).kind is BodyKind.SAFEGUARDING_BOARD
-    }
-    if body.id in wscb_to:
-        rows.append(
-            ("WSCB quarterly safeguarding report (11.4.1)", standing, "standing:wscb-report")
-        )
-    for report in fresh:
-        rows.append(
-            (
-                f"Report: {report.kind} from {report.from_body_id}, {report.period}",
-                AgendaItemKind.REPORT,
-                f"report:{report.id}",
-            )
-        )
-    if body.kind in (BodyKind.BOARD, BodyKind.EXECUTIVE):
-        rows.append(("Performance reports (14.1)", standing, "standing:performance"))
-    if body.kind is BodyKind.BOARD:
-        rows.append(("Risks escalated to the Board (16.1)", standing, "standing:risks"))
+        return rows
+    if feed is StandingFeed.SAFEGUARDING_REPORT:
+        safeguarding_to = {
+            q.to_body
+            for q in c.quarterly_reports
+            if q.from_body is not None and c.body(q.from_body).kind is BodyKind.SAFEGUARDING_BOARD
+        }
+        if body.id in safeguarding_to and heading:
+            rows.append((heading, standing, "standing:wscb-report"))
+        return rows
+    if heading:
+        rows.append((heading, standing, source))
+    if feed is StandingFeed.REPORTS_RECEIVED:
+        received = session.exec(
+            select(Report)
+            .where(Report.to_body_id == body.id, col(Report.status).in_(RECEIVED))
+            .order_by(col(Report.due_on), col(Report.from_body_id))
+        ).all()
+        for report in received:
+            if not _already_tabled(session, f"report:{report.id}", meeting.id or 0):
+                rows.append(
+                    (
+                        f"Report: {report.kind} from {report.from_body_id}, {report.period}",
+                        AgendaItemKind.REPORT,
+                        f"report:{report.id}",
+                    )
+                )
+    elif feed is StandingFeed.ESCALATED_RISKS:
         for risk in session.exec(
             select(Risk).where(Risk.status == RiskStatus.ESCALATED).order_by(col(Risk.id))
         ):
             rows.append((f"Escalated risk: {risk.title}", AgendaItemKind.RISK, f"risk:{risk.id}"))
-    rows.append(("Items awaiting approval", standing, "standing:approvals"))
-    for request in session.exec(
-        select(ApprovalRequest)
-        .where(
-            ApprovalRequest.approver_body_id == body.id,
-            ApprovalRequest.status == ApprovalStatus.WAITING,
-        )
-        .order_by(col(ApprovalRequest.id))
-    ):
-        rows.append(
-            (
-                f"For approval ({request.clause}): {request.title}",
-                AgendaItemKind.APPROVAL,
-                f"approval:{request.id}",
+    elif feed is StandingFeed.APPROVALS:
+        for request in session.exec(
+            select(ApprovalRequest)
+            .where(
+                ApprovalRequest.approver_body_id == body.id,
+                ApprovalRequest.status == ApprovalStatus.WAITING,
             )
-        )
+            .order_by(col(ApprovalRequest.id))
+        ):
+            cited = f" ({request.clause})" if request.clause else ""
+            rows.append(
+                (
+                    f"For approval{cited}: {request.title}",
+                    AgendaItemKind.APPROVAL,
+                    f"approval:{request.id}",
+                )
+            )
     return rows
 
 

@@ -15,7 +15,7 @@ from models.calendar import add_working_days, meetings_between
 from models.casework import clean_text, notify, settle
 from models.clock import LONDON
 from models.commands import current_constitution
-from models.constitution import Action, Body, BodyKind, Constitution
+from models.constitution import Action, Body, Constitution
 from models.errors import InvalidInput, NotFound, Refused
 from models.meetings.kinds import (
     AGENDA,
@@ -84,12 +84,10 @@ def subject_of(meeting: Meeting) -> str:
 
 
 def meeting_clause(body: Body) -> str:
-    """The clause that has the body meet, as the constitution gives it for the body; without one,
-    by its kind: the Board 20.4.1, the Executive 21.4.1, every other body 22.4.1 (as each
-    agrees)."""
-    if body.clause:
-        return body.clause
-    return {BodyKind.BOARD: "20.4.1", BodyKind.EXECUTIVE: "21.4.1"}.get(body.kind, "22.4.1")
+    """The clause that has the body meet, as the constitution gives it for the body (Wirral's
+    Board 20.4.1, Executive 21.4.1, strategy groups 22.4.1); "" (cite none) when it gives
+    none: never another partnership's number."""
+    return body.clause or ""
 
 
 def body_of(c: Constitution, body_id: str) -> Body:
