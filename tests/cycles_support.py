@@ -38,3 +38,14 @@ def recipients(engine: Engine, kind: str, key_prefix: str = "") -> list[str]:
 def step_status(engine: Engine, key: str) -> str:
     with Session(engine) as session:
         return session.exec(select(Step.status).where(Step.key == key)).one()
+
+
+def fire(engine: Engine, clock: FixedClock, key: str) -> str:
+    """Move the clock to the step's due time (if it is not there yet) and fire its timer."""
+    from models.steps.engine import run_step
+
+    with Session(engine) as session:
+        step = session.exec(select(Step).where(Step.key == key)).one()
+    if clock.now() < step.due_at:
+        clock.set(step.due_at)
+    return run_step(engine, clock, key).result

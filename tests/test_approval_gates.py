@@ -21,8 +21,8 @@ from models.steps.engine import run_due
 from models.tables import ApprovalRequest, OutboxMessage, Person
 
 from .cases_support import act, run, state
-from .cycles_support import london, populate
-from .test_meetings import STEM, fire, plan
+from .cycles_support import fire, london, populate
+from .test_meetings import STEM, plan
 
 PRESENT = ["lead@council.example", "eve@council.example", "dcs@council.example"]
 VOTES = {"lead@council.example": Vote.FOR, "eve@council.example": Vote.FOR}

@@ -25,8 +25,8 @@ from notifications.config import NotificationSettings
 from notifications.dispatch import drain
 
 from .conftest import DATA, Cli
-from .cycles_support import london, populate, run, state
-from .test_meetings import BOARD, fire, plan
+from .cycles_support import fire, london, populate, run, state
+from .test_meetings import BOARD, plan
 from .web_support import KEY
 
 NEW_TIME = london(2027, 3, 16, 10, 0)

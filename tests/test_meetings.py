@@ -22,7 +22,7 @@ from models.tables import Meeting, OutboxMessage, VoteRecord
 from models.uow import UnitOfWork
 
 from .cases_support import act
-from .cycles_support import london, populate, recipients, run, state, step_status
+from .cycles_support import fire, london, populate, recipients, run, state, step_status
 
 BOARD_DAY = date(2027, 3, 9)  # 20.4.1: bi-monthly, second Tuesday
 STEM = "meeting:board:2027-03-09"
@@ -49,17 +49,6 @@ def plan(
     engine: Engine, clock: FixedClock, body: str = "board", day: date = BOARD_DAY
 ) -> meetings.MeetingPlanned:
     return run(engine, clock, lambda uow: meetings.plan_meeting(uow, body_id=body, day=day))
-
-
-def fire(engine: Engine, clock: FixedClock, key: str) -> str:
-    """Move the clock to the step's due time and fire its timer."""
-    with Session(engine) as session:
-        from models.tables import Step
-
-        step = session.exec(select(Step).where(Step.key == key)).one()
-    if clock.now() < step.due_at:
-        clock.set(step.due_at)
-    return run_step(engine, clock, key).result
 
 
 def test_plan_meeting_computes_each_step_in_working_days(people: Engine, clock: FixedClock) -> None:

@@ -6,18 +6,17 @@ from datetime import date
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from models import meetings, reports
 from models.clock import FixedClock
 from models.errors import WctError
 from models.instructions import SubmitReport
 from models.permissions import NotPermitted
-from models.steps.engine import run_step
-from models.tables import Report, Step
+from models.tables import Report
 
 from .cases_support import act
-from .cycles_support import london, populate, recipients, run, state, step_status
+from .cycles_support import fire, london, populate, recipients, run, state, step_status
 
 WSCB = "report:wscb-quarterly:wscb:2027-Q1"
 HEALTHY = "report:strategy-group-performance:be-healthy:2027-Q1"
@@ -31,14 +30,6 @@ def people(loaded: Engine, clock: FixedClock) -> Engine:
 
 def open_q1(engine: Engine, clock: FixedClock) -> reports.ReportsOpened:
     return run(engine, clock, lambda uow: reports.open_reports(uow, period="2027-Q1"))
-
-
-def fire(engine: Engine, clock: FixedClock, key: str) -> str:
-    with Session(engine) as session:
-        step = session.exec(select(Step).where(Step.key == key)).one()
-    if clock.now() < step.due_at:
-        clock.set(step.due_at)
-    return run_step(engine, clock, key).result
 
 
 def submit(engine: Engine, clock: FixedClock, kind: str, body: str, by: str) -> Report:

@@ -6,18 +6,17 @@ from datetime import date, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from models import reviews
 from models.clock import FixedClock
 from models.errors import WctError
 from models.instructions import ChallengeReview, CompleteReview
 from models.permissions import NotPermitted
-from models.steps.engine import run_step
-from models.tables import Review, Step
+from models.tables import Review
 
 from .cases_support import act
-from .cycles_support import london, populate, recipients, run, state, step_status
+from .cycles_support import fire, london, populate, recipients, run, state, step_status
 
 MOU = "review:mou-review:2027"
 CYPP = "review:cypp-review:2027"
@@ -40,14 +39,6 @@ def complete(engine: Engine, clock: FixedClock, kind: str, by: str) -> reviews.R
 
 def challenge(engine: Engine, clock: FixedClock, kind: str, by: str, text: str) -> int:
     return act(engine, clock, by, ChallengeReview(kind=kind, year=2027, text=text))
-
-
-def fire(engine: Engine, clock: FixedClock, key: str) -> str:
-    with Session(engine) as session:
-        step = session.exec(select(Step).where(Step.key == key)).one()
-    if clock.now() < step.due_at:
-        clock.set(step.due_at)
-    return run_step(engine, clock, key).result
 
 
 def test_a_review_is_opened_once_with_owner_due_date_and_steps(

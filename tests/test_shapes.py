@@ -29,13 +29,12 @@ from models.instructions import (
     RecordDisputeOutcome,
     SubmitReport,
 )
-from models.steps.engine import run_step
-from models.tables import Dispute, DisputeStageRecord, Report, Step
+from models.tables import Dispute, DisputeStageRecord, Report
 
 from .cases_support import act, messages
 from .cases_support import populate as populate_cases
 from .conftest import DATA, Cli
-from .cycles_support import london, run
+from .cycles_support import fire, london, run
 from .cycles_support import populate as populate_cycles
 
 LADDER: list[dict[str, Any]] = [
@@ -86,14 +85,6 @@ def members(loaded: Engine, clock: FixedClock) -> Engine:
     """The cycle tests' members: a chair for every reporting body."""
     populate_cycles(loaded, clock)
     return loaded
-
-
-def fire(engine: Engine, clock: FixedClock, key: str) -> str:
-    with Session(engine) as session:
-        step = session.exec(select(Step).where(Step.key == key)).one()
-    if clock.now() < step.due_at:
-        clock.set(step.due_at)
-    return run_step(engine, clock, key).result
 
 
 def told(engine: Engine, stage: str) -> Counter[str]:
