@@ -27,6 +27,7 @@ from flows.cycles import (
 )
 from flows.timers import STEP_TAG
 from models.constitution import Constitution, load_constitution
+from models.reports import closing_months
 
 TIMEZONE = "Europe/London"
 # A review's run opens it `opens_before_days` (default 45) before it is due: after the
@@ -38,7 +39,7 @@ QUARTERLY_RULE = "DTSTART:20260301T090000\nRRULE:FREQ=MONTHLY;BYMONTH=3,6,9,12;B
 
 def quarterly_rule(c: Constitution) -> str:
     """The first day of every month that closes some report's period (default: quarters)."""
-    months = sorted({m for spec in c.quarterly_reports for m in spec.months}) or [3, 6, 9, 12]
+    months = closing_months(c)
     by_month = ",".join(str(m) for m in months)
     return (
         f"DTSTART:2026{months[0]:02d}01T090000\nRRULE:FREQ=MONTHLY;BYMONTH={by_month};BYMONTHDAY=1"

@@ -82,7 +82,6 @@ from notifications.config import NotificationSettings
 from notifications.dispatch import drain
 
 Action = Callable[[datetime], Awaitable[None]]
-QUARTER_MONTHS = (3, 6, 9, 12)
 CASE_ROUND = timedelta(weeks=13)  # a round of cases every quarter
 #: The bodies a round of cases addresses (risks, disputes, calls to account): one of each.
 CASE_BODIES = (BodyKind.EXECUTIVE, BodyKind.BOARD, BodyKind.SAFEGUARDING_BOARD)
@@ -254,7 +253,7 @@ class Simulation:
                 self.at(moment, f"meetings-{body.id}", self._meeting_cycle(body.id))
         self.at(self.start, "reports", self._reports())
         for year in range(self.start.year, self.end.year + 1):
-            for month in QUARTER_MONTHS:
+            for month in reports.closing_months(self.c):
                 self.at(at_nine(date(year, month, 1)), "reports", self._reports())
         for review in self.c.reviews:
             self.at(self.start, f"review-{review.id}", self._review(review.id))

@@ -114,6 +114,12 @@ def period_of(day: date, months: Sequence[int] = QUARTERS) -> str:
     return f"{day.year + 1}-{letter}1"
 
 
+def closing_months(c: Constitution) -> list[int]:
+    """The months whose end closes some report's period (default: quarters): reports for a
+    period open on the first day of its last month, when served and when simulated."""
+    return sorted({m for spec in c.quarterly_reports for m in spec.months}) or list(QUARTERS)
+
+
 def current_periods(c: Constitution, day: date) -> list[str]:
     """The period each report spec is in on `day` (one name when they share their months)."""
     return sorted({period_of(day, spec.months) for spec in c.quarterly_reports}) or [period_of(day)]

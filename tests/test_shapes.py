@@ -347,6 +347,9 @@ def test_review_flags_switch_the_features_under_other_numbering(
 def test_lead_times_and_report_schedules_come_from_the_constitution() -> None:
     assert quarterly_rule(load_constitution()) == QUARTERLY_RULE
     assert "BYMONTH=2,5,8,11;" in quarterly_rule(shire())
+    # The simulation opens reports in the same months as the served schedule.
+    assert reports.closing_months(load_constitution()) == [3, 6, 9, 12]
+    assert reports.closing_months(shire()) == [2, 5, 8, 11]
     assert review_rule(11, 28, timedelta(days=60)).endswith("BYMONTH=9;BYMONTHDAY=29")
     assert review_rule(11, 28).endswith("BYMONTH=10;BYMONTHDAY=14")
     assert load_constitution().planning.meetings_ahead == 2
