@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
+import threading
 from collections.abc import Callable
+from contextlib import ExitStack
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from deployments.server import Running, api, healthy
+from models.calendar import in_partnership
 from models.clock import Clock, SystemClock
+from models.commands import current_constitution
 from models.config import Settings, get_settings
 from models.db import make_engine, schema_is_current
 from models.errors import (
@@ -54,13 +61,15 @@ class Runtime:
         return self._engine
 
     def ready_engine(self) -> Engine:
-        """The engine of an initialised database, or a clear error."""
+        """The engine of an initialised database, or a clear error. From here to the end of the
+        command, the partnership's time zone and region are in force (`_local_time`)."""
         engine = self.engine()
         if not schema_is_current(engine):
             raise NotInitialised(
                 f"database {self.settings.shown_database_url} is not initialised or is out of "
                 "date: run `wct init`"
             )
+        _local_time(engine)
         return engine
 
     def act(self, who: str | Principal, command: Command[T]) -> T:
@@ -102,6 +111,43 @@ app.add_typer(members_app, name="members")
 app.add_typer(audit_app, name="audit")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@dataclass
+class _Command:
+    """What one `wct` command holds until it ends: the partnership's local time, once entered."""
+
+    scope: ExitStack
+    where: tuple[int, int | None]
+    entered: bool = False
+
+
+def _where() -> tuple[int, int | None]:
+    """The thread and asyncio task running: the scope is entered only where the command began
+    (a context variable set in a task or thread could not be reset from the command)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return threading.get_ident(), id(task) if task is not None else None
+
+
+_COMMAND: ContextVar[_Command | None] = ContextVar("wct_cli_command", default=None)
+
+
+def _local_time(engine: Engine) -> None:
+    """Enter the loaded constitution's time zone and region for the rest of the command (its
+    "today", the times it reads and shows); nothing before a constitution is loaded."""
+    command = _COMMAND.get()
+    if command is None or command.entered or command.where != _where():
+        return
+    with Session(engine) as session:
+        try:
+            partnership = current_constitution(session).partnership
+        except NotInitialised:
+            return
+    command.scope.enter_context(in_partnership(partnership))
+    command.entered = True
 
 
 def runtime(ctx: typer.Context) -> Runtime:
@@ -157,7 +203,12 @@ def errors(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return command(*args, **kwargs)
+            with ExitStack() as scope:
+                token = _COMMAND.set(_Command(scope, _where()))
+                try:
+                    return command(*args, **kwargs)
+                finally:
+                    _COMMAND.reset(token)
         except (typer.Exit, typer.Abort):
             raise
         except BrokenPipeError:

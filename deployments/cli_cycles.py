@@ -20,7 +20,7 @@ from sqlmodel import Session
 from deployments.cli_base import JsonFlag, Runtime, app, errors, print_json, runtime
 from deployments.server import api
 from models import instructions, meetings, reports, reviews
-from models.clock import LONDON
+from models.clock import local, local_zone
 from models.commands import current_constitution
 from models.constitution import Constitution, load_constitution
 from models.errors import InvalidInput, NotInitialised, WctError
@@ -89,8 +89,8 @@ def meeting_plan(
     rt = runtime(ctx)
     planned = rt.act(who or rt.operator, instructions.PlanMeeting(body=body, day=_day(day)))
     state = "planned" if planned.created else "already planned"
-    lines = [f"{body} {planned.starts_at:%Y-%m-%d %H:%M} ({state})"]
-    lines += [f"  {s.due_at:%Y-%m-%d %H:%M}  {s.run_name}" for s in planned.steps]
+    lines = [f"{body} {local(planned.starts_at):%Y-%m-%d %H:%M} ({state})"]
+    lines += [f"  {local(s.due_at):%Y-%m-%d %H:%M}  {s.run_name}" for s in planned.steps]
     _show(planned.as_dict(), as_json, "\n".join(lines))
 
 
@@ -231,17 +231,18 @@ def meeting_cancel(
 
 
 def _moment(text: str, what: str) -> datetime:
-    """A local date and time (`2027-03-16 14:00`, Europe/London), or a clear error."""
+    """A local date and time (`2027-03-16 14:00`, the partnership's time zone), or a clear
+    error."""
     try:
         moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
     except ValueError:
         raise InvalidInput(
             f"{what} '{text}' is not a date and time (use YYYY-MM-DD HH:MM)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=LONDON)
+    return moment if moment.tzinfo else moment.replace(tzinfo=local_zone())
 
 
-At = Annotated[str, typer.Option("--at", help="Date and time, 'YYYY-MM-DD HH:MM' (UK time).")]
+At = Annotated[str, typer.Option("--at", help="Date and time, 'YYYY-MM-DD HH:MM' (local time).")]
 Where = Annotated[str | None, typer.Option(help="Where, if not the body's usual place.")]
 
 
@@ -265,8 +266,8 @@ def meeting_move(
         meeting_id=meeting_id, starts_at=_moment(to, "--to"), reason=reason, location=location
     )
     moved = rt.act(_who(who, by), move)
-    lines = [f"{body} {day} moved to {moved.starts_at:%Y-%m-%d %H:%M}; members told"]
-    lines += [f"  {s.due_at:%Y-%m-%d %H:%M}  {s.run_name}" for s in moved.steps]
+    lines = [f"{body} {day} moved to {local(moved.starts_at):%Y-%m-%d %H:%M}; members told"]
+    lines += [f"  {local(s.due_at):%Y-%m-%d %H:%M}  {s.run_name}" for s in moved.steps]
     _show(moved.as_dict(), as_json, "\n".join(lines))
 
 
@@ -285,13 +286,14 @@ def meeting_call(
     """Call an extraordinary meeting of BODY, off its cadence; the notice goes at once when
     the usual notice period has passed."""
     rt = runtime(ctx)
+    rt.ready_engine()  # the partnership's time zone, in which --at is read
     call = instructions.CallMeeting(
         body=body, starts_at=_moment(at, "--at"), reason=reason, location=location
     )
     planned = rt.act(_who(who, by), call)
     state = "called" if planned.created else "already called"
-    lines = [f"{body} {planned.starts_at:%Y-%m-%d %H:%M} extraordinary ({state})"]
-    lines += [f"  {s.due_at:%Y-%m-%d %H:%M}  {s.run_name}" for s in planned.steps]
+    lines = [f"{body} {local(planned.starts_at):%Y-%m-%d %H:%M} extraordinary ({state})"]
+    lines += [f"  {local(s.due_at):%Y-%m-%d %H:%M}  {s.run_name}" for s in planned.steps]
     _show(planned.as_dict(), as_json, "\n".join(lines))
 
 
@@ -308,14 +310,14 @@ def meeting_enter(
     """Enter a meeting of BODY held before wct ran (no messages), then record it as any other
     with `wct meeting record`."""
     rt = runtime(ctx)
+    rt.ready_engine()  # the partnership's time zone, in which --at is read
     entered = rt.act(
         _who(who, by),
         instructions.EnterPastMeeting(body=body, starts_at=_moment(at, "--at"), location=location),
     )
     state = "entered" if entered.created else "was already entered"
-    typer.echo(
-        f"{body} {entered.starts_at:%Y-%m-%d %H:%M} {state}: record it with `wct meeting record`"
-    )
+    at_local = local(entered.starts_at)
+    typer.echo(f"{body} {at_local:%Y-%m-%d %H:%M} {state}: record it with `wct meeting record`")
 
 
 # --- reports ---------------------------------------------------------------------------------
@@ -541,11 +543,20 @@ def simulate(
             "database (WCT_DATABASE_URL / WCT_HOME).",
         ),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="Database URL the simulation writes (SQLite or PostgreSQL); it must be empty. "
+            "Default: a SQLite file under --home. Never the partnership's live database.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Play the calendar in accelerated time against a real Prefect server (a temporary one
     unless PREFECT_API_URL is set), delivering to a mail folder, and print a summary. The
-    simulation has its own database (under --home); the configured one is only read."""
+    simulation has its own database (--database, or under --home); the configured one is only
+    read."""
     rt = runtime(ctx)
     first, last = _day(start), _day(end)
     if last < first:
@@ -553,7 +564,7 @@ def simulate(
     folder = home or Path(tempfile.mkdtemp(prefix="wct-simulation-"))
     folder.mkdir(parents=True, exist_ok=True)
     c = load_constitution(constitution) if constitution else _loaded_constitution(rt)
-    summary = run_simulation(c, first, last, seed, folder)
+    summary = run_simulation(c, first, last, seed, folder, database=database)
     started = summary.pop("wall_seconds")
     if as_json:
         print_json({**summary, "wall_seconds": started})
@@ -581,15 +592,23 @@ def _loaded_constitution(rt: Runtime) -> Constitution:
 
 
 def run_simulation(
-    c: Constitution, first: date, last: date, seed: int, home: Path
+    c: Constitution,
+    first: date,
+    last: date,
+    seed: int,
+    home: Path,
+    *,
+    database: str | None = None,
 ) -> dict[str, Any]:
-    """Run the simulation with its own database under `home`; the caller's is never touched."""
+    """Run the simulation with its own database: `database` (which must be empty), else a SQLite
+    file under `home`; the caller's configured database is never touched."""
     from flows.simulate import Simulation, prepare_database
-    from models.clock import LONDON, FixedClock
+    from models.clock import FixedClock
     from models.config import get_settings
     from models.db import make_engine
 
-    url = f"sqlite:///{(home / 'wct.db').resolve()}"
+    url = database or f"sqlite:///{(home / 'wct.db').resolve()}"
+    shown = _refuse_unless_empty(url)
     saved = {k: os.environ.get(k) for k in ("WCT_DATABASE_URL", "WCT_HOME")}
     os.environ.update({"WCT_DATABASE_URL": url, "WCT_HOME": str(home)})
     for name in ("prefect", "prefect.flow_runs", "prefect.engine", "prefect.server"):
@@ -598,7 +617,7 @@ def run_simulation(
     began = time.monotonic()
     try:
         engine = make_engine(url)
-        start = datetime.combine(first, datetime.min.time(), tzinfo=LONDON)
+        start = datetime.combine(first, datetime.min.time(), tzinfo=c.partnership.zone)
         prepare_database(engine, c, FixedClock(start))
         simulation = Simulation(start=first, end=last, seed=seed, home=home, constitution=c)
         with _simulation_server():
@@ -612,9 +631,38 @@ def run_simulation(
                 os.environ[key] = value
         get_settings.cache_clear()
     result = summary.as_dict()
-    result["database"] = url
+    result["database"] = shown
     result["wall_seconds"] = round(time.monotonic() - began, 1)
     return result
+
+
+def _refuse_unless_empty(url: str) -> str:
+    """The URL as it may be shown (no password), once it is known to hold no wct records: a
+    simulation writes months of meetings, cases and mail, so it never runs on a database in use."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        probe = create_engine(url)
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise InvalidInput(f"--database: not a database URL ({type(exc).__name__})") from None
+    shown = probe.url.render_as_string(hide_password=True)
+    try:
+        with probe.connect() as connection:
+            if inspect(connection).has_table("audit_event"):
+                events = connection.execute(text("select count(*) from audit_event")).scalar()
+                if events:
+                    raise InvalidInput(
+                        f"{shown} already holds wct records ({events} audit events): a "
+                        "simulation needs an empty database, so it never touches one in use; "
+                        "name another with --database, or leave it out for a SQLite file "
+                        "under --home"
+                    )
+    except SQLAlchemyError as exc:
+        raise InvalidInput(f"cannot open {shown}: {type(exc).__name__}") from None
+    finally:
+        probe.dispose()
+    return shown
 
 
 @contextmanager

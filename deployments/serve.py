@@ -29,7 +29,6 @@ from flows.timers import STEP_TAG
 from models.constitution import Constitution, load_constitution
 from models.reports import closing_months
 
-TIMEZONE = "Europe/London"
 # A review's run opens it `opens_before_days` (default 45) before it is due: after the
 # scheduler's 100-day horizon shows it, before its notice (20 working days) falls due.
 REVIEW_LEAD = timedelta(days=45)
@@ -46,8 +45,10 @@ def quarterly_rule(c: Constitution) -> str:
     )
 
 
-def _rrule(rule: str) -> RRuleSchedule:
-    return RRuleSchedule(rrule=rule, timezone=TIMEZONE)
+def _rrule(rule: str, c: Constitution) -> RRuleSchedule:
+    """A schedule whose wall times are the partnership's (`partnership.time_zone`): a cycle runs
+    at its meeting's local time, and the reports and reviews open at 09:00 local time."""
+    return RRuleSchedule(rrule=rule, timezone=c.partnership.time_zone)
 
 
 def meeting_rule(c: Constitution, body_id: str) -> str | None:
@@ -84,7 +85,7 @@ def cycle_deployments(
             quarterly_reports,
             "quarterly-reports",
             tags=tags,
-            schedules=[_rrule(quarterly_rule(c))],
+            schedules=[_rrule(quarterly_rule(c), c)],
         ),
     ]
     for body in c.bodies:
@@ -97,7 +98,7 @@ def cycle_deployments(
                 body.id,
                 tags=tags,
                 parameters={"body": body.id},
-                schedules=[_rrule(rule)],
+                schedules=[_rrule(rule, c)],
                 description=f"Meetings of {body.name}",
             )
         )
@@ -114,7 +115,8 @@ def cycle_deployments(
                             review.due_month,
                             review.due_day,
                             timedelta(days=review.opens_before_days),
-                        )
+                        ),
+                        c,
                     )
                 ],
                 description=f"{review.title} ({review.clause})",

@@ -35,7 +35,7 @@ from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from flows.runtime import clock_at, engine
+from flows.runtime import clock_at, engine, partnership_time
 from flows.signals import act
 from flows.timers import database_run_tag, foreign_database_tag, schedule_subject_timers
 from models import accountability, instructions
@@ -463,14 +463,17 @@ async def dispute_case(
     timers: bool = True,
 ) -> CaseSummary:
     """18.2: a dispute between partners, from informal discussion to ADR."""
-    if (elsewhere := _another_databases("dispute")) is not None:
-        return elsewhere
-    done = _as(
-        clock_at(as_of),
-        request.opened_by,
-        instructions.OpenDispute(title=request.title, parties=request.parties, note=request.note),
-    )
-    return await opened("dispute", done.dispute_id, as_of=as_of, follow=follow, timers=timers)
+    with partnership_time():
+        if (elsewhere := _another_databases("dispute")) is not None:
+            return elsewhere
+        done = _as(
+            clock_at(as_of),
+            request.opened_by,
+            instructions.OpenDispute(
+                title=request.title, parties=request.parties, note=request.note
+            ),
+        )
+        return await opened("dispute", done.dispute_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="call-to-account", flow_run_name="call-to-account-{request.organisation}")
@@ -481,24 +484,25 @@ async def call_to_account_case(
     timers: bool = True,
 ) -> CaseSummary:
     """11.5.1: the WSCB calls a partner to account; the response deadline is agreed mutually."""
-    if (elsewhere := _another_databases("call_to_account")) is not None:
-        return elsewhere
-    kind = (
-        accountability.AccountKind.EVIDENCE_REQUEST
-        if request.evidence_request
-        else accountability.AccountKind.CALL_TO_ACCOUNT
-    )
-    done = _as(
-        clock_at(as_of),
-        request.opened_by,
-        instructions.OpenCallToAccount(
-            organisation=request.organisation,
-            evidence=request.evidence,
-            proposed_deadline=request.proposed_deadline,
-            kind=kind,
-        ),
-    )
-    return await opened(kind.value, done.case_id, as_of=as_of, follow=follow, timers=timers)
+    with partnership_time():
+        if (elsewhere := _another_databases("call_to_account")) is not None:
+            return elsewhere
+        kind = (
+            accountability.AccountKind.EVIDENCE_REQUEST
+            if request.evidence_request
+            else accountability.AccountKind.CALL_TO_ACCOUNT
+        )
+        done = _as(
+            clock_at(as_of),
+            request.opened_by,
+            instructions.OpenCallToAccount(
+                organisation=request.organisation,
+                evidence=request.evidence,
+                proposed_deadline=request.proposed_deadline,
+                kind=kind,
+            ),
+        )
+        return await opened(kind.value, done.case_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="risk", flow_run_name="risk-{request.title}")
@@ -509,19 +513,20 @@ async def risk_case(
     timers: bool = True,
 ) -> CaseSummary:
     """16.1: a risk managed by the Executive, escalated to the Board when it must be."""
-    if (elsewhere := _another_databases("risk")) is not None:
-        return elsewhere
-    done = _as(
-        clock_at(as_of),
-        request.raised_by,
-        instructions.RaiseRisk(
-            title=request.title,
-            owner=request.owner,
-            likelihood=request.likelihood,
-            impact=request.impact,
-        ),
-    )
-    return await opened("risk", done.risk_id, as_of=as_of, follow=follow, timers=timers)
+    with partnership_time():
+        if (elsewhere := _another_databases("risk")) is not None:
+            return elsewhere
+        done = _as(
+            clock_at(as_of),
+            request.raised_by,
+            instructions.RaiseRisk(
+                title=request.title,
+                owner=request.owner,
+                likelihood=request.likelihood,
+                impact=request.impact,
+            ),
+        )
+        return await opened("risk", done.risk_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="approval", flow_run_name="approval-{request.gate}")
@@ -532,19 +537,21 @@ async def approval_case(
     timers: bool = True,
 ) -> CaseSummary:
     """11.3.5 / 21.1.1: a proposal waits on another body's approval."""
-    if (elsewhere := _another_databases("approval")) is not None:
-        return elsewhere
-    done = _as(
-        clock_at(as_of),
-        request.requested_by,
-        instructions.RequestApproval(gate=request.gate, title=request.title),
-    )
-    return await opened("approval", done.request_id, as_of=as_of, follow=follow, timers=timers)
+    with partnership_time():
+        if (elsewhere := _another_databases("approval")) is not None:
+            return elsewhere
+        done = _as(
+            clock_at(as_of),
+            request.requested_by,
+            instructions.RequestApproval(gate=request.gate, title=request.title),
+        )
+        return await opened("approval", done.request_id, as_of=as_of, follow=follow, timers=timers)
 
 
 @flow(name="follow-case", flow_run_name="follow-{kind}-{case_id}")
 async def follow_case(kind: str, case_id: int) -> CaseSummary:
     """Follow a case opened elsewhere (the CLI) as a visible run."""
-    if (elsewhere := _another_databases(kind)) is not None:
-        return elsewhere
-    return await follow_to_close(kind, case_id)
+    with partnership_time():
+        if (elsewhere := _another_databases(kind)) is not None:
+            return elsewhere
+        return await follow_to_close(kind, case_id)

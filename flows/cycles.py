@@ -19,14 +19,15 @@ from prefect.artifacts import acreate_markdown_artifact
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, partnership_time
 from flows.signals import act
 from flows.timers import schedule_timers
 from models import instructions, meetings, reports, reviews
-from models.clock import Clock
+from models.clock import Clock, local
 from models.commands import current_constitution
+from models.constitution import Constitution
 from models.decision import Vote
-from models.errors import WctError
+from models.errors import WctError, cited
 from models.meetings.papers import meeting_papers
 from models.permissions import SYSTEM_CYCLE
 from models.queries import overdue_items
@@ -48,7 +49,8 @@ def agenda_markdown(session: Session, meeting: Meeting) -> str:
     c = current_constitution(session)
     lines = [
         f"# {c.body(meeting.body_id).name}: agenda",
-        f"{meeting.starts_at:%A %d %B %Y, %H:%M}, {meeting.location or 'location to follow'}",
+        f"{local(meeting.starts_at):%A %d %B %Y, %H:%M}, "
+        f"{meeting.location or 'location to follow'}",
         "",
         "| # | Item | Kind |",
         "|---|------|------|",
@@ -58,14 +60,16 @@ def agenda_markdown(session: Session, meeting: Meeting) -> str:
     return "\n".join(lines)
 
 
-def minutes_markdown(draft: meetings.MinutesDraft) -> str:
+def minutes_markdown(draft: meetings.MinutesDraft, c: Constitution) -> str:
+    """The draft minutes as an artifact, citing the clauses the constitution gives."""
     out = [f"# {draft.body}: draft minutes", f"Meeting of {draft.starts_at}", ""]
     for status in meetings.AttendanceStatus:
         out.append(f"**{status.title()}:** {', '.join(draft.attendance[status]) or 'none'}")
     out += ["", "## Agenda", *[f"- {_cell(a)}" for a in draft.agenda], ""]
-    out += ["## Declarations of interest (18.1)"]
+    out += [f"## {cited('Declarations of interest', c.cite('interests'))}"]
     out += [f"- {_cell(d)}" for d in draft.declarations] or ["- none"]
-    out += ["", "## Decisions (6.2)", "| Item | Motion | Outcome | How |", "|---|---|---|---|"]
+    out += ["", f"## {cited('Decisions', c.cite('decisions'))}"]
+    out += ["| Item | Motion | Outcome | How |", "|---|---|---|---|"]
     for m in draft.motions:
         out.append(
             f"| {m['item'] or '-'} | {_cell(m['text'])} | {m['outcome']} | "
@@ -77,7 +81,12 @@ def minutes_markdown(draft: meetings.MinutesDraft) -> str:
 def overdue_markdown(session: Session, now: datetime) -> tuple[str, int]:
     rows = [f"| {i.what} | {i.key} | {i.due} |" for i in overdue_items(session, now)]
     text = "\n".join(
-        [f"# Overdue at {now:%d %B %Y %H:%M}", "", "| What | Key | Was due |", "|---|---|---|"]
+        [
+            f"# Overdue at {local(now):%d %B %Y %H:%M}",
+            "",
+            "| What | Key | Was due |",
+            "|---|---|---|",
+        ]
         + (rows or ["| - | nothing overdue | - |"])
     )
     return text, len(rows)
@@ -95,7 +104,7 @@ def artifact_key(body_id: str, what: str) -> str:
 
 def _describe(meeting: Meeting, what: str) -> str:
     """What an artifact's card says: the meeting and which of its papers."""
-    when = meeting.starts_at
+    when = local(meeting.starts_at)
     return f"{meeting.body_id}: {what}, {when:%A} {when.day} {when:%B %Y at %H:%M}"
 
 
@@ -113,10 +122,12 @@ async def publish_minutes_artifact(meeting_id: int) -> None:
     with Session(engine()) as session:
         meeting = session.get(Meeting, meeting_id)
         assert meeting is not None
-        draft = meetings.minutes_data(session, meeting_id)
+        text = minutes_markdown(
+            meetings.minutes_data(session, meeting_id), current_constitution(session)
+        )
         key = artifact_key(meeting.body_id, "minutes")
         description = _describe(meeting, "draft minutes")
-    await acreate_markdown_artifact(minutes_markdown(draft), key=key, description=description)
+    await acreate_markdown_artifact(text, key=key, description=description)
     await publish_papers_artifact(meeting_id)
 
 
@@ -226,14 +237,15 @@ async def meeting_cycle(
     """20.4.1 / 21.4.1 / 22.4.1: plan the body's meeting on `day` (default: its next meetings by
     its cadence), set a timer for each of its steps, and show the next meeting's agenda and
     papers (artifacts `BODY-agenda`, `BODY-papers`)."""
-    clock = clock_at(as_of)
-    planned = plan_meetings(clock, body) if day is None else [_plan(clock, body, day)]
-    if timers:
-        for p in planned:
-            await schedule_timers(p.steps, as_of=as_of)
-    if planned:  # the run shows the next meeting's agenda and papers as they stand
-        await publish_agenda_artifact(planned[0].meeting_id)
-    return [p.as_dict() for p in planned]
+    with partnership_time():
+        clock = clock_at(as_of)
+        planned = plan_meetings(clock, body) if day is None else [_plan(clock, body, day)]
+        if timers:
+            for p in planned:
+                await schedule_timers(p.steps, as_of=as_of)
+        if planned:  # the run shows the next meeting's agenda and papers as they stand
+            await publish_agenda_artifact(planned[0].meeting_id)
+        return [p.as_dict() for p in planned]
 
 
 @flow(
@@ -246,10 +258,11 @@ async def quarterly_reports(
     period: str = "current", as_of: datetime | None = None, timers: bool = True
 ) -> dict[str, Any]:
     """22.2.1, 11.4.1: open the quarter's reports (default: the current quarter) with timers."""
-    opened = open_quarter(clock_at(as_of), period)
-    if timers:
-        await schedule_timers(opened.steps, as_of=as_of)
-    return opened.as_dict()
+    with partnership_time():
+        opened = open_quarter(clock_at(as_of), period)
+        if timers:
+            await schedule_timers(opened.steps, as_of=as_of)
+        return opened.as_dict()
 
 
 @flow(
@@ -263,10 +276,11 @@ async def annual_review(
 ) -> dict[str, Any]:
     """19.1, 11.4.2, 11.3.4, 17.2, 20.3.5, 13.3, 11.2.4: open the review due next (or in `year`)
     with its notice, reminders and escalation as timers."""
-    opened = open_next_review(clock_at(as_of), kind, year)
-    if timers:
-        await schedule_timers(opened.steps, as_of=as_of)
-    return opened.as_dict()
+    with partnership_time():
+        opened = open_next_review(clock_at(as_of), kind, year)
+        if timers:
+            await schedule_timers(opened.steps, as_of=as_of)
+        return opened.as_dict()
 
 
 # --- recording a meeting from the Prefect UI (the parameters render as a form) ----------------
@@ -342,8 +356,9 @@ def recording(record: MeetingRecord, meeting_id: int) -> instructions.RecordMeet
 async def record_meeting(record: MeetingRecord, as_of: datetime | None = None) -> dict[str, Any]:
     """After a meeting, as the member who records it: attendance, declarations (18.1) and votes,
     each motion decided by 6.2; the draft minutes become an artifact."""
-    with Session(engine()) as session:
-        meeting_id = meetings.find_meeting(session, record.body, record.day).id or 0
-    draft = act(clock_at(as_of), record.recorded_by, recording(record, meeting_id))
-    await publish_minutes_artifact(draft.meeting_id)
-    return draft.as_dict()
+    with partnership_time():
+        with Session(engine()) as session:
+            meeting_id = meetings.find_meeting(session, record.body, record.day).id or 0
+        draft = act(clock_at(as_of), record.recorded_by, recording(record, meeting_id))
+        await publish_minutes_artifact(draft.meeting_id)
+        return draft.as_dict()

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, SecretStr
 
-from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, partnership_time
 from notifications.config import NotificationSettings, get_notification_settings
 from notifications.dispatch import drain_once
 
@@ -77,26 +77,27 @@ async def dispatch(
     max_batches: int = 20, batch_size: int | None = None, as_of: datetime | None = None
 ) -> DispatchReport:
     """Deliver due outbox messages, batch after batch, until none is due or `max_batches`."""
-    logger = get_run_logger()
-    report = DispatchReport()
-    for _ in range(max_batches):
-        batch = await deliver_batch(as_of, batch_size)
-        report.batches += 1
-        report.unknown += batch.unknown
-        report.claimed += batch.claimed
-        report.sent += batch.sent
-        report.failed += batch.failed
-        report.dead += batch.dead
-        report.errors += batch.errors
-        if batch.claimed == 0:
-            break
-    logger.info(
-        "outbox: %d sent, %d failed (will retry), %d dead, %d unknown",
-        report.sent,
-        report.failed,
-        report.dead,
-        report.unknown,
-    )
-    for error in report.errors:
-        logger.warning("%s", error)
-    return report
+    with partnership_time():
+        logger = get_run_logger()
+        report = DispatchReport()
+        for _ in range(max_batches):
+            batch = await deliver_batch(as_of, batch_size)
+            report.batches += 1
+            report.unknown += batch.unknown
+            report.claimed += batch.claimed
+            report.sent += batch.sent
+            report.failed += batch.failed
+            report.dead += batch.dead
+            report.errors += batch.errors
+            if batch.claimed == 0:
+                break
+        logger.info(
+            "outbox: %d sent, %d failed (will retry), %d dead, %d unknown",
+            report.sent,
+            report.failed,
+            report.dead,
+            report.unknown,
+        )
+        for error in report.errors:
+            logger.warning("%s", error)
+        return report

@@ -1,9 +1,12 @@
-"""What every flow needs from outside: the wct database and the clock (the one seam for time)."""
+"""What every flow needs from outside: the wct database, the clock (the one seam for time), and
+the partnership's local time and region in force while it runs (`partnership_time`)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -11,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from models.clock import Clock, FixedClock, SystemClock
+from models.commands import partnership_of
 from models.config import get_settings
 from models.db import make_engine
 from models.redact import install_log_redaction, remember
@@ -49,6 +53,14 @@ def database_tag() -> str:
 def _tag(url: str) -> str:
     shown = _engine(url).url.render_as_string(hide_password=True)
     return hashlib.sha256(shown.encode()).hexdigest()[:10]
+
+
+@contextmanager
+def partnership_time() -> Iterator[None]:
+    """Within the block, the constitution's time zone and region are in force (its 09:00 and
+    17:00, its "today", its bank holidays); Europe/London and England before one is loaded."""
+    with partnership_of(engine()):
+        yield
 
 
 def clock_at(as_of: datetime | None) -> Clock:

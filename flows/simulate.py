@@ -47,9 +47,9 @@ from flows.runtime import engine
 from flows.signals import act
 from flows.steps import step as step_timer
 from models import accountability, approvals, instructions, meetings, reports, reviews
-from models.calendar import add_working_days, in_region, is_working_day, meetings_between
+from models.calendar import add_working_days, in_partnership, is_working_day, meetings_between
 from models.casework import StepStatus, coordinators, holders
-from models.clock import LONDON, FixedClock
+from models.clock import FixedClock, local_day
 from models.constitution import BodyKind, Constitution, RoleKind
 from models.db import migrate
 from models.disputes import stage_deadline
@@ -193,8 +193,9 @@ class Simulation:
             raise InvalidInput(f"--to {end} is before --from {start}")
         if (end - start).days > 3 * 366:
             raise InvalidInput("simulate at most three years at a time")
-        self.start = datetime.combine(start, time(0, 0), tzinfo=LONDON)
-        self.end = datetime.combine(end, time(23, 59), tzinfo=LONDON)
+        zone = constitution.partnership.zone  # the partnership's days, not London's
+        self.start = datetime.combine(start, time(0, 0), tzinfo=zone)
+        self.end = datetime.combine(end, time(23, 59), tzinfo=zone)
         self.rng = random.Random(seed)
         self.c = constitution
         self.home = home
@@ -248,7 +249,7 @@ class Simulation:
                 continue
             self.at(self.start, f"meetings-{body.id}", self._meeting_cycle(body.id))
             for moment in meetings_between(
-                body.cadence.rrule, body.cadence.first_local, self.start, self.end
+                body.cadence.rrule, body.cadence.first, self.start, self.end, self.start.tzinfo
             ):
                 self.at(moment, f"meetings-{body.id}", self._meeting_cycle(body.id))
         self.at(self.start, "reports", self._reports())
@@ -365,10 +366,12 @@ class Simulation:
         present = [
             m for m in members if m not in absent and (m in chairs or self.rng.random() < 0.85)
         ]
-        recorded_at = self._late(starts_at.date(), 0, 14) if self.rng.random() < 0.2 else starts_at
+        recorded_at = (
+            self._late(local_day(starts_at), 0, 14) if self.rng.random() < 0.2 else starts_at
+        )
         record = MeetingRecord(
             body=body,
-            day=starts_at.date(),
+            day=local_day(starts_at),
             recorded_by=recorders[0] if recorders else "",
             present=present,
             apologies=absent,
@@ -439,7 +442,7 @@ class Simulation:
 
     def _later(self, now: datetime, low: int, high: int) -> datetime:
         """A working day `low` to `high` working days after `now`, at a time in office hours."""
-        day = add_working_days(now.date(), self.rng.randint(low, high))
+        day = add_working_days(local_day(now), self.rng.randint(low, high))
         return at_nine(day) + timedelta(hours=self.rng.randint(0, 7))
 
     def _case_round(self, n: int) -> Action:
@@ -562,7 +565,7 @@ class Simulation:
         )
         if dispute_id is None or not cast.coordinators:
             return
-        adr_opens = now.date()  # the final stage opens when every stage before it has run out
+        adr_opens = local_day(now)  # the final stage opens when every stage before it has run out
         for stage in self.c.disputes.stages[:-1]:
             adr_opens = stage_deadline(self.c, stage.name, adr_opens)
         result = instructions.RecordAdr(
@@ -587,7 +590,7 @@ class Simulation:
         request = case_flows.CallToAccountRequest(
             organisation=partner,
             evidence=f"Section 11 audit: strategy meetings missed (round {n + 1})",
-            proposed_deadline=add_working_days(now.date(), days),
+            proposed_deadline=add_working_days(local_day(now), days),
             opened_by=chair,
         )
         case_id = await self._open(
@@ -614,7 +617,7 @@ class Simulation:
                 continue
             request = case_flows.RequestApproval(
                 gate=gate.gate,
-                title=f"Proposal {n + 1}.{i + 1} for approval",
+                title=f"Round {n + 1} proposal {i + 1} for approval",
                 requested_by=self.rng.choice(gate.proposers),
             )
             request_id = await self._open(
@@ -646,7 +649,8 @@ class Simulation:
     def schedule_deliveries(self) -> None:
         day = self.start.date()
         while day <= self.end.date():
-            self.at(datetime.combine(day, time(18, 0), tzinfo=LONDON), "deliver", self._deliver)
+            at_six = datetime.combine(day, time(18, 0), tzinfo=self.start.tzinfo)
+            self.at(at_six, "deliver", self._deliver)
             day += timedelta(days=1)
 
     async def _deliver(self, now: datetime) -> None:
@@ -657,7 +661,7 @@ class Simulation:
     # --- the run ---------------------------------------------------------------------------
 
     async def run(self) -> Summary:
-        with in_region(self.c.partnership.region):  # the partnership's bank holidays
+        with in_partnership(self.c.partnership):  # its bank holidays and its local time
             return await self._run()
 
     async def _run(self) -> Summary:

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from flows.cases import describe_waits, follow_unwatched, follow_up, stale_subjects
 from flows.cycles import ensure_cycles, publish_overdue_list, publish_step_artifacts
 from flows.forward_look import publish_forward_look
-from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, until_due
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, partnership_time, until_due
 from flows.signals import relay
 from flows.timers import foreign_database_tag, pending, schedule_timers
 from models.steps import run_name
@@ -50,20 +50,21 @@ async def step(key: str, as_of: datetime | None = None, timers: bool = True) -> 
     """A step comes due: act on it once (or find it satisfied, or too late to be of use), relay
     what changed, show a meeting's agenda, and for a case set the timers of its new deadlines
     and wake its run. A second run of the same step does nothing."""
-    foreign = foreign_database_tag()
-    if foreign is not None:
-        get_run_logger().warning(
-            "step %s is a timer of database %s, not this one: ignored", key, foreign
-        )
-        return "another database's timer"
-    await until_due(key, as_of)
-    outcome = run_step(engine(), clock_at(as_of), key)
-    get_run_logger().info("step %s: %s", key, outcome.result)
-    relay(engine())
-    await publish_step_artifacts([outcome])
-    if outcome.changed_a_case and timers:
-        await follow_up([outcome.subject], as_of=as_of)
-    return outcome.result
+    with partnership_time():
+        foreign = foreign_database_tag()
+        if foreign is not None:
+            get_run_logger().warning(
+                "step %s is a timer of database %s, not this one: ignored", key, foreign
+            )
+            return "another database's timer"
+        await until_due(key, as_of)
+        outcome = run_step(engine(), clock_at(as_of), key)
+        get_run_logger().info("step %s: %s", key, outcome.result)
+        relay(engine())
+        await publish_step_artifacts([outcome])
+        if outcome.changed_a_case and timers:
+            await follow_up([outcome.subject], as_of=as_of)
+        return outcome.result
 
 
 @flow(name="sweep", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
@@ -75,29 +76,30 @@ async def sweep(
     rules, set the timers of cases that moved and wake their runs, make sure every pending step
     due soon has its timer, start a visible run for every open case nobody follows, and publish
     the overdue list and each body's forward look."""
-    clock = clock_at(as_of)
-    problems = ensure_cycles(clock) if cycles else []
-    for problem in problems:
-        get_run_logger().warning("%s", problem)
-    done = run_due(engine(), clock)
-    relay(engine())
-    await publish_step_artifacts(done)
-    moved = {run.subject for run in done if run.changed_a_case} | await stale_subjects()
-    woken = await follow_up(moved, as_of=as_of) if timers else 0
-    horizon = clock.now() + TIMER_HORIZON
-    ensured = await schedule_timers(pending(before=horizon), as_of=as_of) if timers else 0
-    followed = await follow_unwatched()
-    described = await describe_waits()
-    overdue = await publish_overdue_list(clock.now())
-    ahead = await publish_forward_look(clock.now())
-    return {
-        "acted": [r.key for r in done if r.result == "acted"],
-        "skipped": [r.key for r in done if r.result == "skipped"],
-        "timers": ensured,
-        "woken": woken,
-        "followed": followed,
-        "described": described,
-        "overdue": overdue,
-        "ahead": ahead,
-        "problems": problems,
-    }
+    with partnership_time():
+        clock = clock_at(as_of)
+        problems = ensure_cycles(clock) if cycles else []
+        for problem in problems:
+            get_run_logger().warning("%s", problem)
+        done = run_due(engine(), clock)
+        relay(engine())
+        await publish_step_artifacts(done)
+        moved = {run.subject for run in done if run.changed_a_case} | await stale_subjects()
+        woken = await follow_up(moved, as_of=as_of) if timers else 0
+        horizon = clock.now() + TIMER_HORIZON
+        ensured = await schedule_timers(pending(before=horizon), as_of=as_of) if timers else 0
+        followed = await follow_unwatched()
+        described = await describe_waits()
+        overdue = await publish_overdue_list(clock.now())
+        ahead = await publish_forward_look(clock.now())
+        return {
+            "acted": [r.key for r in done if r.result == "acted"],
+            "skipped": [r.key for r in done if r.result == "skipped"],
+            "timers": ensured,
+            "woken": woken,
+            "followed": followed,
+            "described": described,
+            "overdue": overdue,
+            "ahead": ahead,
+            "problems": problems,
+        }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, select
 
 from models.calendar import add_working_days, working_days_between
@@ -22,7 +23,7 @@ from models.casework import (
 )
 from models.commands import current_constitution
 from models.constitution import Action, BodyKind, Constitution, RoleKind
-from models.errors import InvalidInput, NotFound, Refused
+from models.errors import InvalidInput, NotFound
 from models.messages import Ask, revision_key
 from models.messages import CallToAccount as CallToAccountMessage
 from models.permissions import Actor, Scope, allowed
@@ -41,7 +42,6 @@ from models.steps import (
 from models.tables import CallToAccount, Person
 from models.uow import UnitOfWork
 
-CLAUSE = "11.5.1"
 STALEMATE_STEP = StepSpec("account.stalemate", Subject.ACCOUNT, NoParams)
 REMINDER_STEP = StepSpec("account.reminder", Subject.ACCOUNT, DaysBefore)
 OVERDUE_STEP = StepSpec("account.overdue", Subject.ACCOUNT, NoParams)
@@ -73,10 +73,10 @@ def check_deadline(c: Constitution, today: date, deadline: date) -> None:
     days = working_days_between(today, deadline)
     low, high = c.call_to_account.min_deadline, c.call_to_account.max_deadline
     if not low <= days <= high:
-        raise Refused(
+        raise c.refused(
             f"deadline {deadline.isoformat()} is {days} working days away; "
             f"the constitution allows {low} to {high}",
-            clause=CLAUSE,
+            c.cite("call_to_account"),
         )
 
 
@@ -184,7 +184,7 @@ def _tell(
     notify(
         uow,
         CallToAccountMessage(
-            clause=CLAUSE,
+            clause=c.cite("call_to_account"),
             case_id=case.id,
             case_kind=case.kind,
             organisation=org,
@@ -458,8 +458,9 @@ def record_response(uow: UnitOfWork, *, case_id: int, response: str) -> AccountR
     session, c = uow.session, current_constitution(uow.session)
     case = lock(session, case_id)
     if case.status not in (AccountStatus.AWAITING_RESPONSE, AccountStatus.OVERDUE):
-        raise Refused(
-            f"call to account #{case_id} is {case.status}: no response is awaited", clause=CLAUSE
+        raise c.refused(
+            f"call to account #{case_id} is {case.status}: no response is awaited",
+            c.cite("call_to_account"),
         )
     before = _state(case)
     case.response = clean_text(response, what="response", limit=4000, multiline=True)
@@ -491,9 +492,9 @@ def conclude(
     session, c = uow.session, current_constitution(uow.session)
     case = lock(session, case_id)
     if case.status != AccountStatus.RESPONDED:
-        raise Refused(
+        raise c.refused(
             f"call to account #{case_id} is {case.status}: there is no response to judge",
-            clause=CLAUSE,
+            c.cite("call_to_account"),
         )
     text = clean_text(note, what="note", limit=2000, multiline=True)
     before = _state(case)
@@ -542,10 +543,13 @@ def answering_side(case: CallToAccount) -> Side:
     once a deadline is agreed, nobody proposes."""
     if case.status != AccountStatus.NEGOTIATING:
         agreed = f" (agreed: {case.agreed_deadline})" if case.agreed_deadline else ""
-        raise Refused(
+        session = object_session(case)
+        assert isinstance(session, Session), "a case is read in a session"
+        c = current_constitution(session)
+        raise c.refused(
             f"call to account #{case.id} is {case.status}{agreed}: the deadline is no longer "
             "open to proposals",
-            clause=CLAUSE,
+            c.cite("call_to_account"),
         )
     return Side.PARTNER if case.proposed_by == Side.WSCB else Side.WSCB
 

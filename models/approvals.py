@@ -18,7 +18,7 @@ from models.calendar import add_working_days
 from models.casework import chairs, clean_text, coordinators, locked, notify, settle, trigger_key
 from models.commands import current_constitution
 from models.constitution import Action, ApprovalGate, Constitution
-from models.errors import NotFound, Refused
+from models.errors import NotFound
 from models.messages import ApprovalRequest as ApprovalMessage
 from models.messages import Ask, Reminder, revision_key
 from models.permissions import Scope
@@ -150,9 +150,7 @@ def decide_approval(
     request = lock(session, request_id)
     g = gate(c, request.gate)
     if request.status != ApprovalStatus.WAITING:
-        raise Refused(
-            f"approval request #{request_id} was already {request.status}", clause=g.clause
-        )
+        raise c.refused(f"approval request #{request_id} was already {request.status}", g.clause)
     before = {"status": request.status}
     request.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REFUSED
     request.decided_at = uow.clock.now()
@@ -313,13 +311,12 @@ def hold(session: Session, *, item: AgendaItem, body_id: str, at: datetime) -> N
     approver = c.body(request.approver_body_id).name
     if request.status == ApprovalStatus.WAITING:
         due = f" (due by {request.due_on:%d %B %Y})" if request.due_on else ""
-        raise Refused(
+        raise c.refused(
             f'"{item.title}" waits on {approver}\'s approval{due}: it cannot be decided '
             f"at {at:%d %B %Y} until {approver} approves it",
-            clause=request.clause,
+            request.clause,
         )
     if request.status == ApprovalStatus.REFUSED:
-        raise Refused(
-            f'"{item.title}" was refused by {approver}: it cannot be decided',
-            clause=request.clause,
+        raise c.refused(
+            f'"{item.title}" was refused by {approver}: it cannot be decided', request.clause
         )

@@ -2,7 +2,9 @@
 
 The region (whose bank holidays close the office) comes from the constitution
 (`partnership.region`); a rule that is not told one uses the region in force (`in_region`),
-England unless an entry point says otherwise."""
+England unless an entry point says otherwise. An entry point running one partnership enters its
+region and its time zone together (`in_partnership`); a cadence not told a zone expands in the
+zone in force (`models.clock.local_zone`)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import holidays
 from dateutil.rrule import rrule, rrulestr
 
-from models.clock import LONDON
+from models.clock import in_zone, local_zone
+
+if TYPE_CHECKING:
+    from models.constitution import Partnership
 
 Region = Literal["england", "wales", "scotland", "northern-ireland"]
 #: The `holidays` package's subdivision of the United Kingdom for each region.
@@ -43,6 +48,15 @@ def in_region(region: Region) -> Iterator[None]:
         yield
     finally:
         _REGION.reset(token)
+
+
+@contextmanager
+def in_partnership(partnership: Partnership) -> Iterator[None]:
+    """Within the block, the partnership's bank holidays (`partnership.region`) and its local
+    time (`partnership.time_zone`) are in force: every entry point that runs a partnership's
+    rules enters this once."""
+    with in_region(partnership.region), in_zone(partnership.zone):
+        yield
 
 
 @lru_cache(maxsize=64)
@@ -85,8 +99,10 @@ def working_days_between(start: date, end: date, region: Region | None = None) -
     return sum(1 for n in span if is_working_day(start + timedelta(n), region))
 
 
-def parse_cadence(rule: str, first: datetime, zone: tzinfo = LONDON) -> rrule:
-    """Parse an RFC 5545 RRULE anchored at `first` (wall time in `zone`); ValueError if bad."""
+def parse_cadence(rule: str, first: datetime, zone: tzinfo | None = None) -> rrule:
+    """Parse an RFC 5545 RRULE anchored at `first` (wall time in `zone`, by default the zone in
+    force, when it has none); ValueError if bad."""
+    zone = zone or local_zone()
     if first.tzinfo is None:
         first = first.replace(tzinfo=zone)
     parsed = rrulestr(rule, dtstart=first)
@@ -96,16 +112,19 @@ def parse_cadence(rule: str, first: datetime, zone: tzinfo = LONDON) -> rrule:
 
 
 def meeting_dates(
-    rule: str, first: datetime, *, after: datetime, count: int, zone: tzinfo = LONDON
+    rule: str, first: datetime, *, after: datetime, count: int, zone: tzinfo | None = None
 ) -> list[datetime]:
-    """The next `count` meeting starts strictly after `after`, as datetimes in `zone`."""
+    """The next `count` meeting starts strictly after `after`, as datetimes in `zone` (by
+    default the zone in force)."""
+    zone = zone or local_zone()
     return list(_take(_occurrences(parse_cadence(rule, first, zone), after, zone), count))
 
 
 def meetings_between(
-    rule: str, first: datetime, start: datetime, end: datetime, zone: tzinfo = LONDON
+    rule: str, first: datetime, start: datetime, end: datetime, zone: tzinfo | None = None
 ) -> list[datetime]:
-    """Every meeting start in [start, end]."""
+    """Every meeting start in [start, end], in `zone` (by default the zone in force)."""
+    zone = zone or local_zone()
     parsed = parse_cadence(rule, first, zone)
     return [_wall(d, zone) for d in parsed.between(start, end, inc=True)]
 

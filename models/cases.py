@@ -14,7 +14,7 @@ from models.approvals import ApprovalStatus
 from models.audit import revision
 from models.commands import current_constitution
 from models.disputes import DisputeStage, is_final, parties_of
-from models.errors import NotFound
+from models.errors import NotFound, cited
 from models.risks import OPEN as OPEN_RISK
 from models.risks import RiskStatus
 from models.tables import (
@@ -160,18 +160,21 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
     """The answer the case waits on, or None once it is closed."""
     subject = f"{SUBJECT_PREFIX[kind]}:{case_id}"
     rev = revision(session, subject)
+    c = current_constitution(session)
     if kind == "dispute":
         dispute = session.get(Dispute, case_id)
         if dispute is None or dispute.stage == DisputeStage.CLOSED:
             return None
-        final = is_final(current_constitution(session), dispute.stage)
+        final = is_final(c, dispute.stage)
         form = Form.ADR_RESULT if final else Form.DISPUTE_OUTCOME
         return Awaiting(
             subject,
             form,
             dispute.stage,
             f"Dispute #{case_id} '{dispute.title}' is at {dispute.stage.replace('_', ' ')} until "
-            f"{dispute.stage_deadline}. A party's representative records the outcome (18.2).",
+            f"{dispute.stage_deadline}. "
+            + cited("A party's representative records the outcome", c.cite("disputes"))
+            + ".",
             rev,
             waiting_on="the representatives of "
             + " and ".join(_organisation(session, o) for o in sorted(parties_of(session, case_id))),
@@ -191,8 +194,12 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             subject,
             forms[AccountStatus(case.status)],
             case.status,
-            f"Call to account #{case_id} ({case.organisation_id}) is {case.status}; waiting on the "
-            f"{waiting_on(case)} (11.5.1). Proposed deadline {case.proposed_deadline}, agreed "
+            cited(
+                f"Call to account #{case_id} ({case.organisation_id}) is {case.status}; waiting "
+                f"on the {waiting_on(case)}",
+                c.cite("call_to_account"),
+            )
+            + f". Proposed deadline {case.proposed_deadline}, agreed "
             f"{case.agreed_deadline or 'not yet'}.",
             rev,
             waiting_on=(
@@ -212,11 +219,13 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             Form.BOARD_ASSESSMENT if escalated else Form.RISK_ACTION,
             risk.status,
             f"Risk #{case_id} '{risk.title}' (score {risk.likelihood * risk.impact}) is "
-            + (
-                "escalated: the Board records its formal assessment (16.1)."
+            + cited(
+                "escalated: the Board records its formal assessment"
                 if escalated
-                else f"managed by the Executive; next review by {risk.review_due_on} (16.1)."
-            ),
+                else f"managed by the Executive; next review by {risk.review_due_on}",
+                c.cite("risk"),
+            )
+            + ".",
             rev,
             waiting_on="the Board's formal assessment" if escalated else "the risk's owner",
             until=None if escalated else risk.review_due_on,
@@ -229,7 +238,10 @@ def awaiting(session: Session, kind: str, case_id: int) -> Awaiting | None:
             subject,
             Form.APPROVAL_DECISION,
             request.status,
-            f"'{request.title}' waits on {request.approver_body_id}'s decision ({request.clause}).",
+            cited(
+                f"'{request.title}' waits on {request.approver_body_id}'s decision", request.clause
+            )
+            + ".",
             rev,
             waiting_on=f"the decision of {_body(session, request.approver_body_id)}",
             until=request.due_on,

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
-from models.clock import LONDON
+from models.clock import local_zone
 from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
@@ -43,8 +43,8 @@ class StepStatus(StrEnum):
 
 
 def close_of_business(day: date) -> datetime:
-    """A deadline day ends at 17:00 in Europe/London."""
-    return datetime.combine(day, CLOSE_OF_BUSINESS, tzinfo=LONDON)
+    """A deadline day ends at 17:00 in the partnership's time zone."""
+    return datetime.combine(day, CLOSE_OF_BUSINESS, tzinfo=local_zone())
 
 
 def holders(

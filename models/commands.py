@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, delete, select
 
+from models.calendar import in_partnership
 from models.constitution import Constitution
-from models.errors import NotFound, NotInitialised, Refused
+from models.errors import NotFound, NotInitialised, Refused, WctError
 from models.members import MemberRow
 from models.tables import (
     Body,
@@ -43,6 +47,23 @@ def current_constitution(session: Session) -> Constitution:
     constitution = Constitution.model_validate_json(record.document)
     session.info[_CONSTITUTION] = constitution
     return constitution
+
+
+@contextmanager
+def partnership_of(engine: Engine) -> Iterator[None]:
+    """Within the block, the time zone and region of the partnership whose constitution the
+    database holds are in force (its wall times, its days, its bank holidays); Europe/London
+    and England before one is loaded."""
+    try:
+        with Session(engine) as session:
+            partnership = current_constitution(session).partnership
+    except (WctError, DBAPIError):  # not initialised: the caller says so where it matters
+        partnership = None
+    if partnership is None:
+        yield
+        return
+    with in_partnership(partnership):
+        yield
 
 
 @event.listens_for(OrmSession, "after_transaction_end")

@@ -29,8 +29,8 @@ from pydantic import (
 )
 
 from models.calendar import Region, cadence_ends, meeting_dates, meetings_between, parse_cadence
-from models.clock import LONDON
-from models.errors import ConstitutionInvalid, InvalidInput, Problem
+from models.clock import local_zone
+from models.errors import ConstitutionInvalid, InvalidInput, Problem, Refused, cited
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
@@ -178,9 +178,12 @@ class Cadence(_Strict):
 
     @property
     def first_local(self) -> datetime:
-        return self.first if self.first.tzinfo else self.first.replace(tzinfo=LONDON)
+        return self.first if self.first.tzinfo else self.first.replace(tzinfo=local_zone())
 
-    def next_meetings(self, after: datetime, count: int, zone: ZoneInfo = LONDON) -> list[datetime]:
+    def next_meetings(
+        self, after: datetime, count: int, zone: ZoneInfo | None = None
+    ) -> list[datetime]:
+        zone = zone or local_zone()
         first = self.first if self.first.tzinfo else self.first.replace(tzinfo=zone)
         return meeting_dates(self.rrule, first, after=after, count=count, zone=zone)
 
@@ -611,6 +614,15 @@ class Clauses(_Strict):
     membership: Text | None = Field(
         default=None, description="Gaps found by the membership review (20.3.5)."
     )
+    decisions: Text | None = Field(
+        default=None,
+        description="How a body decides a motion: consensus, majority, casting vote (6.2).",
+    )
+    interests: Text | None = Field(
+        default=None,
+        description="Declarations of interest, and votes set aside for them (18.1); none: the "
+        "clause of the declarations standing item, if it gives one.",
+    )
 
 
 class StandingFeed(StrEnum):
@@ -640,7 +652,7 @@ class StandingItem(_Strict):
         """`Declarations of interest (18.1)`; without a clause, the title alone."""
         if self.title is None:
             return None
-        return f"{self.title} ({self.clause})" if self.clause else self.title
+        return cited(self.title, self.clause)
 
     def applies_to(self, kind: BodyKind) -> bool:
         return not self.kinds or kind in self.kinds
@@ -705,10 +717,27 @@ class Constitution(_Strict):
 
     def cite(self, process: str) -> str:
         """The clause `process` (a field of `clauses`) cites, as the file gives it; "" (cite
-        none) when it gives none."""
+        none) when it gives none. Interests, not given there, cite the clause of the standing
+        item that lists declarations, where the file gives one."""
         if process not in Clauses.model_fields:
             raise KeyError(process)
-        return getattr(self.clauses, process) or ""
+        given: str | None = getattr(self.clauses, process)
+        if given is None and process == "interests":
+            given = next(
+                (
+                    i.clause
+                    for i in self.standing_items
+                    if i.feed is StandingFeed.DECLARATIONS and i.clause
+                ),
+                None,
+            )
+        return given or ""
+
+    def refused(self, message: str, clause: str | None) -> Refused:
+        """`Refused(message)` citing `clause` (none or "": no clause) after what the partnership
+        calls its agreement where space is short (Wirral: `(MoU 16.1)`)."""
+        p = self.partnership
+        return Refused(message, clause=clause, agreement=p.agreement_short_name or p.agreement_name)
 
     def body(self, body_id: str) -> Body:
         for body in self.bodies:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from models.constitution import Inquorate, Quorum
-from models.errors import InvalidInput, Refused
+from models.errors import InvalidInput, Refused, cited
 
 
 class Vote(StrEnum):
@@ -60,6 +60,8 @@ def decide(
     casting_vote: Vote | None = None,
     interested: Collection[str] = (),
     quorum: Quorum | None = None,
+    rule_clause: str = "",
+    interest_clause: str = "",
 ) -> Decision:
     """6.2: consensus where possible; else a simple majority of those present and voting;
     on a tie the person chairing may give a second, casting vote; otherwise no decision.
@@ -73,6 +75,9 @@ def decide(
 
     Quorum: with fewer present than the body's `quorum`, the decision is refused (citing the
     quorum's clause) or, where the constitution says so, recorded as inquorate: no decision.
+
+    An explanation cites `rule_clause` (the clause of this rule: Wirral's 6.2) and, for votes
+    set aside, `interest_clause` (Wirral's 18.1); an empty one is not cited.
     """
     if not present:
         raise InvalidVote("no one present: a motion cannot be decided")
@@ -98,7 +103,10 @@ def decide(
         raise InvalidVote("a casting vote must be for or against")
     if casting_vote is not None and chair in interested:
         raise InvalidVote(
-            f"the chair ({chair}) declared an interest in this item and may not cast a vote (18.1)"
+            cited(
+                f"the chair ({chair}) declared an interest in this item and may not cast a vote",
+                interest_clause,
+            )
         )
     set_aside = sorted(p for p in votes if p in interested and votes[p] is not Vote.ABSTAIN)
     votes = {p: v for p, v in votes.items() if p not in interested}
@@ -106,18 +114,24 @@ def decide(
     against = sum(1 for v in votes.values() if v is Vote.AGAINST)
     abstain = sum(1 for v in votes.values() if v is Vote.ABSTAIN)
 
+    def rule(sentence: str) -> str:
+        """`sentence`, citing the rule's clause, with its full stop."""
+        return f"{cited(sentence, rule_clause)}."
+
     def result(outcome: Outcome, method: Method, why: str, cast: Vote | None = None) -> Decision:
         if set_aside:
-            why += (
-                f" Not counted: {len(set_aside)} vote{'s' if len(set_aside) > 1 else ''} of "
-                "members who declared an interest in this item (18.1)."
+            count = f"{len(set_aside)} vote{'s' if len(set_aside) > 1 else ''}"
+            why += " " + cited(
+                f"Not counted: {count} of members who declared an interest in this item",
+                interest_clause,
             )
+            why += "."
         return Decision(outcome, method, votes_for, against, abstain, cast, why, len(set_aside))
 
     if consensus:
         if against or casting_vote is not None:
             raise InvalidVote("consensus recorded, but so were votes against or a casting vote")
-        return result(Outcome.CARRIED, Method.CONSENSUS, "Agreed by consensus (6.2).")
+        return result(Outcome.CARRIED, Method.CONSENSUS, rule("Agreed by consensus"))
     tally = f"{votes_for} for, {against} against, {abstain} abstaining"
     if votes_for != against:
         if casting_vote is not None:
@@ -126,26 +140,29 @@ def decide(
         return result(
             Outcome.CARRIED if won else Outcome.REJECTED,
             Method.MAJORITY,
-            f"{'Carried' if won else 'Rejected'} by simple majority of those present and voting: "
-            f"{tally} (6.2).",
+            rule(
+                f"{'Carried' if won else 'Rejected'} by simple majority of those present and "
+                f"voting: {tally}"
+            ),
         )
     if votes_for == 0:
         if casting_vote is not None:
             raise InvalidVote("casting vote recorded but no votes were cast: there is no tie")
         return result(
-            Outcome.NO_DECISION, Method.NONE, f"No decision: no votes were cast ({tally}) (6.2)."
+            Outcome.NO_DECISION, Method.NONE, rule(f"No decision: no votes were cast ({tally})")
         )
     if casting_vote is None:
         return result(
             Outcome.NO_DECISION,
             Method.NONE,
-            f"No decision: tied {tally}, and the chair gave no casting vote (6.2).",
+            rule(f"No decision: tied {tally}, and the chair gave no casting vote"),
         )
     won = casting_vote is Vote.FOR
     return result(
         Outcome.CARRIED if won else Outcome.REJECTED,
         Method.CASTING_VOTE,
-        f"{'Carried' if won else 'Rejected'} on the chair's casting vote after a tie: "
-        f"{tally} (6.2).",
+        rule(
+            f"{'Carried' if won else 'Rejected'} on the chair's casting vote after a tie: " + tally
+        ),
         casting_vote,
     )

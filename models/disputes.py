@@ -22,15 +22,13 @@ from models.casework import (
 )
 from models.commands import current_constitution
 from models.constitution import Action, BodyKind, Constitution, DisputeStageSpec, RoleKind
-from models.errors import InvalidInput, NotFound, Refused
+from models.errors import InvalidInput, NotFound
 from models.messages import Ask, revision_key
 from models.messages import DisputeStage as DisputeStageMessage
 from models.permissions import Actor, Scope
 from models.steps import ALWAYS, Firing, StepKind, StepParams, StepSpec, Subject, plan
 from models.tables import Declaration, Dispute, DisputeParty, DisputeStageRecord, Person
 from models.uow import UnitOfWork
-
-CLAUSE = "18.2"
 
 
 class DisputeStage(StrEnum):
@@ -57,7 +55,9 @@ def stage_spec(c: Constitution, stage: str) -> DisputeStageSpec:
         return c.disputes.stage(str(stage))
     except KeyError:
         names = ", ".join(s.name for s in c.disputes.stages)
-        raise Refused(f"no dispute stage '{stage}' (the ladder: {names})", clause=CLAUSE) from None
+        raise c.refused(
+            f"no dispute stage '{stage}' (the ladder: {names})", c.cite("disputes")
+        ) from None
 
 
 def first_stage(c: Constitution) -> str:
@@ -69,7 +69,7 @@ def next_stage(c: Constitution, stage: str) -> str:
     not resolved, alternative dispute resolution (or the constitution's own ladder)."""
     names = [s.name for s in c.disputes.stages]
     if stage not in names[:-1]:
-        raise Refused(f"there is no stage after {stage}", clause=CLAUSE)
+        raise c.refused(f"there is no stage after {stage}", c.cite("disputes"))
     return names[names.index(stage) + 1]
 
 
@@ -257,7 +257,7 @@ def _enter_stage(
     notify(
         uow,
         DisputeStageMessage(
-            clause=CLAUSE,
+            clause=c.cite("disputes"),
             dispute_id=dispute.id,
             title=dispute.title,
             stage=stage,
@@ -291,14 +291,14 @@ def _current_stage_record(session: Session, dispute: Dispute) -> DisputeStageRec
     return record
 
 
-def _check_open(dispute: Dispute, stage: str | None) -> None:
+def _check_open(c: Constitution, dispute: Dispute, stage: str | None) -> None:
     if dispute.stage == DisputeStage.CLOSED:
-        raise Refused(f"dispute #{dispute.id} is closed ({dispute.outcome})", clause=CLAUSE)
+        raise c.refused(f"dispute #{dispute.id} is closed ({dispute.outcome})", c.cite("disputes"))
     if stage is not None and dispute.stage != stage:
-        raise Refused(
+        raise c.refused(
             f"dispute #{dispute.id} is at stage {dispute.stage}, not {stage}: "
             f"the {stage} outcome was already recorded",
-            clause=CLAUSE,
+            c.cite("disputes"),
         )
 
 
@@ -316,12 +316,12 @@ def record_outcome(
     dispute, parties = lock(session, dispute_id)
     stage = str(stage)
     final = is_final(c, stage)  # a stage the ladder does not name is refused first
-    _check_open(dispute, stage)
+    _check_open(c, dispute, stage)
     if final:
-        raise Refused(
+        raise c.refused(
             f"at the final stage ({stage}), the outcome is its provider and result, "
             "recorded as such",
-            clause=CLAUSE,
+            c.cite("disputes"),
         )
     text = clean_text(note, what="note", limit=2000, multiline=True)
     if resolved:
@@ -344,7 +344,7 @@ def record_adr(
     session, c = uow.session, current_constitution(uow.session)
     dispute, parties = lock(session, dispute_id)
     final = c.disputes.stages[-1].name
-    _check_open(dispute, final)
+    _check_open(c, dispute, final)
     record = _current_stage_record(session, dispute)
     record.provider = clean_text(provider, what="provider", limit=300)
     text = clean_text(note, what="note", limit=2000, multiline=True)
@@ -372,7 +372,7 @@ def deadline_passed(uow: UnitOfWork, *, dispute_id: int, stage: str) -> bool:
         queued = notify(
             uow,
             DisputeStageMessage(
-                clause=CLAUSE,
+                clause=c.cite("disputes"),
                 dispute_id=dispute.id,
                 title=dispute.title,
                 stage=stage,
@@ -461,9 +461,9 @@ def _close(
 
 def declare_interest(uow: UnitOfWork, *, actor: Actor, dispute_id: int, nature: str) -> int:
     """18.1: a member declares an interest (or a conduct matter) in a dispute."""
-    session = uow.session
+    session, c = uow.session, current_constitution(uow.session)
     dispute, parties = lock(session, dispute_id)
-    _check_open(dispute, None)
+    _check_open(c, dispute, None)
     declaration = Declaration(
         person_id=actor.person_id,
         dispute_id=dispute.id,

@@ -21,13 +21,26 @@ class NotFound(WctError):
 
 class Refused(WctError):
     """The request is well formed and names what exists, but the rules say no (now, or to this
-    person). `clause` is the MoU clause whose rule refuses, when one does; the message cites it."""
+    person). `clause` is the clause of the agreement whose rule refuses, when the constitution
+    gives one (none or "": the message cites none); the message cites it, after `agreement`
+    (what the partnership calls its agreement where space is short, as `Constitution.refused`
+    and models/permissions.py `require` give it; none: the clause alone)."""
 
-    def __init__(self, message: str, *, clause: str | None = None) -> None:
-        self.clause = clause
-        if clause is not None and not _cites(message, clause):
-            message = f"{message} (MoU {clause})"
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, clause: str | None = None, agreement: str | None = None
+    ) -> None:
+        self.clause = clause or None
+        super().__init__(cited(message, self.clause, agreement=agreement))
+
+
+def cited(text: str, clause: str | None, *, agreement: str | None = None) -> str:
+    """`text (clause)` (`text (agreement clause)` given the agreement's name): `text` citing
+    `clause`; `text` alone when there is no clause (the constitution gives none: never an
+    empty `()`) or `text` already names it. The one rule for putting a clause after words a
+    user reads."""
+    if not clause or _cites(text, clause):
+        return text
+    return f"{text} ({agreement} {clause})" if agreement else f"{text} ({clause})"
 
 
 def _cites(message: str, clause: str) -> bool:

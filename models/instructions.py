@@ -41,6 +41,12 @@ R = TypeVar("R", covariant=True)
 # --- meetings (20.4.1, 21.4.1, 22.4.1; agenda and minutes, 23.1) -----------------------------
 
 
+def _cites(uow: UnitOfWork, process: str) -> str:
+    """The clause the partnership's own file gives `process` (a field of `clauses`), which a
+    refusal cites after its agreement's name; "" (cite none) where the file gives none."""
+    return current_constitution(uow.session).cite(process)
+
+
 def _meeting_permission(uow: UnitOfWork, action: Action, body_id: str) -> Permission:
     """A meeting command is about the meeting's body; a refusal cites the body's meeting clause."""
     body = body_of(current_constitution(uow.session), body_id)
@@ -113,7 +119,6 @@ class DeclareMeetingInterest(_MeetingCommand[int]):
     """18.1: declare your interest in an item of a meeting before it is held."""
 
     action = Action.MEETING_DECLARE
-    clause = "18.1"
     meeting_id: int
     item: int
     nature: str
@@ -121,8 +126,9 @@ class DeclareMeetingInterest(_MeetingCommand[int]):
     @override
     def permission(self, uow: UnitOfWork) -> Permission:
         meeting = meetings.load_meeting(uow.session, self.meeting_id)
-        body = body_of(current_constitution(uow.session), meeting.body_id)
-        return Permission(self.action, Scope(body=body.id), self.clause)
+        c = current_constitution(uow.session)
+        body = body_of(c, meeting.body_id)
+        return Permission(self.action, Scope(body=body.id), c.cite("interests"))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> int:
@@ -166,7 +172,6 @@ class UpdateAction(Command[MeetingAction]):
     due date; its reminders stop, or are planned again for the new date."""
 
     action = Action.ACTION_UPDATE
-    clause = meetings.ACTION_CLAUSE
     action_id: int
     status: meetings.ActionStatus | None = None
     due: date | None = None
@@ -176,7 +181,7 @@ class UpdateAction(Command[MeetingAction]):
     def permission(self, uow: UnitOfWork) -> Permission:
         """Judged for the body whose meeting agreed it, and the action's owner."""
         scope = meetings.action_scope(uow.session, self.action_id)
-        return Permission(self.action, scope, self.clause)
+        return Permission(self.action, scope, _cites(uow, "actions"))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> MeetingAction:
@@ -285,8 +290,15 @@ class OpenReports(Command[reports.ReportsOpened]):
     """Open every quarterly report owed for a quarter, with its reminders."""
 
     action = Action.REPORT_OPEN
-    clause = "22.2.1, 11.4.1"
     period: str
+
+    @override
+    def permission(self, uow: UnitOfWork) -> Permission:
+        """A refusal cites the clauses of the partnership's quarterly reports (Wirral's 22.2.1,
+        11.4.1), each once, as its file gives them."""
+        specs = current_constitution(uow.session).quarterly_reports
+        clauses = dict.fromkeys(spec.clause for spec in specs if spec.clause)
+        return Permission(self.action, Scope(), ", ".join(clauses))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> reports.ReportsOpened:
@@ -369,15 +381,15 @@ class ChallengeReview(Command[int]):
     """7.2: challenge a published review while its window is open (any interested party)."""
 
     action = Action.REVIEW_CHALLENGE
-    clause = reviews.CHALLENGE_CLAUSE
     kind: str
     year: int
     text: str
 
     @override
     def permission(self, uow: UnitOfWork) -> Permission:
-        spec = reviews.spec_of(current_constitution(uow.session), self.kind)
-        return Permission(self.action, Scope(body=spec.owner), self.clause)
+        c = current_constitution(uow.session)
+        spec = reviews.spec_of(c, self.kind)
+        return Permission(self.action, Scope(body=spec.owner), c.cite("challenge"))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> int:
@@ -392,14 +404,13 @@ class AnswerChallenge(Command[reviews.ChallengeAnswered]):
     when they are a member."""
 
     action = Action.REVIEW_ANSWER_CHALLENGE
-    clause = reviews.CHALLENGE_CLAUSE
     challenge_id: int
     response: str
 
     @override
     def permission(self, uow: UnitOfWork) -> Permission:
         review = reviews.challenged_review(uow.session, self.challenge_id)
-        return Permission(self.action, Scope(body=review.owner_body_id), self.clause)
+        return Permission(self.action, Scope(body=review.owner_body_id), _cites(uow, "challenge"))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> reviews.ChallengeAnswered:
@@ -418,8 +429,8 @@ def _name_of(uow: UnitOfWork, actor: Principal) -> str:
 
 
 def _risk_permission(uow: UnitOfWork, action: Action, kind: BodyKind) -> Permission:
-    body = current_constitution(uow.session).sole(kind)
-    return Permission(action, Scope(body=body.id), risks.CLAUSE)
+    c = current_constitution(uow.session)
+    return Permission(action, Scope(body=c.sole(kind).id), c.cite("risk"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -528,7 +539,7 @@ class _DisputeCommand(Command[R]):
     @override
     def permission(self, uow: UnitOfWork) -> Permission:
         _, parties = disputes.lock(uow.session, self.dispute_id)
-        return Permission(self.action, Scope(parties=parties), disputes.CLAUSE)
+        return Permission(self.action, Scope(parties=parties), _cites(uow, "disputes"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -544,7 +555,7 @@ class OpenDispute(Command[disputes.DisputeResult]):
     def permission(self, uow: UnitOfWork) -> Permission:
         c = current_constitution(uow.session)
         involved = disputes.dispute_parties(c, list(self.parties))
-        return Permission(self.action, Scope(parties=involved), disputes.CLAUSE)
+        return Permission(self.action, Scope(parties=involved), c.cite("disputes"))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> disputes.DisputeResult:
@@ -625,8 +636,9 @@ class _AccountCommand(Command[R]):
     @override
     def permission(self, uow: UnitOfWork) -> Permission:
         case = accountability.lock(uow.session, self.case_id)
-        scope = accountability.scope_of(current_constitution(uow.session), case.organisation_id)
-        return Permission(self.action, scope, accountability.CLAUSE)
+        c = current_constitution(uow.session)
+        scope = accountability.scope_of(c, case.organisation_id)
+        return Permission(self.action, scope, c.cite("call_to_account"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -645,7 +657,7 @@ class OpenCallToAccount(Command[accountability.AccountResult]):
         if self.organisation not in {o.id for o in c.organisations}:
             raise NotFound(f"unknown organisation '{self.organisation}'")
         scope = accountability.scope_of(c, self.organisation)
-        return Permission(self.action, scope, accountability.CLAUSE)
+        return Permission(self.action, scope, c.cite("call_to_account"))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> accountability.AccountResult:
@@ -671,8 +683,9 @@ class AnswerDeadline(Command[accountability.AccountResult]):
     def permission(self, uow: UnitOfWork) -> Permission:
         case = accountability.lock(uow.session, self.case_id)
         side = accountability.answering_side(case)
-        scope = accountability.scope_of(current_constitution(uow.session), case.organisation_id)
-        return Permission(accountability.AGREE_FOR[side], scope, accountability.CLAUSE)
+        c = current_constitution(uow.session)
+        scope = accountability.scope_of(c, case.organisation_id)
+        return Permission(accountability.AGREE_FOR[side], scope, c.cite("call_to_account"))
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> accountability.AccountResult:

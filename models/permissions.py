@@ -211,11 +211,15 @@ def require(
     *,
     clause: str | None = None,
 ) -> None:
-    """Refuse, naming who may (and the MoU `clause` of the step, when given), unless the
-    constitution lets `actor` take `action`."""
+    """Refuse, naming who may (and the `clause` of the step, when the constitution gives one,
+    after what the partnership calls its agreement where space is short: Wirral's `(MoU 16.1)`),
+    unless the constitution lets `actor` take `action`."""
     if not allowed(c, action, actor, scope):
         who = ", ".join(c.grants(action)) or "nobody (no grant in the constitution)"
         where = f" for {scope.body}" if scope.body else ""
+        p = c.partnership
         raise NotPermitted(
-            f"{actor.audit_name} may not {action.value}{where}: allowed are {who}", clause=clause
+            f"{actor.audit_name} may not {action.value}{where}: allowed are {who}",
+            clause=clause,
+            agreement=p.agreement_short_name or p.agreement_name,
         )

@@ -15,10 +15,11 @@ from sqlmodel import Session, col, select
 
 from models.calendar import add_working_days, is_working_day
 from models.casework import clean_text, coordinators, notify, settle
+from models.clock import local_day
 from models.commands import current_constitution
-from models.constitution import BodyKind, Constitution, review_due
+from models.constitution import BodyKind, Constitution, StructuralRule, review_due
 from models.constitution import Review as ReviewSpec
-from models.errors import InvalidInput, NotFound, Refused
+from models.errors import InvalidInput, NotFound, Refused, cited
 from models.messages import (
     ChallengeAnswer,
     Reminder,
@@ -76,10 +77,6 @@ OPEN, OVERDUE_STATUS, PUBLISHED, COMPLETED = (
     ReviewStatus.PUBLISHED,
     ReviewStatus.COMPLETED,
 )
-
-CHALLENGE_CLAUSE = "7.2"
-MEMBERSHIP_CLAUSE = "20.3.5"
-# 7.2 sets no length for the challenge window; the constitution has no field for it yet.
 
 
 def spec_of(c: Constitution, kind: str) -> ReviewSpec:
@@ -338,7 +335,7 @@ class ReviewCompleted:
 
 def representation_gaps(c: Constitution, holders: list[tuple[str, str, str]]) -> list[str]:
     """20.3.3-20.3.4 among the people: each statutory partner has someone on the Board."""
-    clause = c.rules.get("statutory_partners_on_board")  # type: ignore[call-overload]
+    clause = c.rules.get(StructuralRule.STATUTORY_PARTNERS_ON_BOARD)
     boards = c.bodies_of(BodyKind.BOARD)
     if clause is None or len(boards) != 1:
         return []
@@ -392,7 +389,7 @@ def complete_review(
     settle(session, subject=_subject(review), now=now)
     if spec.challenge_window:
         review.status, review.published_at = ReviewStatus.PUBLISHED, now
-        review.challenge_closes_on = add_working_days(now.date(), c.reminders.challenge_window)
+        review.challenge_closes_on = add_working_days(local_day(now), c.reminders.challenge_window)
         steps.append(
             plan(
                 session,
@@ -416,10 +413,14 @@ def complete_review(
         notify(
             uow,
             RepresentationGap(  # TODO(notifications): a dedicated representation_gap template
-                clause="20.3.5, 20.3.3-20.3.4",
+                clause=c.cite("membership"),
                 what="Statutory representation on the Board: " + "; ".join(gaps),
                 due=at_five(review.due_on),
-                action="Fill the statutory partners' Board seats (20.3.3).",
+                action=cited(
+                    "Fill the statutory partners' Board seats",
+                    c.rules.get(StructuralRule.STATUTORY_PARTNERS_ON_BOARD),
+                )
+                + ".",
                 gaps=gaps,
             ),
             people=role_holders(session, board.chair) + coordinators(session, c),
@@ -436,24 +437,25 @@ def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challeng
     (kept in the message, not in the audit chain). Returns the number of challenges so far."""
     session, c = uow.session, current_constitution(uow.session)
     spec = spec_of(c, kind)
+    challenge_clause = c.cite("challenge")
     if not spec.challenge_window:
-        raise Refused(
-            f"{kind} is not open to public challenge (only reviews under 7.2 are)",
-            clause=CHALLENGE_CLAUSE,
+        only = f"under {challenge_clause}" if challenge_clause else "with a challenge window"
+        raise c.refused(
+            f"{kind} is not open to public challenge (only reviews {only} are)", challenge_clause
         )
     review = find_review(session, kind=kind, year=year)
     challenge = clean_text(challenge, what="challenge", limit=2000, multiline=True)
     who = clean_text(by, what="who challenges", limit=200)
     if review.status != ReviewStatus.PUBLISHED or review.challenge_closes_on is None:
-        raise Refused(
+        raise c.refused(
             f"{review_key(review)} is not open to challenge (status {review.status})",
-            clause=CHALLENGE_CLAUSE,
+            challenge_clause,
         )
-    if uow.clock.now().date() > review.challenge_closes_on:
-        raise Refused(
+    if local_day(uow.clock.now()) > review.challenge_closes_on:
+        raise c.refused(
             f"the challenge window of {review_key(review)} closed on "
             f"{review.challenge_closes_on.isoformat()}",
-            clause=CHALLENGE_CLAUSE,
+            challenge_clause,
         )
     review.challenges += 1
     session.add(review)
@@ -461,7 +463,7 @@ def challenge_review(uow: UnitOfWork, *, kind: str, year: int, by: str, challeng
         uow,
         ReviewChallenged(  # TODO(notifications): a dedicated review_challenged template
             clause=spec.clause,
-            what=f"Challenge to the published {spec.title} {review.year} (7.2)",
+            what=cited(f"Challenge to the published {spec.title} {review.year}", challenge_clause),
             due=at_five(review.due_on),
             action="Consider the challenge and respond to the challenger.",
             challenge=challenge,
@@ -641,10 +643,10 @@ def answer_challenge(uow: UnitOfWork, *, challenge_id: int, response: str) -> Ch
     number = _number(event)
     answered = _answers(session, review).get(number)
     if answered is not None:
-        raise Refused(
+        raise c.refused(
             f"challenge #{challenge_id} to {review_key(review)} was answered on "
-            f"{answered.at.date().isoformat()}",
-            clause=CHALLENGE_CLAUSE,
+            f"{local_day(answered.at).isoformat()}",
+            c.cite("challenge"),
         )
     view = _view(session, review, event, None)
     person = _person(session, event.actor)
@@ -654,7 +656,7 @@ def answer_challenge(uow: UnitOfWork, *, challenge_id: int, response: str) -> Ch
         queued = notify(
             uow,
             ChallengeAnswer(
-                clause=CHALLENGE_CLAUSE,
+                clause=c.cite("challenge"),
                 action="Nothing, unless you want to take it further: reply to the governance "
                 "coordinator.",
                 review=spec.title,
@@ -662,7 +664,7 @@ def answer_challenge(uow: UnitOfWork, *, challenge_id: int, response: str) -> Ch
                 owner_body=c.body(review.owner_body_id).name,
                 challenge=view.text or "(the text of the challenge was not kept)",
                 response=response,
-                answered_on=uow.clock.now().date(),
+                answered_on=local_day(uow.clock.now()),
             ),
             people=[person],
             key=f"{_challenge_stem(review, number)}:answer",
@@ -671,9 +673,10 @@ def answer_challenge(uow: UnitOfWork, *, challenge_id: int, response: str) -> Ch
     if told:
         note = f"the answer was sent to {view.challenger}"
     elif person is None:
+        anyone = ": ".join(filter(None, (c.cite("challenge"), "any interested party")))
         note = (
-            f"{view.challenger} is not a member and gave only a name (7.2: any interested "
-            "party): nothing could be sent; pass the answer on yourself"
+            f"{view.challenger} is not a member and gave only a name ({anyone}): nothing could "
+            "be sent; pass the answer on yourself"
         )
     else:
         note = f"{view.challenger} is no longer reachable: nothing could be sent"

@@ -19,14 +19,13 @@ from models.casework import (
 )
 from models.commands import current_constitution
 from models.constitution import Action, BodyKind, Constitution
-from models.errors import InvalidInput, NotFound, Refused
+from models.errors import InvalidInput, NotFound
 from models.messages import Ask, RiskEscalated, RiskReviewOverdue, revision_key
 from models.permissions import Scope, find_actor
 from models.steps import ALWAYS, Firing, NoParams, StepKind, StepSpec, Subject, plan
 from models.tables import Person, Risk
 from models.uow import UnitOfWork
 
-CLAUSE = "16.1"
 REVIEW_STEP = StepSpec("risk.review", Subject.RISK, NoParams)
 
 
@@ -132,7 +131,9 @@ def review_risk(uow: UnitOfWork, *, risk_id: int, likelihood: int, impact: int) 
     risk = _load(session, risk_id)
     new_score = score(likelihood, impact)
     if risk.status not in OPEN:
-        raise Refused(f"risk #{risk_id} is {risk.status}: it is no longer reviewed", clause=CLAUSE)
+        raise c.refused(
+            f"risk #{risk_id} is {risk.status}: it is no longer reviewed", c.cite("risk")
+        )
     before = _state(risk)
     risk.likelihood, risk.impact = likelihood, impact
     risk.review_due_on = uow.clock.now().date() + timedelta(days=c.risk.review_interval_days)
@@ -151,7 +152,7 @@ def escalate_risk(uow: UnitOfWork, *, risk_id: int, reason: str) -> RiskResult:
     risk = _load(session, risk_id)
     reason = clean_text(reason, what="reason", limit=500)
     if risk.status != RiskStatus.MANAGED:
-        raise Refused(f"risk #{risk_id} is already {risk.status}", clause=CLAUSE)
+        raise c.refused(f"risk #{risk_id} is already {risk.status}", c.cite("risk"))
     _escalate(uow, c, risk, reason)
     return RiskResult(risk_id, False, risk.status, risk.likelihood * risk.impact)
 
@@ -169,7 +170,7 @@ def _escalate(uow: UnitOfWork, c: Constitution, risk: Risk, reason: str) -> None
     notify(
         uow,
         RiskEscalated(
-            clause=CLAUSE,
+            clause=c.cite("risk"),
             risk_id=risk.id,
             title=risk.title,
             likelihood=risk.likelihood,
@@ -190,12 +191,13 @@ def _escalate(uow: UnitOfWork, c: Constitution, risk: Risk, reason: str) -> None
 
 def assess_risk(uow: UnitOfWork, *, risk_id: int, assessment: str) -> RiskResult:
     """The Board's formal assessment of an escalated risk (16.1)."""
-    session = uow.session
+    session, c = uow.session, current_constitution(uow.session)
     risk = _load(session, risk_id)
     text = clean_text(assessment, what="assessment", limit=2000, multiline=True)
     if risk.status != RiskStatus.ESCALATED:
-        raise Refused(
-            f"risk #{risk_id} is {risk.status}: only an escalated risk is assessed", clause=CLAUSE
+        raise c.refused(
+            f"risk #{risk_id} is {risk.status}: only an escalated risk is assessed",
+            c.cite("risk"),
         )
     before = _state(risk)
     risk.status, risk.board_assessment = RiskStatus.ASSESSED, text
@@ -205,10 +207,10 @@ def assess_risk(uow: UnitOfWork, *, risk_id: int, assessment: str) -> RiskResult
 
 
 def close_risk(uow: UnitOfWork, *, risk_id: int) -> RiskResult:
-    session = uow.session
+    session, c = uow.session, current_constitution(uow.session)
     risk = _load(session, risk_id)
     if risk.status == RiskStatus.CLOSED:
-        raise Refused(f"risk #{risk_id} is already closed", clause=CLAUSE)
+        raise c.refused(f"risk #{risk_id} is already closed", c.cite("risk"))
     before = _state(risk)
     risk.status, risk.closed_at = RiskStatus.CLOSED, uow.clock.now()
     session.add(risk)
@@ -242,7 +244,7 @@ def chase_review(uow: UnitOfWork, *, risk_id: int) -> bool:
     queued = notify(
         uow,
         RiskReviewOverdue(
-            clause=CLAUSE,
+            clause=c.cite("risk"),
             risk_id=risk.id,
             title=risk.title,
             score=risk.likelihood * risk.impact,

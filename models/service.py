@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from models.calendar import in_region
+from models.calendar import in_partnership
 from models.clock import Clock
 from models.commands import current_constitution
 from models.constitution import Action, Constitution
@@ -96,7 +96,7 @@ def execute(engine: Engine, clock: Clock, who: str | Principal, command: Command
         actor = resolve(uow.session, c, who, asked.action)
         uow.actor = actor.audit_name
         require(c, asked.action, actor, asked.scope, clause=asked.clause)
-        with in_region(c.partnership.region):  # its working days are the partnership's
+        with in_partnership(c.partnership):  # its working days and local time
             result = command.run(uow, actor)
         uow.commit()
     return Executed(result, tuple(Signal.of(e) for e in uow.recorded))

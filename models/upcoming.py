@@ -14,13 +14,13 @@ from sqlmodel import Session, col, select
 
 from models import reports, reviews
 from models.accountability import Side, waiting_on
-from models.calendar import bank_holiday, is_working_day
+from models.calendar import bank_holiday, in_partnership, is_working_day
 from models.casework import StepStatus
-from models.clock import LONDON
+from models.clock import local, local_day, local_zone
 from models.commands import current_constitution
 from models.constitution import BodyKind, Constitution
 from models.disputes import parties_of
-from models.errors import InvalidInput, NotFound
+from models.errors import InvalidInput, NotFound, cited
 from models.meetings.kinds import ITEMS_DEADLINE
 from models.meetings.plan import MeetingStatus
 from models.risks import RiskStatus
@@ -114,7 +114,7 @@ class _Look:
         if body is not None and body not in known:
             raise NotFound(f"no body '{body}' (known: {', '.join(known)})")
         self.body = body
-        self.start = now.date()
+        self.start = local_day(now)
         self.end = self.start + timedelta(days=days)
         self.rows: list[Upcoming] = []
 
@@ -140,7 +140,7 @@ class _Look:
 def _meetings(look: _Look) -> None:
     """Each planned meeting, and its items deadline while that step is still to come."""
     session = look.session
-    start = datetime.combine(look.start, time.min, tzinfo=LONDON)
+    start = datetime.combine(look.start, time.min, tzinfo=local_zone())
     meetings = session.exec(
         select(Meeting)
         .where(col(Meeting.status).in_(_OPEN_MEETING), col(Meeting.starts_at) >= start)
@@ -149,7 +149,7 @@ def _meetings(look: _Look) -> None:
     for meeting in meetings:
         name = look.c.body(meeting.body_id).name
         kind = "extraordinary meeting" if meeting.extraordinary else "meeting"
-        at = meeting.starts_at
+        at = local(meeting.starts_at)
         look.add(
             at.date(),
             meeting.body_id,
@@ -167,10 +167,10 @@ def _meetings(look: _Look) -> None:
         ).first()
         if deadline is not None:
             look.add(
-                deadline.due_at.date(),
+                local_day(deadline.due_at),
                 meeting.body_id,
                 Due.ITEMS_DEADLINE,
-                f"agenda items for the {at:%-d %b} meeting, by {deadline.due_at:%H:%M}",
+                f"agenda items for the {at:%-d %b} meeting, by {local(deadline.due_at):%H:%M}",
                 f"members of {name}",
                 deadline.due_at,
             )
@@ -233,7 +233,10 @@ def _reviews(look: _Look) -> None:
                 review.challenge_closes_on,
                 review.owner_body_id,
                 Due.CHALLENGE_WINDOW,
-                f"challenges to the published {spec.title} {review.year} close (7.2)",
+                cited(
+                    f"challenges to the published {spec.title} {review.year} close",
+                    c.cite("challenge"),
+                ),
                 look.chair(review.owner_body_id),
             )
     for year in range(look.start.year, look.end.year + 1):
@@ -273,7 +276,10 @@ def _case(look: _Look, step: Step) -> tuple[str, str, str] | None:
         stage = str(step.params.get("stage", dispute.stage)).replace("_", " ")
         return (
             c.sole(BodyKind.BOARD).id,
-            f"dispute #{dispute.id} '{dispute.title}': end of the {stage} stage (18.2)",
+            cited(
+                f"dispute #{dispute.id} '{dispute.title}': end of the {stage} stage",
+                c.cite("disputes"),
+            ),
             ", ".join(parties),
         )
     if step.subject_type == Subject.ACCOUNT:
@@ -284,13 +290,14 @@ def _case(look: _Look, step: Step) -> tuple[str, str, str] | None:
         partner = look.organisation(case.organisation_id)
         whom = partner if waiting_on(case) == Side.PARTNER else wscb.name
         label = case.kind.replace("_", " ")
-        return (wscb.id, f"{label} #{case.id} ({partner}): {what} (11.5.1)", whom)
+        what = cited(f"{label} #{case.id} ({partner}): {what}", c.cite("call_to_account"))
+        return (wscb.id, what, whom)
     if step.subject_type == "approval":
         request = session.get(ApprovalRequest, step.subject_id)
         if request is None:
             return None
         approver = c.body(request.approver_body_id)
-        what = f"approval #{request.id} '{request.title}': decision due ({request.clause})"
+        what = cited(f"approval #{request.id} '{request.title}': decision due", request.clause)
         return (approver.id, what, approver.name)
     risk = session.get(Risk, step.subject_id)
     if risk is None:
@@ -299,7 +306,7 @@ def _case(look: _Look, step: Step) -> tuple[str, str, str] | None:
     body = c.sole(BodyKind.BOARD if escalated else BodyKind.EXECUTIVE)
     owner = session.get(Person, risk.owner_person_id)
     whom = body.name if escalated else (owner.name if owner is not None else body.name)
-    return (body.id, f"risk #{risk.id} '{risk.title}': {what} (16.1)", whom)
+    return (body.id, cited(f"risk #{risk.id} '{risk.title}': {what}", c.cite("risk")), whom)
 
 
 def _cases(look: _Look) -> None:
@@ -315,17 +322,18 @@ def _cases(look: _Look) -> None:
         found = _case(look, step)
         if found is not None:
             body, what, whom = found
-            look.add(step.due_at.date(), body, Due.CASE, what, whom, step.due_at)
+            look.add(local_day(step.due_at), body, Due.CASE, what, whom, step.due_at)
 
 
 def upcoming(
     session: Session, *, now: datetime, days: int = DEFAULT_DAYS, body: str | None = None
 ) -> list[Upcoming]:
     """Everything due from `now`'s day to `days` days later (for one body, when given), in date
-    order, then by body and kind."""
-    look = _Look(session, now, days, body)
-    for source in (_meetings, _reports, _reviews, _actions, _cases):
-        source(look)
+    order, then by body and kind. Days are the partnership's (its time zone and region)."""
+    with in_partnership(current_constitution(session).partnership):
+        look = _Look(session, now, days, body)
+        for source in (_meetings, _reports, _reviews, _actions, _cases):
+            source(look)
     return sorted(
         look.rows, key=lambda r: (r.on, r.at is None, r.at or now, r.body, r.due.value, r.what)
     )

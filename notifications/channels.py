@@ -240,7 +240,9 @@ def _smtp_channel(
         password=unquote(str(meta["password"])) if meta.get("password") else None,
     )
     fields = _header_fields(body)
-    sender = _address(fields.get("from", ""))
+    # The envelope's sender: the mailbox that sends (`Sender:`, when the partnership's From is
+    # another address), else From.
+    sender = _address(fields.get("sender") or fields.get("from", ""))
     recipients = [_address(fields["to"])] if fields.get("to") else []
     if not sender or not recipients:
         return _fail("the message has no From or no To address")

@@ -53,7 +53,7 @@ from sqlmodel import Session, col, select
 from models import outbox
 from models.calendar_invite import Attendee, Event, Method, invite
 from models.clock import Clock
-from models.commands import current_constitution
+from models.commands import current_constitution, partnership_of
 from models.constitution import DeliveryPolicy
 from models.errors import WctError
 from models.meetings.papers import meeting_at, meeting_papers
@@ -172,9 +172,11 @@ def calendar_event(
     recipient: Recipient,
     settings: NotificationSettings,
     links: MessageLinks | None = None,
+    organizer: MailFrom | None = None,
 ) -> Event:
-    """The meeting as the recipient's calendar shows it; its description says what to do, with
-    the recipient's own link when the message asks for something (a calendar has no button)."""
+    """The meeting as the recipient's calendar shows it, organised by whom the message is from
+    (none: the settings' sender); its description says what to do, with the recipient's own
+    link when the message asks for something (a calendar has no button)."""
     description = context.action
     if links is not None and links.action is not None:
         description = f"{description}\n\n{links.action.label}: {links.action.url}"
@@ -186,11 +188,32 @@ def calendar_event(
         summary=f"{context.body} meeting",
         location=context.location,
         description=description,
-        organizer_email=settings.mail_from,
-        organizer_name=settings.mail_from_name,
+        organizer_email=organizer.email if organizer else settings.mail_from,
+        organizer_name=organizer.name if organizer else settings.mail_from_name,
         cancelled=isinstance(context, MeetingCancelled),
         attendees=(Attendee(recipient.name, recipient.email),),
     )
+
+
+@dataclass(frozen=True)
+class MailFrom:
+    """Whom a message is from: the partnership's sender when its constitution names one, else
+    the settings'. The settings' mailbox always sends it (the SMTP envelope)."""
+
+    name: str
+    email: str
+
+    @classmethod
+    def of(cls, engine: Engine, settings: NotificationSettings) -> MailFrom:
+        """The constitution's `partnership.sender_name` / `sender_email`, each falling back to
+        the settings' (`mail_from_name`, `mail_from`), also before a constitution is loaded."""
+        with Session(engine) as session:
+            try:
+                p = current_constitution(session).partnership
+                name, email = p.sender_name, p.sender_email
+            except WctError:
+                name = email = None
+        return cls(name or settings.mail_from_name, email or settings.mail_from)
 
 
 def prepare(
@@ -204,9 +227,11 @@ def prepare(
     now: datetime,
     links: MessageLinks | None = None,
     attachments: Sequence[Attachment] = (),
+    mail_from: MailFrom | None = None,
 ) -> Prepared:
     """Render and build one message, with the recipient's `links` (and, by email, the
-    `attachments`); raises TemplateFailed, HeaderInjection, AddressInvalid..."""
+    `attachments`), from `mail_from` (none: the settings' sender); raises TemplateFailed,
+    HeaderInjection, AddressInvalid..."""
     rendered = render(kind, context, channel=channel, links=links)
     if channel == Channel.TEAMS.value:
         if not recipient.teams_webhook:
@@ -221,7 +246,9 @@ def prepare(
         raise Undeliverable(f"unknown channel '{channel}'")
     ics, method = None, Method.REQUEST
     if kind in INVITE_KINDS and isinstance(context, MeetingNotice | MeetingCancelled):
-        event = calendar_event(context, recipient=recipient, settings=settings, links=links)
+        event = calendar_event(
+            context, recipient=recipient, settings=settings, links=links, organizer=mail_from
+        )
         ics = invite(event, stamp=now)
         method = Method.CANCEL if event.cancelled else Method.REQUEST
     wire = build_email(
@@ -229,8 +256,9 @@ def prepare(
         key=key,
         to_name=recipient.name,
         to_email=recipient.email,
-        from_name=settings.mail_from_name,
-        from_email=settings.mail_from,
+        from_name=mail_from.name if mail_from else settings.mail_from_name,
+        from_email=mail_from.email if mail_from else settings.mail_from,
+        sent_by=(settings.mail_from_name, settings.mail_from),
         now=now,
         invite=ics,
         method=method,
@@ -298,6 +326,7 @@ class Dispatcher:
         self.clock = clock
         self.settings = settings or get_notification_settings()
         self.policy = policy or delivery_policy(engine)
+        self.mail_from = MailFrom.of(engine, self.settings)
         self.jitter = jitter
         self.channels = channels or Channels(self.settings)
         self.lease = timedelta(seconds=self.settings.lease_seconds)
@@ -551,6 +580,7 @@ class Dispatcher:
                 now=now,
                 links=self.minter.links(context, person=recipient.pseudonym, now=now),
                 attachments=() if attachment is None else (attachment,),
+                mail_from=self.mail_from,
             )
         except (ContextInvalid, Undeliverable, AddressInvalid, json.JSONDecodeError) as exc:
             return outbox.Status.DEAD, str(exc)
@@ -772,13 +802,15 @@ def drain_once(
     limit: int | None = None,
     jitter: Callable[[], float] = random.random,
 ) -> DrainResult:
-    """Claim one batch and deliver it; the whole of one dispatcher pass."""
+    """Claim one batch and deliver it; the whole of one dispatcher pass, in the partnership's
+    time."""
     dispatcher = Dispatcher(engine, clock=clock, settings=settings, jitter=jitter)
-    try:
-        claimed, result = dispatcher.claim(limit or dispatcher.settings.batch_size)
-        return dispatcher.deliver(claimed, result)
-    finally:
-        dispatcher.close()
+    with partnership_of(engine):
+        try:
+            claimed, result = dispatcher.claim(limit or dispatcher.settings.batch_size)
+            return dispatcher.deliver(claimed, result)
+        finally:
+            dispatcher.close()
 
 
 def drain(
@@ -789,19 +821,21 @@ def drain(
     max_batches: int = 1000,
     jitter: Callable[[], float] = random.random,
 ) -> DrainResult:
-    """Drain batches until none is due (or `max_batches`); one channel set for all batches."""
+    """Drain batches until none is due (or `max_batches`); one channel set for all batches, in
+    the partnership's time."""
     dispatcher = Dispatcher(engine, clock=clock, settings=settings, jitter=jitter)
     total = DrainResult()
-    try:
-        for _ in range(max_batches):
-            claimed, result = dispatcher.claim(dispatcher.settings.batch_size)
-            total.requeued += result.requeued
-            total.unknown += result.unknown
-            total.settled += result.settled
-            if not claimed:
-                break
-            total.claimed += result.claimed
-            total.add(dispatcher.deliver(claimed, DrainResult()))
-    finally:
-        dispatcher.close()
+    with partnership_of(engine):
+        try:
+            for _ in range(max_batches):
+                claimed, result = dispatcher.claim(dispatcher.settings.batch_size)
+                total.requeued += result.requeued
+                total.unknown += result.unknown
+                total.settled += result.settled
+                if not claimed:
+                    break
+                total.claimed += result.claimed
+                total.add(dispatcher.deliver(claimed, DrainResult()))
+        finally:
+            dispatcher.close()
     return total

@@ -121,16 +121,22 @@ def build_email(
     invite: str | None = None,
     method: Method = Method.REQUEST,
     attachments: Sequence[Attachment] = (),
+    sent_by: tuple[str, str] | None = None,
 ) -> str:
     """The message as SMTP sends it, with the invite and `attachments` if given; HeaderInjection
-    or AddressInvalid if a header would break."""
+    or AddressInvalid if a header would break. `sent_by` (name, email): the mailbox that sends
+    on behalf of `From` when it is another one (a `Sender:` header, and the SMTP envelope's)."""
     sender = checked_address(from_name, from_email, what="sender")
     recipient = checked_address(to_name, to_email, what="recipient")
+    agent = None
+    if sent_by is not None and sent_by[1].lower() != from_email.lower():
+        agent = checked_address(*sent_by, what="sending mailbox")
     subject = single_line(rendered.subject, what="the subject")
     single_line(key, what="the idempotency key")
     token = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
     headers = [
         f"From: {sender.header()}",
+        *([f"Sender: {agent.header()}"] if agent is not None else []),
         f"To: {recipient.header()}",
         f"Subject: {_header_value(subject)}",
         f"Date: {format_datetime(now)}",

@@ -17,8 +17,8 @@ from enum import StrEnum
 from docx import Document
 from docx.shared import Pt
 
-from models.clock import LONDON
-from models.errors import InvalidInput
+from models.clock import local
+from models.errors import InvalidInput, cited
 from models.meetings.papers import MeetingPapers, PaperAction, PaperItem, PapersStage
 from notifications.render import _render_one, when
 
@@ -95,7 +95,7 @@ def _day(value: date | None) -> str:
 
 
 def _time(value: datetime) -> str:
-    return f"{value.astimezone(LONDON):%H:%M}"
+    return f"{local(value):%H:%M}"
 
 
 def withheld_note(count: int) -> str:
@@ -143,6 +143,15 @@ def _item_note(item: PaperItem) -> str:
     return "; ".join(notes)
 
 
+def _meets_under(papers: MeetingPapers) -> str:
+    """`clause 20.4.1 of the Memorandum of Understanding`: the clause the constitution gives
+    the body's meetings, of the agreement as the partnership calls it (none: the agreement)."""
+    agreement = (
+        f"the {papers.agreement}" if papers.agreement else f"{papers.partnership}'s agreement"
+    )
+    return f"clause {papers.clause} of {agreement}" if papers.clause else agreement
+
+
 def papers_view(papers: MeetingPapers) -> PapersView:
     """What the papers show, in the order they show it."""
     before = papers.stage is PapersStage.AGENDA_PACK
@@ -152,7 +161,7 @@ def papers_view(papers: MeetingPapers) -> PapersView:
         ("Time", f"{_time(papers.starts_at)} to {_time(papers.ends_at)}"),
         ("Venue", papers.location or "to be confirmed"),
         ("Chair", papers.chair or "not appointed"),
-        ("Meets under", f"clause {papers.clause} of the {papers.partnership} MoU"),
+        ("Meets under", _meets_under(papers)),
         ("Status", label(papers.status)),
     ]
     if before:
@@ -201,7 +210,7 @@ def papers_view(papers: MeetingPapers) -> PapersView:
         "No reports received for this meeting.",
     )
     declarations = Section(
-        "Declarations of interest (18.1)",
+        cited("Declarations of interest", papers.interests_clause),
         ("Name", "Organisation", "Item", "Interest"),
         tuple(
             (
@@ -215,7 +224,7 @@ def papers_view(papers: MeetingPapers) -> PapersView:
         "No interests declared." if not before else "No interests declared ahead of the meeting.",
     )
     decisions = Section(
-        "Decisions (6.2)",
+        cited("Decisions", papers.decisions_clause),
         ("Item", "Motion", "Outcome", "Method", "How it was decided"),
         tuple(
             (

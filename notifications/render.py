@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from models.clock import LONDON
+from models.clock import local
 from models.errors import WctError
 from models.messages import MessageContext
 from notifications.links import MessageLinks
@@ -48,19 +48,20 @@ class Rendered:
 
 
 def when(value: datetime | date | str | None) -> str:
-    """`Tuesday 12 January 2027 at 10:00` in Europe/London; a date alone without the time."""
+    """`Tuesday 12 January 2027 at 10:00` in the partnership's time zone (`models.clock.local`);
+    a date alone without the time."""
     if value is None:
         return "not set"
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
     if isinstance(value, datetime):
-        local = value.astimezone(LONDON)
-        return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+        wall = local(value)
+        return f"{wall:%A} {wall.day} {wall:%B %Y} at {wall:%H:%M}"
     return f"{value:%A} {value.day} {value:%B %Y}"
 
 
 def time_only(value: datetime) -> str:
-    return f"{value.astimezone(LONDON):%H:%M}"
+    return f"{local(value):%H:%M}"
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#~|])")

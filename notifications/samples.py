@@ -11,6 +11,7 @@ from typing import Any
 from models.casework import branded
 from models.clock import LONDON
 from models.constitution import Body, BodyKind, Constitution
+from models.errors import cited
 from models.messages import CONTEXTS
 
 _MEETING = datetime(2027, 1, 12, 10, 0, tzinfo=LONDON)
@@ -220,6 +221,8 @@ def sample(kind: str, recipient: str = "Alex Example") -> dict[str, Any]:
 _BOARD, _EXECUTIVE = "Wirral Children's Trust Board", "Children's Trust Executive"
 _ORGANISATIONS = ("Merseyside Police", "NHS Wirral", "Wirral Council")
 _MEETING_KINDS = frozenset({"meeting_notice", "meeting_cancelled", "minutes", "call_for_items"})
+#: Wirral's clauses that the samples' words cite (` (18.1)`), by the process that gives them.
+_CITED_IN_WORDS = {"18.1": "interests"}
 
 
 def _replaced(value: Any, names: dict[str, str]) -> Any:
@@ -258,6 +261,8 @@ def sample_for(c: Constitution, kind: str, recipient: str = "Alex Example") -> d
     names = {_BOARD: board.name, _EXECUTIVE: other.name} | {
         old: organisations[i % len(organisations)] for i, old in enumerate(_ORGANISATIONS)
     }
+    # ` (18.1)` becomes ` (4.5)`, the clause `c` gives, or nothing where it gives none.
+    names |= {f" ({old})": cited("", c.cite(p)) for old, p in _CITED_IN_WORDS.items()}
     data = _replaced(sample(kind, recipient), names)
     if "location" in data:
         location = board.cadence.location if board.cadence else None

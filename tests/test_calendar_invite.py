@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import icalendar
 import pytest
@@ -113,3 +113,31 @@ def test_text_is_escaped_and_long_lines_folded() -> None:
 def test_nonsense_events_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         _event(**changes)
+
+
+@pytest.mark.parametrize(
+    ("zone", "wall", "offsets"),
+    [
+        ("Atlantic/Reykjavik", "20270706T140000", {"+0000"}),  # no summer time
+        ("Europe/Dublin", "20270706T150000", {"+0000", "+0100"}),  # summer "standard" time
+        ("America/St_Johns", "20270706T113000", {"-0330", "-0230"}),
+    ],
+)
+def test_an_invite_in_another_zone_carries_that_zones_rules_and_wall_time(
+    zone: str, wall: str, offsets: set[str]
+) -> None:
+    """The partnership's zone, not London's: its VTIMEZONE comes from the zone database, and a
+    calendar reading it puts the meeting at the same instant."""
+    summer = _event(
+        starts_at=datetime(2027, 7, 6, 14, 0, tzinfo=UTC),
+        ends_at=datetime(2027, 7, 6, 16, 0, tzinfo=UTC),
+    )
+    text = invite(summer, stamp=STAMP, zone=zone)
+    assert f"DTSTART;TZID={zone}:{wall}" in text
+    [event] = _vevents(text)
+    assert event.decoded("DTSTART") == summer.starts_at
+    assert event.decoded("DTEND") == summer.ends_at
+    [tz] = [c for c in icalendar.Calendar.from_ical(text).walk() if c.name == "VTIMEZONE"]
+    assert str(tz["TZID"]) == zone
+    found = {line.split(":")[1] for line in text.splitlines() if line.startswith("TZOFFSETTO")}
+    assert found == offsets

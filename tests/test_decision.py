@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from models.constitution import Inquorate, Quorum
-from models.decision import InvalidVote, Method, Outcome, Vote, decide
+from models.decision import Decision, InvalidVote, Method, Outcome, Vote, decide
 from models.errors import Refused
 
 PEOPLE = [f"p{n}" for n in range(12)]
+#: The rule as Wirral's constitution cites it: 6.2, and 18.1 for declarations of interest.
+wirral = partial(decide, rule_clause="6.2", interest_clause="18.1")
 
 
 def test_consensus_carries_without_a_count() -> None:
-    d = decide(present=["a", "b", "c"], votes={}, chair="a", consensus=True)
+    d = wirral(present=["a", "b", "c"], votes={}, chair="a", consensus=True)
     assert (d.outcome, d.method) == (Outcome.CARRIED, Method.CONSENSUS)
-    assert "consensus" in d.explanation and "6.2" in d.explanation
+    assert d.explanation == "Agreed by consensus (6.2)."
 
 
 @pytest.mark.parametrize(
@@ -132,7 +136,7 @@ def test_abstentions_do_not_count_as_votes(votes: dict[str, Vote], extra: int) -
 
 @given(ballots)
 def test_majority_matches_the_count(votes: dict[str, Vote]) -> None:
-    d = decide(present=PEOPLE, votes=votes, chair=PEOPLE[0])
+    d = wirral(present=PEOPLE, votes=votes, chair=PEOPLE[0])
     for_, against = d.votes_for, d.votes_against
     assert for_ + against + d.abstentions == len(votes)
     if for_ > against:
@@ -149,7 +153,7 @@ def test_a_declared_members_vote_that_would_have_made_the_tie_is_set_aside() -> 
     votes = {"p0": Vote.FOR, "p2": Vote.FOR, "p1": Vote.AGAINST, "p3": Vote.AGAINST}
     tied = decide(present=PEOPLE, votes=votes, chair="p0")
     assert tied.outcome is Outcome.NO_DECISION
-    d = decide(present=PEOPLE, votes=votes, chair="p0", interested={"p1"})
+    d = wirral(present=PEOPLE, votes=votes, chair="p0", interested={"p1"})
     assert (d.outcome, d.method, d.votes_for, d.votes_against) == (
         Outcome.CARRIED,
         Method.MAJORITY,
@@ -165,7 +169,7 @@ def test_a_declared_members_vote_that_would_have_made_the_tie_is_set_aside() -> 
 def test_a_chair_who_declared_an_interest_may_not_cast() -> None:
     votes = {"p1": Vote.FOR, "p2": Vote.AGAINST}
     with pytest.raises(InvalidVote, match=r"declared an interest .* \(18\.1\)"):
-        decide(present=PEOPLE, votes=votes, chair="p0", casting_vote=Vote.FOR, interested={"p0"})
+        wirral(present=PEOPLE, votes=votes, chair="p0", casting_vote=Vote.FOR, interested={"p0"})
 
 
 @given(ballots, st.sets(st.sampled_from(PEOPLE)))
@@ -174,7 +178,7 @@ def test_interested_members_count_as_if_they_had_not_voted(
 ) -> None:
     """18.1, for any show of hands: setting aside the declared members' votes decides exactly as
     if they had not voted, and says how many were set aside."""
-    d = decide(present=PEOPLE, votes=votes, chair="p0", interested=interested)
+    d = wirral(present=PEOPLE, votes=votes, chair="p0", interested=interested)
     rest = {p: v for p, v in votes.items() if p not in interested}
     plain = decide(present=PEOPLE, votes=rest, chair="p0")
     assert (d.outcome, d.method, d.votes_for, d.votes_against) == (
@@ -203,3 +207,49 @@ def test_a_quorum_not_met_refuses_or_records_as_the_constitution_says() -> None:
     record = Quorum(present=3, clause="9.9", inquorate=Inquorate.RECORD)
     d = decide(present=["p0"], votes=votes, chair="p0", quorum=record)
     assert (d.outcome, d.method) == (Outcome.NO_DECISION, Method.INQUORATE)
+
+
+@given(
+    ballots,
+    st.sets(st.sampled_from(PEOPLE)),
+    st.sampled_from([None, Vote.FOR, Vote.AGAINST]),
+    st.booleans(),
+)
+def test_without_clauses_the_explanation_cites_none(
+    votes: dict[str, Vote], interested: set[str], cast: Vote | None, consensus: bool
+) -> None:
+    """A constitution that gives this rule no clause: the same decision, explained in the same
+    words with no clause cited and no empty brackets; given clauses, each is cited where
+    Wirral's were."""
+
+    def decided(rule: str = "", interest: str = "") -> Decision | str:
+        try:
+            return decide(
+                present=PEOPLE,
+                votes=votes,
+                chair="p1",
+                interested=interested,
+                casting_vote=cast,
+                consensus=consensus,
+                rule_clause=rule,
+                interest_clause=interest,
+            )
+        except InvalidVote as refused:
+            return str(refused)
+
+    bare, cited = decided(), decided("4.2", "4.5")
+    if isinstance(bare, str) or isinstance(cited, str):
+        assert isinstance(bare, str) and isinstance(cited, str)
+        assert "()" not in bare and "4." not in bare
+        assert cited.replace(" (4.5)", "") == bare
+        return
+    assert (bare.outcome, bare.method, bare.votes_for) == (
+        cited.outcome,
+        cited.method,
+        cited.votes_for,
+    )
+    assert "()" not in bare.explanation and "4." not in bare.explanation
+    assert bare.explanation.endswith(".") and not bare.explanation.endswith("..")
+    assert cited.explanation.replace(" (4.2)", "").replace(" (4.5)", "") == bare.explanation
+    assert ("(4.5)" in cited.explanation) == (bare.votes_set_aside > 0)
+    assert "(4.2)." in cited.explanation

@@ -55,8 +55,24 @@ def test_every_kind_is_a_wct_error_and_the_named_errors_have_their_kind() -> Non
     ],
 )
 def test_a_refusal_cites_its_clause_once(message: str, clause: str | None, shown: str) -> None:
-    refusal = Refused(message, clause=clause)
+    refusal = Refused(message, clause=clause, agreement="MoU")
     assert (str(refusal), refusal.clause) == (shown, clause)
+
+
+@pytest.mark.parametrize(
+    ("clause", "agreement", "shown"),
+    [
+        ("", "MoU", "risk #3 is already closed"),  # the file gives none: cite none
+        (None, "Partnership Agreement", "risk #3 is already closed"),
+        ("7.1", None, "risk #3 is already closed (7.1)"),
+        ("7.1", "Partnership Agreement", "risk #3 is already closed (Partnership Agreement 7.1)"),
+    ],
+)
+def test_a_refusal_cites_only_the_clause_given_of_the_agreement_named(
+    clause: str | None, agreement: str | None, shown: str
+) -> None:
+    refusal = Refused("risk #3 is already closed", clause=clause, agreement=agreement)
+    assert (str(refusal), refusal.clause) == (shown, clause or None)
 
 
 @pytest.mark.parametrize(

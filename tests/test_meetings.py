@@ -209,6 +209,7 @@ def test_tie_is_decided_by_the_casting_vote_and_explained(
     assert decided.decision.outcome is Outcome.CARRIED
     assert decided.decision.method is Method.CASTING_VOTE
     assert "casting vote after a tie: 2 for, 2 against" in decided.decision.explanation
+    assert decided.decision.explanation.endswith("(6.2).")  # the clause Wirral's file gives
     with Session(people) as session:
         casting = session.exec(
             select(VoteRecord).where(

@@ -580,3 +580,19 @@ def test_publishing_the_agenda_publishes_the_bodys_papers(cycle_db: CycleDb) -> 
     text = asyncio.run(artifact("executive-papers"))
     assert "Agenda pack" in text and "Declarations of interest (18.1)" in text
     assert "Dee Director" in text  # the papers name the members
+
+
+def test_the_papers_cite_only_the_clauses_the_constitution_gives() -> None:
+    """Issue 13: the headings and the `Meets under` line cite what the file gives, of the
+    agreement as the partnership calls it; nothing (no empty brackets) where it gives none."""
+    bare = papers_markdown(bare_papers(clause="", partnership="Anytown Partnership"))
+    assert "Declarations of interest" in bare and "Decisions" in bare
+    assert "()" not in bare and "MoU" not in bare and "clause" not in bare
+    assert not {"18.1", "6.2"} & set(bare.replace("(", " ").replace(")", " ").split())
+    wirral = papers_markdown(
+        bare_papers(
+            agreement="Memorandum of Understanding", interests_clause="18.1", decisions_clause="6.2"
+        )
+    )
+    assert "Declarations of interest (18.1)" in wirral and "Decisions (6.2)" in wirral
+    assert "clause 20.4.1 of the Memorandum of Understanding" in wirral

@@ -20,6 +20,10 @@ from models import meetings, reports, reviews, risks
 from models.clock import FixedClock
 from models.commands import apply_constitution
 from models.constitution import Constitution, load_constitution, parse_constitution
+from models.decision import Vote
+from models.errors import Refused
+from models.instructions import OpenDispute, RaiseRisk
+from models.permissions import NotPermitted
 from models.steps.engine import run_due
 from models.tables import Meeting, OutboxMessage
 from models.uow import UnitOfWork
@@ -29,8 +33,12 @@ from notifications.dispatch import drain
 from notifications.render import render
 from notifications.samples import sample_for
 
-from .cases_support import import_members_file, run
+from .cases_support import act, import_members_file, run
 from .conftest import DATA, Cli
+from .cycles_support import fire
+from .notifications_fixtures import SmtpServer, smtp_server
+
+__all__ = ["smtp_server"]  # the fixture, used by name
 
 ANYTOWN = DATA / "anytown.yaml"
 MEMBERS = """name,email,organisation,roles,teams_webhook,channels
@@ -42,9 +50,6 @@ Rob Rep,rob@police.example,anytown-police,rep,,email
 #: Something that looks like a clause number: 4.2, 20.4.1 (dates and times do not).
 NUMBER = re.compile(r"(?<![\w.])\d{1,2}(?:\.\d{1,2}){1,3}(?![\w.]*\d)")
 URL = re.compile(r"https?://\S+")
-#: A clause the file does not give that a step outside this change still writes into its text:
-#: the agenda's "declare any interest ... (18.1)" (models/meetings/steps.py).
-KNOWN = {"agenda": {"18.1"}}
 
 
 def given_clauses(c: Constitution) -> set[str]:
@@ -157,8 +162,7 @@ def test_another_partnerships_mail_cites_only_its_own_agreement_and_clauses(
         assert " MoU " not in text, key
         found = numbers(text)
         cited |= found
-        known = KNOWN["agenda"] if ":agenda" in key else set()
-        assert found - allowed <= known, (key, found - allowed)
+        assert found <= allowed, (key, found - allowed)
     assert {"4.2", "5.3", "9.1", "7.1"} <= cited
     notices = [body for key, _, body in mail if key.startswith("meeting:")]
     assert notices
@@ -249,7 +253,7 @@ def test_preview_sample_for_another_partnership_uses_its_names_and_clauses() -> 
         out = render(kind, validate_context(kind, data))
         text = "\n".join((out.subject, out.text, out.html, out.teams))
         assert "Wirral" not in text and "Memorandum of Understanding" not in text, kind
-        assert numbers(text) <= given_clauses(c) | KNOWN["agenda"], kind
+        assert numbers(text) <= given_clauses(c), kind
     notice = sample_for(c, "meeting_notice")
     assert notice["body"] == "Anytown Partnership Board" and notice["clause"] == "4.2"
     assert notice["location"] == "Anytown Civic Centre"
@@ -267,3 +271,132 @@ def test_wct_preview_shows_the_loaded_partnership_and_before_init_the_built_in_s
     assert "Anytown Partnership Board" in after.output
     assert "clause 4.2 of the Anytown Children's Partnership Agreement" in after.output
     assert "Wirral" not in after.output and "Memorandum of Understanding" not in after.output
+
+
+def test_another_partnerships_decisions_and_refusals_cite_only_its_clauses(
+    anytown: tuple[Engine, Constitution], clock: FixedClock
+) -> None:
+    """Anytown gives no clause for decisions (Wirral's 6.2) and cites declarations of interest
+    under its declarations heading (4.5, not Wirral's 18.1); its refusals name its agreement."""
+    engine, c = anytown
+    assert c.cite("decisions") == "" and c.cite("interests") == "4.5"
+    planned = run(
+        engine,
+        clock,
+        lambda uow: meetings.plan_meeting(uow, body_id="partnership-board", day=date(2027, 1, 4)),
+    )
+    fire(engine, clock, "meeting:partnership-board:2027-01-04:agenda")
+    clock.set(planned.starts_at + timedelta(hours=1))
+    present = ["polly@anytown.example", "dan@anytown.example", "rob@police.example"]
+    mid = planned.meeting_id
+    run(engine, clock, lambda uow: meetings.record_attendance(uow, meeting_id=mid, present=present))
+    run(
+        engine,
+        clock,
+        lambda uow: meetings.declare_interest(
+            uow, meeting_id=mid, who="rob@police.example", item=2, nature="Police funding"
+        ),
+    )
+    votes = {present[0]: Vote.FOR, present[1]: Vote.AGAINST, present[2]: Vote.FOR}
+    decided = run(
+        engine,
+        clock,
+        lambda uow: meetings.record_motion(
+            uow, meeting_id=mid, text="Adopt it", item=2, votes=votes
+        ),
+    )
+    assert decided.decision.explanation == (
+        "No decision: tied 1 for, 1 against, 0 abstaining, and the chair gave no casting vote. "
+        "Not counted: 1 vote of members who declared an interest in this item (4.5)."
+    )
+    raised = run(
+        engine,
+        clock,
+        lambda uow: risks.raise_risk(
+            uow, title="Placements", owner="dan@anytown.example", likelihood=1, impact=1
+        ),
+    )
+    run(engine, clock, lambda uow: risks.close_risk(uow, risk_id=raised.risk_id))
+    with pytest.raises(Refused) as refused:
+        run(engine, clock, lambda uow: risks.close_risk(uow, risk_id=raised.risk_id))
+    assert str(refused.value) == (
+        f"risk #{raised.risk_id} is already closed (Partnership Agreement 7.1)"
+    )
+
+
+def test_another_partnerships_permission_refusals_cite_its_clause_under_its_agreements_name(
+    anytown: tuple[Engine, Constitution], clock: FixedClock
+) -> None:
+    """A command refused for who gives it cites the partnership's own clause for the process
+    (Anytown's risks: 7.1, not Wirral's 16.1) after its own agreement's short name, and no
+    clause for a process its file gives none for (disputes: not Wirral's 18.2)."""
+    engine, c = anytown
+    assert c.cite("risk") == "7.1" and c.cite("disputes") == ""
+    outsider = "sam@safeguarding.example"  # not on the Executive, not a party to the dispute
+    raise_risk = RaiseRisk(title="Placements", owner="dan@anytown.example", likelihood=1, impact=1)
+    with pytest.raises(NotPermitted) as refused:
+        act(engine, clock, outsider, raise_risk)
+    assert refused.value.clause == "7.1"
+    assert str(refused.value).endswith(
+        " may not risk.raise for partnership-executive: allowed are body-member, "
+        "kind:coordinator (Partnership Agreement 7.1)"
+    )
+    dispute = OpenDispute(title="Funding", parties=["anytown-council", "anytown-police"])
+    with pytest.raises(NotPermitted) as refused:
+        act(engine, clock, outsider, dispute)
+    assert refused.value.clause is None
+    text = str(refused.value)
+    assert text.endswith(" may not dispute.open: allowed are party, kind:coordinator")
+    assert "(" not in text and "MoU" not in text and "18.2" not in text
+
+
+def test_the_from_header_is_the_partnerships_sender_and_the_settings_mailbox_sends_it(
+    engine: Engine, clock: FixedClock, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """`partnership.sender_name` / `sender_email`: every message arrives with one From header,
+    the partnership's; the configured mailbox sends it (Sender: and the SMTP envelope)."""
+    data = yaml.safe_load(ANYTOWN.read_text(encoding="utf-8"))
+    data["partnership"] |= {
+        "sender_name": "Anytown Partnership",
+        "sender_email": "hello@anytown.example",
+    }
+    c = parse_constitution(yaml.safe_dump(data), source="anytown.yaml + sender")
+    with UnitOfWork(engine, clock=clock, actor="test") as uow:
+        apply_constitution(uow, constitution=c, source="anytown.yaml")
+        uow.commit()
+    members = tmp_path / "anytown-members.csv"
+    members.write_text(MEMBERS)
+    import_members_file(engine, clock, members)
+    run(
+        engine,
+        clock,
+        lambda uow: meetings.plan_meeting(uow, body_id="partnership-board", day=date(2027, 1, 4)),
+    )
+    fire(engine, clock, "meeting:partnership-board:2027-01-04:call_for_items")
+    settings = smtp_server.settings(tmp_path / "home")
+    result = drain(engine, clock=clock, settings=settings)
+    assert (result.failed, result.dead, result.errors) == (0, 0, [])
+    got = smtp_server.received
+    assert len(got) == 3  # the call for items, to each member of the Board
+    for received in got:
+        froms = received.message.get_all("From")
+        assert froms is not None and [str(f) for f in froms] == [
+            "Anytown Partnership <hello@anytown.example>"
+        ]
+        assert str(received.message["Sender"]) == "wct <wct@example.org>"
+        assert received.sender == "wct@example.org"
+
+
+def test_without_a_partnership_sender_mail_comes_from_the_settings(
+    loaded: Engine, clock: FixedClock, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    import_members_file(loaded, clock, DATA / "cycles-members.csv")
+    run(loaded, clock, partial(meetings.plan_meeting, body_id="board", day=date(2027, 1, 12)))
+    fire(loaded, clock, "meeting:board:2027-01-12:call_for_items")
+    result = drain(loaded, clock=clock, settings=smtp_server.settings(tmp_path / "home"))
+    assert result.errors == [] and smtp_server.received
+    for received in smtp_server.received:
+        froms = received.message.get_all("From")
+        assert froms is not None and [str(f) for f in froms] == ["wct <wct@example.org>"]
+        assert received.message["Sender"] is None
+        assert received.sender == "wct@example.org"

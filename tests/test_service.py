@@ -172,6 +172,7 @@ def test_a_report_submitted_by_the_groups_family_representative_is_refused_and_w
         act(people, clock, "fran@community.example", submission)  # sits on be-healthy
     assert refused.value.clause == "22.2.1"
     assert "may not report.submit for be-healthy: allowed are body-chair" in str(refused.value)
+    assert str(refused.value).endswith(" (MoU 22.2.1)")  # Wirral's clause, after its MoU's name
     assert state(people) == before
     with Session(people) as session:
         report = session.exec(select(Report).where(Report.from_body_id == "be-healthy")).one()

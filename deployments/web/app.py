@@ -33,6 +33,7 @@ from deployments.web.security import (
 )
 from models.calendar_invite import feed
 from models.clock import Clock
+from models.commands import current_constitution, partnership_of
 from models.errors import InvalidInput, NotFound, Refused, WctError
 from models.instructions import ChallengeReview
 from models.links import Link, LinkRefused, Refusal, mint, verify
@@ -546,11 +547,14 @@ def _challenge_page(
 ) -> Response:
     kind, year = request.path_params["kind"], request.path_params["year"]
     about_title = f"The {kind.replace('-', ' ')} review of {year}"
+    with Session(web.engine) as session:
+        c = current_constitution(session)
+    agreement = c.partnership.agreement_name
     return page(
         "form.html.j2",
         status,
         form=CHALLENGE_PAGE,
-        about=About(about_title, (), "7.2"),
+        about=About(about_title, (), c.cite("challenge"), agreement),
         error=error,
         values=values or {},
         action=f"/challenge/{kind}/{year}",
@@ -612,6 +616,17 @@ async def health(request: Request) -> Response:  # noqa: ARG001
     return PlainTextResponse("ok")
 
 
+class InPartnership:
+    """Each request is served in the partnership's time zone and region (its wall times)."""
+
+    def __init__(self, app: Any, engine: Engine) -> None:
+        self.app, self.engine = app, engine
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with partnership_of(self.engine):
+            await self.app(scope, receive, send)
+
+
 def create_app(web: WebApp) -> Any:
     """The ASGI app: routes, then the size limit, then the security headers on everything."""
     app = Starlette(
@@ -631,4 +646,4 @@ def create_app(web: WebApp) -> Any:
         ],
     )
     app.state.web = web
-    return SecurityHeaders(SizeLimit(app, web.max_body))
+    return SecurityHeaders(SizeLimit(InPartnership(app, web.engine), web.max_body))

@@ -97,7 +97,7 @@ FORM_PAGES: dict[Form, FormPage] = {
     ),
     Form.DECLARE: FormPage(
         "Declare an interest",
-        "If you have an interest in an item of this meeting, declare it now (clause 18.1). It is "
+        "If you have an interest in an item of this meeting, declare it now. It is "
         "recorded with the meeting's declarations and shown in its minutes. An item not listed "
         "yet appears here once it is on the agenda.",
         (
@@ -208,7 +208,7 @@ FORM_PAGES: dict[Form, FormPage] = {
 
 CHALLENGE_PAGE = FormPage(
     "Challenge the published review",
-    "Any interested party may challenge the review while the window is open (clause 7.2).",
+    "Any interested party may challenge the review while the window is open.",
     (
         Field("name", "Your name", hint="And your organisation, if you write for one."),
         Field("text", "Your challenge", "textarea", hint="At most 2,000 characters."),

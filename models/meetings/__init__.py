@@ -12,7 +12,6 @@ Callers use the package: `from models import meetings; meetings.plan_meeting(...
 
 from __future__ import annotations
 
-from models.meetings.actions import CLAUSE as ACTION_CLAUSE
 from models.meetings.actions import (
     ActionInput,
     ActionRow,
@@ -92,7 +91,6 @@ APPROVED = MeetingStatus.MINUTES_APPROVED
 CANCELLED = MeetingStatus.CANCELLED
 
 __all__ = [
-    "ACTION_CLAUSE",
     "ActionInput",
     "ActionRow",
     "ActionStatus",

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from models.calendar import add_working_days, working_days_between
 from models.casework import clean_text, distinct, notify, settle
-from models.clock import LONDON
+from models.clock import local_day, local_zone
 from models.commands import current_constitution
 from models.constitution import Constitution
 from models.errors import InvalidInput, NotFound, Refused
@@ -49,10 +49,6 @@ from models.steps import (
 )
 from models.tables import AgendaItem, Meeting, MeetingAction, Motion, Person
 from models.uow import UnitOfWork
-
-#: The clauses an action implements: the Board's members (12.1) and the Executive's (21.2.1)
-#: ensure that agreed actions are carried out.
-CLAUSE = "12.1, 21.2.1"
 
 REMINDER = "action.reminder"
 OVERDUE = "action.overdue"
@@ -97,8 +93,8 @@ def overdue_at(due_on: date) -> datetime:
 
 
 def is_overdue(action: MeetingAction, now: datetime) -> bool:
-    """Still open after its due day (in Europe/London)."""
-    return action.status == ActionStatus.OPEN and now.astimezone(LONDON).date() > action.due_on
+    """Still open after its due day (the partnership's day)."""
+    return action.status == ActionStatus.OPEN and local_day(now) > action.due_on
 
 
 def _state(action: MeetingAction, owner: Person) -> dict[str, Any]:
@@ -157,7 +153,7 @@ def _check(session: Session, meeting: Meeting, n: int, given: ActionInput) -> _C
     text = clean_text(given.text, what=f"{what}: text", limit=1000)
     owner = _owner(session, given.owner, what=f"{what}: owner")
     due = _due(given.due, what=f"{what}: due")
-    held_on = meeting.starts_at.astimezone(LONDON).date()
+    held_on = local_day(meeting.starts_at)
     if due <= held_on:
         raise InvalidInput(
             f"{what}: due: {due.isoformat()} is not after the meeting ({held_on.isoformat()})"
@@ -289,15 +285,16 @@ def update_action(
     meeting = session.get(Meeting, action.meeting_id)
     assert owner is not None and meeting is not None
     if action.status in CLOSED:
-        raise Refused(f"action #{action_id} is already {action.status}", clause="12.1")
+        c = current_constitution(session)
+        raise c.refused(f"action #{action_id} is already {action.status}", c.cite("actions"))
     cleaned = None if note is None else clean_text(note, what="note", limit=2000, multiline=True)
     if status == ActionStatus.DROPPED and cleaned is None:
         raise InvalidInput("say why the action is dropped (a note)")
     now = uow.clock.now()
     before = _state(action, owner)
     if due is not None:
-        held_on = meeting.starts_at.astimezone(LONDON).date()
-        if due <= held_on or due < now.astimezone(LONDON).date():
+        held_on = local_day(meeting.starts_at)
+        if due <= held_on or due < local_day(now):
             raise InvalidInput(
                 f"the new due date {due.isoformat()} must be after the meeting "
                 f"({held_on.isoformat()}) and not in the past"
@@ -330,12 +327,12 @@ def _message_facts(session: Session, c: Constitution, action: MeetingAction) -> 
     assert meeting is not None and owner is not None
     item = session.get(AgendaItem, action.agenda_item_id) if action.agenda_item_id else None
     return {
-        "clause": CLAUSE,
+        "clause": c.cite("actions"),
         "action_id": action.id or 0,
         "task": action.text,
         "owner": owner.name,
         "body": c.body(meeting.body_id).name,
-        "agreed_on": meeting.starts_at.astimezone(LONDON).date(),
+        "agreed_on": local_day(meeting.starts_at),
         "item": f"{item.position}. {item.title}" if item else None,
         "due_on": action.due_on,
     }
@@ -387,7 +384,7 @@ def escalate(uow: UnitOfWork, firing: Firing[NoParams]) -> bool:
     assert meeting is not None
     body = c.body(meeting.body_id)
     chairs = role_holders(session, body.chair)
-    late = max(1, working_days_between(action.due_on, uow.clock.now().astimezone(LONDON).date()))
+    late = max(1, working_days_between(action.due_on, local_day(uow.clock.now())))
     notify(
         uow,
         ActionOverdue(
@@ -451,7 +448,7 @@ def arising_title(action: MeetingAction, agreed_at: Meeting) -> str:
     """The agenda item of an open action, as stored: which action, when agreed, and what. Its
     owner's name and due date are added when the agenda is read (`arising_line`), so that no
     name is kept with the agenda or in the audit trail and a new due date shows."""
-    agreed_on = agreed_at.starts_at.astimezone(LONDON).date()
+    agreed_on = local_day(agreed_at.starts_at)
     head = f"Action #{action.id} of {agreed_on.isoformat()}: "
     text = action.text
     if len(head) + len(text) > _TITLE_LIMIT:
@@ -521,7 +518,7 @@ class ActionRow:
 
 
 def _local_day(when: datetime) -> str:
-    return when.astimezone(LONDON).date().isoformat()
+    return local_day(when).isoformat()
 
 
 def action_rows(
@@ -601,9 +598,9 @@ def decision_log(
     if body is not None:
         query = query.where(Meeting.body_id == body)
     if start is not None:
-        query = query.where(col(Meeting.starts_at) >= datetime.combine(start, time(), LONDON))
+        query = query.where(col(Meeting.starts_at) >= datetime.combine(start, time(), local_zone()))
     if end is not None:
-        after = datetime.combine(end + timedelta(days=1), time(), LONDON)
+        after = datetime.combine(end + timedelta(days=1), time(), local_zone())
         query = query.where(col(Meeting.starts_at) < after)
     rows: list[DecisionRow] = []
     for motion, meeting in session.exec(query).all():

@@ -11,6 +11,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from models.casework import notify, settle
+from models.clock import local
 from models.commands import current_constitution
 from models.errors import Refused
 from models.meetings.actions import ActionInput, agree_actions, minutes_actions
@@ -92,7 +93,7 @@ def minutes_data(session: Session, meeting_id: int) -> MinutesDraft:
     return MinutesDraft(
         meeting_id,
         c.body(meeting.body_id).name,
-        meeting.starts_at.isoformat(),
+        local(meeting.starts_at).isoformat(),
         meeting.location,
         attendance(session, meeting_id),
         [f"{i.position}. {i.title}" for i in items.values()],

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from models.approvals import ApprovalStatus
 from models.commands import current_constitution
 from models.constitution import Constitution
-from models.errors import NotFound, Refused
+from models.errors import NotFound, Refused, cited
 from models.meetings.agenda import AgendaItemKind, composed, items_of, standing_items
 from models.meetings.kinds import ITEMS_DEADLINE
 from models.meetings.plan import MeetingStatus, meeting_clause, meeting_key, step_times
@@ -158,6 +158,9 @@ class MeetingPapers:
     public: bool
     withheld: int
     withheld_positions: tuple[int, ...] = ()  # the agenda numbers of the items left out
+    agreement: str = ""  # what the partnership calls its agreement; "": not named
+    interests_clause: str = ""  # the clauses the constitution gives declarations of interest
+    decisions_clause: str = ""  # and decisions (Wirral: 18.1 and 6.2); "": none
 
     @property
     def stem(self) -> str:
@@ -220,6 +223,9 @@ def meeting_papers(session: Session, meeting_id: int, *, public: bool = False) -
         body_id=body.id,
         body=body.name,
         clause=meeting_clause(body),
+        agreement=c.partnership.agreement_name,
+        interests_clause=c.cite("interests"),
+        decisions_clause=c.cite("decisions"),
         stage=stage,
         title=TITLES[stage],
         status=meeting.status,
@@ -385,7 +391,7 @@ def _awaits(session: Session, c: Constitution, approval_id: int | None) -> str |
         return None
     approver = c.body(request.approver_body_id).name
     state = "refused" if request.status == ApprovalStatus.REFUSED else "awaited"
-    return f"needs {approver}'s approval ({request.clause}): {state}"
+    return cited(f"needs {approver}'s approval", request.clause) + f": {state}"
 
 
 def _confidential_actions(session: Session, c: Constitution) -> set[int]:

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from models.calendar import add_working_days, meetings_between
 from models.casework import clean_text, notify, settle
-from models.clock import LONDON
+from models.clock import local, local_day, local_zone
 from models.commands import current_constitution
 from models.constitution import Action, Body, Constitution
 from models.errors import InvalidInput, NotFound, Refused
@@ -67,7 +67,7 @@ class MeetingPlanned:
 
 def meeting_key(meeting: Meeting) -> str:
     """`meeting:board:2027-03-09`: the stem of every key of this meeting's steps and messages."""
-    return f"meeting:{meeting.body_id}:{meeting.starts_at.date().isoformat()}"
+    return f"meeting:{meeting.body_id}:{local_day(meeting.starts_at).isoformat()}"
 
 
 def message_stem(meeting: Meeting) -> str:
@@ -113,12 +113,13 @@ def cadence_meeting_on(c: Constitution, body_id: str, day: date) -> datetime:
     body = body_of(c, body_id)
     if body.cadence is None:
         raise InvalidInput(f"{body_id} has no meeting cadence in the constitution")
+    zone = local_zone()
     start = at_nine(day).replace(hour=0)
     end = start + timedelta(hours=23, minutes=59)
-    found = meetings_between(body.cadence.rrule, body.cadence.first_local, start, end)
+    found = meetings_between(body.cadence.rrule, body.cadence.first, start, end, zone)
     if not found:
-        upcoming = body.cadence.next_meetings(start, 1)
-        hint = f" (next: {upcoming[0].date().isoformat()})" if upcoming else ""
+        upcoming = body.cadence.next_meetings(start, 1, zone)
+        hint = f" (next: {local_day(upcoming[0]).isoformat()})" if upcoming else ""
         raise InvalidInput(f"{body_id} does not meet on {day.isoformat()} by its cadence{hint}")
     return found[0]
 
@@ -127,7 +128,7 @@ def step_times(c: Constitution, starts_at: datetime) -> dict[str, datetime]:
     """When each step of a meeting is due, at the constitution's offsets in working days:
     call for items, items deadline, agenda and notice, reminder (09:00 on their day; the items
     deadline at 17:00) and draft minutes after the meeting (17:00)."""
-    r, day = c.reminders, starts_at.date()
+    r, day = c.reminders, local_day(starts_at)
     return {
         CALL_FOR_ITEMS: at_nine(add_working_days(day, -r.call_for_items)),
         ITEMS_DEADLINE: at_five(add_working_days(day, -r.items_deadline)),
@@ -170,7 +171,7 @@ def plan_meeting(uow: UnitOfWork, *, body_id: str, day: date) -> MeetingPlanned:
         location=body.cadence.location,
         status=MeetingStatus.PLANNED,
         ical_uid=f"{body_id}-{day.strftime('%Y%m%d')}@{c.partnership.id}.wct",
-        minutes_due_on=times[MINUTES_DUE].date(),
+        minutes_due_on=local_day(times[MINUTES_DUE]),
         cadence_on=day,
     )
     session.add(meeting)
@@ -224,7 +225,7 @@ def _clashes(session: Session, meeting_id: int | None, body_id: str, starts_at: 
 def _local_time(when: datetime) -> datetime:
     if when.tzinfo is None:
         raise InvalidInput(f"{when.isoformat()} has no time zone")
-    return when.astimezone(LONDON)
+    return local(when)
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def move_meeting(
     meeting.ical_sequence += 1
     meeting.status = MeetingStatus.PLANNED  # an agenda already sent goes again for the new date
     times = _short_notice_times(c, new_start, now)
-    meeting.minutes_due_on = times[MINUTES_DUE].date()
+    meeting.minutes_due_on = local_day(times[MINUTES_DUE])
     session.add(meeting)
     session.flush()
     notify(
@@ -348,7 +349,7 @@ def call_meeting(
         location=place or (body.cadence.location if body.cadence else None),
         status=MeetingStatus.PLANNED,
         ical_uid=f"{body_id}-{start:%Y%m%dT%H%M}-x@{c.partnership.id}.wct",
-        minutes_due_on=times[MINUTES_DUE].date(),
+        minutes_due_on=local_day(times[MINUTES_DUE]),
         extraordinary=True,
     )
     session.add(meeting)
@@ -421,7 +422,7 @@ def load_meeting(session: Session, meeting_id: int) -> Meeting:
 def find_meeting(session: Session, body_id: str, day: date) -> Meeting:
     """The planned meeting of `body_id` on `day`, or a clear error."""
     for meeting in session.exec(select(Meeting).where(Meeting.body_id == body_id)):
-        if meeting.starts_at.date() == day:
+        if local_day(meeting.starts_at) == day:
             return meeting
     raise NotFound(f"no meeting of {body_id} planned on {day.isoformat()} (run the cycle first)")
 
@@ -431,7 +432,7 @@ def next_meeting_days(c: Constitution, body_id: str, after: datetime, count: int
     body = body_of(c, body_id)
     if body.cadence is None:
         raise InvalidInput(f"{body_id} has no meeting cadence in the constitution")
-    return [d.date() for d in body.cadence.next_meetings(after, count)]
+    return [d.date() for d in body.cadence.next_meetings(after, count, local_zone())]
 
 
 ATTEND = "Please attend. If you cannot come, send your apologies with the button below."

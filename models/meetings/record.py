@@ -174,18 +174,18 @@ def declare_interest_ahead(
     """18.1: a member of the body (who may: the constitution's `meeting.declare`) declares an
     interest in an item of a meeting not yet held; it is recorded with the meeting's
     declarations, so the minutes show it. The same interest twice is one declaration."""
-    session = uow.session
+    session, c = uow.session, current_constitution(uow.session)
     meeting = load_meeting(session, meeting_id)
     if meeting.status not in (MeetingStatus.PLANNED, MeetingStatus.AGENDA_PUBLISHED):
-        raise Refused(
+        raise c.refused(
             f"{meeting_key(meeting)} is {meeting.status.replace('_', ' ')}: an interest is "
             "declared ahead only of a meeting still to be held",
-            clause="18.1",
+            c.cite("interests"),
         )
     if uow.clock.now() >= meeting.starts_at:
-        raise Refused(
+        raise c.refused(
             f"{meeting_key(meeting)} has started: declare the interest at the meeting",
-            clause="18.1",
+            c.cite("interests"),
         )
     nature = clean_text(nature, what="nature of the interest", limit=1000)
     person = session.get(Person, who.person_id)
@@ -232,10 +232,16 @@ def _declare(
         "meeting.interest_declared",
         subject_of(meeting),
         before=None,
-        after={"person": person.pseudonym, "item": item, "clause": "18.1"},
+        after={"person": person.pseudonym, "item": item}
+        | _clause(current_constitution(session).cite("interests")),
     )
     assert declaration.id is not None
     return declaration.id
+
+
+def _clause(clause: str) -> dict[str, str]:
+    """An audit record's `clause`, when the constitution gives one (none: no key)."""
+    return {"clause": clause} if clause else {}
 
 
 @dataclass(frozen=True)
@@ -314,6 +320,8 @@ def record_motion(
         casting_vote=casting_vote,
         interested=_interested(session, agenda_item),
         quorum=c.body(meeting.body_id).quorum,
+        rule_clause=c.cite("decisions"),
+        interest_clause=c.cite("interests"),
     )
     motion = Motion(
         meeting_id=meeting_id,

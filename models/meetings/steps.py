@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 
 from models.casework import coordinators, notify
 from models.commands import current_constitution
-from models.constitution import Action, Constitution, StandingFeed
+from models.constitution import Action
+from models.errors import cited
 from models.meetings.agenda import compose_agenda, composed, items_of
 from models.meetings.kinds import (
     AGENDA,
@@ -130,9 +131,12 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
         location=meeting.location,
         items=[AgendaEntry(position=i.position, title=i.title, kind=i.kind) for i in lines],
         action=(
-            "Read the papers before the meeting and declare any interest in an item at the "
-            f"start of it{_declarations_clause(c)}. If you cannot come, send your apologies with "
-            "the button below."
+            cited(
+                "Read the papers before the meeting and declare any interest in an item at the "
+                "start of it",
+                c.cite("interests"),
+            )
+            + ". If you cannot come, send your apologies with the button below."
         ),
         ask=apologies(meeting),
     )
@@ -149,15 +153,6 @@ def publish_agenda(uow: UnitOfWork, meeting: Meeting, *, was_due: datetime | Non
         "meeting.agenda_published", subject_of(meeting), before=before, after=state_of(meeting)
     )
     return True
-
-
-def _declarations_clause(c: Constitution) -> str:
-    """` (18.1)`: the clause the constitution's declarations heading cites, if it cites one."""
-    clause = next(
-        (i.clause for i in c.standing_items if i.feed is StandingFeed.DECLARATIONS and i.clause),
-        None,
-    )
-    return f" ({clause})" if clause else ""
 
 
 def remind(uow: UnitOfWork, meeting: Meeting) -> bool:

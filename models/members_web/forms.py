@@ -10,13 +10,15 @@ command the CLI gives; the constitution decides whether this member may give it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session
 
+from models.commands import current_constitution
+from models.constitution import Constitution
 from models.errors import InvalidInput, NotFound
 from models.instructions import (
     AnswerDeadline,
@@ -108,11 +110,22 @@ def form_of(link: Link) -> Target:
 
 @dataclass(frozen=True)
 class About:
-    """What a form is about, in words: a heading and a few lines of detail."""
+    """What a form is about, in words: a heading and a few lines of detail, and the clause of
+    the agreement (`agreement`: what the partnership calls it) that sets it, if any."""
 
     title: str
     lines: tuple[str, ...] = ()
     clause: str = ""
+    agreement: str = ""
+
+    @property
+    def citation(self) -> str:
+        """`Memorandum of Understanding, clause 11.5.1`; "" when there is no clause."""
+        if not self.clause:
+            return ""
+        return (
+            f"{self.agreement}, clause {self.clause}" if self.agreement else f"Clause {self.clause}"
+        )
 
 
 def _get(session: Session, table: type[Any], ident: int, what: str) -> Any:
@@ -133,7 +146,14 @@ def _organisation(session: Session, org_id: str) -> str:
 
 
 def describe(session: Session, target: Target) -> About:
-    """What the form is about, for the page's heading."""
+    """What the form is about, for the page's heading, citing the clause the constitution
+    gives (none where it gives none) of the agreement as the partnership calls it."""
+    constitution = current_constitution(session)
+    about = _describe(session, constitution, target)
+    return replace(about, agreement=constitution.partnership.agreement_name)
+
+
+def _describe(session: Session, constitution: Constitution, target: Target) -> About:
     match target.kind:
         case "meeting":
             m: Meeting = _get(session, Meeting, target.id, "meeting")
@@ -159,13 +179,15 @@ def describe(session: Session, target: Target) -> About:
                 lines.append(f"Deadline proposed: {long_date(c.proposed_deadline)}")
             if c.agreed_deadline is not None:
                 lines.append(f"Deadline agreed: {long_date(c.agreed_deadline)}")
-            return About("A call to account", tuple(lines), "11.5.1")
+            return About("A call to account", tuple(lines), constitution.cite("call_to_account"))
         case "dispute":
             d: Dispute = _get(session, Dispute, target.id, "dispute")
             lines = [f"Stage: {d.stage.replace('_', ' ')}"]
             if d.stage_deadline is not None:
                 lines.append(f"This stage ends on {long_date(d.stage_deadline)}")
-            return About(f"The dispute \u201c{d.title}\u201d", tuple(lines), "18.2")
+            return About(
+                f"The dispute \u201c{d.title}\u201d", tuple(lines), constitution.cite("disputes")
+            )
         case "approval":
             a: ApprovalRequest = _get(session, ApprovalRequest, target.id, "approval request")
             return About(
@@ -181,7 +203,7 @@ def describe(session: Session, target: Target) -> About:
                     f"Likelihood {k.likelihood} of 5, impact {k.impact} of 5",
                     f"Review due on {long_date(k.review_due_on)}",
                 ),
-                "16.1",
+                constitution.cite("risk"),
             )
     return About("Your page")
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from models.accountability import AccountStatus, Side, waiting_on
 from models.approvals import ApprovalStatus
 from models.calendar_invite import Event
-from models.clock import LONDON
+from models.clock import local_zone
 from models.commands import current_constitution
 from models.constitution import Action, Constitution
 from models.disputes import DisputeStage
@@ -67,6 +67,7 @@ class MeetingLine:
     my_attendance: str | None
     papers: list[Paper] = field(default_factory=list)
     declare: Ask | None = None  # 18.1: declaring an interest ahead, while it is still to be held
+    declare_clause: str = ""  # the clause the constitution gives declarations; "": none
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,14 @@ def chaired_bodies(c: Constitution, actor: Actor) -> list[str]:
 def _sort_key(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
         return value
-    return datetime.combine(value, time(17, 0), tzinfo=LONDON)
+    return datetime.combine(value, time(17, 0), tzinfo=local_zone())
 
 
 def _due_order(d: Due) -> tuple[bool, datetime]:
     """By date; what has no date last."""
     return (
         d.by is None,
-        _sort_key(d.by) if d.by is not None else datetime.max.replace(tzinfo=LONDON),
+        _sort_key(d.by) if d.by is not None else datetime.max.replace(tzinfo=local_zone()),
     )
 
 
@@ -206,6 +207,7 @@ def personal_page(session: Session, pseudonym: str, *, now: datetime) -> Persona
             mine.status if mine is not None else None,
             _papers(session, m.id),
             Ask(action=Action.MEETING_DECLARE, subject=f"meeting:{m.id}") if ahead else None,
+            c.cite("interests"),
         )
         if m.starts_at >= now:
             if len(upcoming) < UPCOMING:
@@ -273,7 +275,7 @@ def personal_page(session: Session, pseudonym: str, *, now: datetime) -> Persona
                 f"account-{case.id}",
                 f"{what} to the Safeguarding Board",
                 by,
-                "11.5.1",
+                c.cite("call_to_account"),
                 ask=Ask(action=action, subject=f"account:{case.id}"),
             )
         )
@@ -292,7 +294,7 @@ def personal_page(session: Session, pseudonym: str, *, now: datetime) -> Persona
                 f"dispute-{d.id}",
                 f"The outcome of this stage of \u201c{d.title}\u201d",
                 d.stage_deadline,
-                "18.2",
+                c.cite("disputes"),
                 ask=Ask(action=Action.DISPUTE_OUTCOME, subject=f"dispute:{d.id}"),
             )
         )
@@ -306,7 +308,7 @@ def personal_page(session: Session, pseudonym: str, *, now: datetime) -> Persona
                 f"risk-{risk.id}",
                 f"Review of the risk \u201c{risk.title}\u201d",
                 risk.review_due_on,
-                "16.1",
+                c.cite("risk"),
                 ask=Ask(action=Action.RISK_REVIEW, subject=f"risk:{risk.id}"),
             )
         )

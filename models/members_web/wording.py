@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from models.clock import LONDON
+from models.clock import local
 
 
 def long_date(value: date | datetime) -> str:
-    """A day as a council letter writes it; a time of day in Europe/London when given one."""
+    """A day as a council letter writes it; a time of day in the partnership's zone when given
+    one."""
     if isinstance(value, datetime):
-        local = value.astimezone(LONDON)
-        return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+        wall = local(value)
+        return f"{wall:%A} {wall.day} {wall:%B %Y} at {wall:%H:%M}"
     return f"{value:%A} {value.day} {value:%B %Y}"

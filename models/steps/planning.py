@@ -15,8 +15,8 @@ from datetime import date, datetime, time
 from sqlmodel import Session, col, select
 
 from models.calendar import add_working_days
-from models.casework import StepStatus, close_of_business, distinct
-from models.clock import LONDON
+from models.casework import CLOSE_OF_BUSINESS, StepStatus, distinct
+from models.clock import local_zone
 from models.constitution import Constitution, Reminders
 from models.steps.kind import (
     ALWAYS,
@@ -39,11 +39,13 @@ START_OF_DAY = time(9, 0)
 
 
 def at_nine(day: date) -> datetime:
-    """A notice or reminder goes out at 09:00, Europe/London, on its day."""
-    return datetime.combine(day, START_OF_DAY, tzinfo=LONDON)
+    """A notice or reminder goes out at 09:00 on its day, the partnership's local time."""
+    return datetime.combine(day, START_OF_DAY, tzinfo=local_zone())
 
 
-at_five = close_of_business  # a deadline day ends at 17:00, Europe/London
+def at_five(day: date) -> datetime:
+    """A deadline day ends at 17:00, the partnership's local time."""
+    return datetime.combine(day, CLOSE_OF_BUSINESS, tzinfo=local_zone())
 
 
 @dataclass(frozen=True)
