@@ -45,6 +45,12 @@ def local(when: datetime) -> datetime:
     return when.astimezone(local_zone())
 
 
+def wall(when: datetime) -> datetime:
+    """`when` as the partnership's wall time, for showing it: a time without a zone (a message
+    context written without one) is taken as already the partnership's wall time."""
+    return when.replace(tzinfo=local_zone()) if when.tzinfo is None else local(when)
+
+
 def local_day(when: datetime) -> date:
     """The partnership's day at the moment `when`."""
     return local(when).date()

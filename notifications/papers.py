@@ -17,7 +17,7 @@ from enum import StrEnum
 from docx import Document
 from docx.shared import Pt
 
-from models.clock import local
+from models.clock import wall
 from models.errors import InvalidInput, cited
 from models.meetings.papers import MeetingPapers, PaperAction, PaperItem, PapersStage
 from notifications.render import _render_one, when
@@ -95,7 +95,7 @@ def _day(value: date | None) -> str:
 
 
 def _time(value: datetime) -> str:
-    return f"{local(value):%H:%M}"
+    return f"{wall(value):%H:%M}"
 
 
 def withheld_note(count: int) -> str:

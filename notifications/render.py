@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from models.clock import local
+from models.clock import wall
 from models.errors import WctError
 from models.messages import MessageContext
 from notifications.links import MessageLinks
@@ -55,13 +55,13 @@ def when(value: datetime | date | str | None) -> str:
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
     if isinstance(value, datetime):
-        wall = local(value)
-        return f"{wall:%A} {wall.day} {wall:%B %Y} at {wall:%H:%M}"
+        wall_time = wall(value)
+        return f"{wall_time:%A} {wall_time.day} {wall_time:%B %Y} at {wall_time:%H:%M}"
     return f"{value:%A} {value.day} {value:%B %Y}"
 
 
 def time_only(value: datetime) -> str:
-    return f"{local(value):%H:%M}"
+    return f"{wall(value):%H:%M}"
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#~|])")

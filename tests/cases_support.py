@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from models.clock import FixedClock
-from models.commands import current_constitution, import_members
+from models.commands import apply_constitution, current_constitution, import_members
+from models.constitution import Constitution
 from models.members import parse_members
 from models.permissions import Principal
 from models.service import Command, execute
@@ -23,10 +24,22 @@ T = TypeVar("T")
 
 
 def import_members_file(engine: Engine, clock: FixedClock, path: Path) -> None:
+    import_members_text(engine, clock, path.read_text(), source=path.name)
+
+
+def import_members_text(engine: Engine, clock: FixedClock, text: str, *, source: str) -> None:
     with UnitOfWork(engine, clock=clock, actor="test") as uow:
-        rows = parse_members(path.read_text(), current_constitution(uow.session), source=path.name)
+        rows = parse_members(text, current_constitution(uow.session), source=source)
         import_members(uow, rows=rows)
         uow.commit()
+
+
+def install(engine: Engine, clock: FixedClock, c: Constitution, members: str) -> None:
+    """Load another partnership's constitution `c` and its members (CSV text)."""
+    with UnitOfWork(engine, clock=clock, actor="test") as uow:
+        apply_constitution(uow, constitution=c, source=c.partnership.id)
+        uow.commit()
+    import_members_text(engine, clock, members, source=f"{c.partnership.id} members")
 
 
 def populate(engine: Engine, clock: FixedClock) -> None:

@@ -7,6 +7,7 @@ import secrets
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -94,7 +95,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'wct.db'}"
         return
     request.getfixturevalue("postgres_available")
-    schema = f"wct_test_{secrets.token_hex(4)}"
+    with postgres_schema("wct_test") as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL schema (dropped afterwards), as a URL whose search path is it."""
+    schema = f"{prefix}_{secrets.token_hex(4)}"
     admin = sa.create_engine(POSTGRES_URL)
     with admin.begin() as connection:
         connection.execute(sa.text(f"CREATE SCHEMA {schema}"))

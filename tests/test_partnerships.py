@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
@@ -35,7 +33,7 @@ from models.reports import period_end
 from models.steps import body_members
 from models.tables import AuditHead, DisputeStageRecord, Meeting, Report, Review
 
-from .conftest import DATA, POSTGRES_URL
+from .conftest import DATA, postgres_schema
 
 PARTNERSHIPS = {"riverside": DATA / "riverside.yaml", "northmere": DATA / "northmere.yaml"}
 #: Spring, so that Northmere's zone (no summer time) and London's part on 28 March.
@@ -104,17 +102,8 @@ def given_clauses(c: Constitution) -> set[str]:
 @pytest.fixture(scope="module")
 def simulation_schema() -> Iterator[str]:
     """A new, empty PostgreSQL schema for a simulation (dropped afterwards), as its URL."""
-    schema = f"wct_sim_{secrets.token_hex(4)}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema("wct_sim") as url:
+        yield url
 
 
 #: Riverside is simulated on a SQLite file (the default), Northmere on PostgreSQL (`--database`).

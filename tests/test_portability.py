@@ -18,7 +18,6 @@ from sqlmodel import Session, select
 
 from models import meetings, reports, reviews, risks
 from models.clock import FixedClock
-from models.commands import apply_constitution
 from models.constitution import Constitution, load_constitution, parse_constitution
 from models.decision import Vote
 from models.errors import Refused
@@ -26,14 +25,13 @@ from models.instructions import OpenDispute, RaiseRisk
 from models.permissions import NotPermitted
 from models.steps.engine import run_due
 from models.tables import Meeting, OutboxMessage
-from models.uow import UnitOfWork
 from notifications.config import NotificationSettings
 from notifications.contexts import validate_context
 from notifications.dispatch import drain
 from notifications.render import render
 from notifications.samples import sample_for
 
-from .cases_support import act, import_members_file, run
+from .cases_support import act, import_members_file, install, run
 from .conftest import DATA, Cli
 from .cycles_support import fire
 from .notifications_fixtures import SmtpServer, smtp_server
@@ -41,12 +39,7 @@ from .notifications_fixtures import SmtpServer, smtp_server
 __all__ = ["smtp_server"]  # the fixture, used by name
 
 ANYTOWN = DATA / "anytown.yaml"
-MEMBERS = """name,email,organisation,roles,teams_webhook,channels
-Polly Portfolio,polly@anytown.example,anytown-council,portfolio-holder,,email
-Dan Director,dan@anytown.example,anytown-council,director,,email
-Sam Scrutineer,sam@safeguarding.example,anytown-safeguarding,scrutineer,,email
-Rob Rep,rob@police.example,anytown-police,rep,,email
-"""
+MEMBERS = (DATA / "anytown-members.csv").read_text(encoding="utf-8")
 #: Something that looks like a clause number: 4.2, 20.4.1 (dates and times do not).
 NUMBER = re.compile(r"(?<![\w.])\d{1,2}(?:\.\d{1,2}){1,3}(?![\w.]*\d)")
 URL = re.compile(r"https?://\S+")
@@ -97,14 +90,9 @@ def anytown_with_reports() -> Constitution:
 
 
 @pytest.fixture
-def anytown(engine: Engine, clock: FixedClock, tmp_path: Path) -> tuple[Engine, Constitution]:
+def anytown(engine: Engine, clock: FixedClock) -> tuple[Engine, Constitution]:
     c = anytown_with_reports()
-    with UnitOfWork(engine, clock=clock, actor="test") as uow:
-        apply_constitution(uow, constitution=c, source="anytown.yaml")
-        uow.commit()
-    members = tmp_path / "anytown-members.csv"
-    members.write_text(MEMBERS)
-    import_members_file(engine, clock, members)
+    install(engine, clock, c, MEMBERS)
     return engine, c
 
 
@@ -361,12 +349,7 @@ def test_the_from_header_is_the_partnerships_sender_and_the_settings_mailbox_sen
         "sender_email": "hello@anytown.example",
     }
     c = parse_constitution(yaml.safe_dump(data), source="anytown.yaml + sender")
-    with UnitOfWork(engine, clock=clock, actor="test") as uow:
-        apply_constitution(uow, constitution=c, source="anytown.yaml")
-        uow.commit()
-    members = tmp_path / "anytown-members.csv"
-    members.write_text(MEMBERS)
-    import_members_file(engine, clock, members)
+    install(engine, clock, c, MEMBERS)
     run(
         engine,
         clock,

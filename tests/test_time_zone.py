@@ -19,31 +19,24 @@ from sqlmodel import Session, col, select
 from models import instructions, meetings
 from models.calendar import current_region, in_partnership, meeting_dates
 from models.clock import LONDON, FixedClock, SystemClock, local, local_day, local_zone
-from models.commands import apply_constitution
 from models.constitution import Constitution, parse_constitution
 from models.meetings.kinds import AGENDA, CALL_FOR_ITEMS, ITEMS_DEADLINE, MINUTES_DUE, REMINDER
 from models.permissions import SYSTEM_CYCLE
 from models.steps import at_five, at_nine
 from models.steps.engine import run_due
 from models.tables import Meeting, Step
-from models.uow import UnitOfWork
 from models.upcoming import Due, upcoming
 from notifications.config import NotificationSettings
 from notifications.dispatch import drain
 
-from .cases_support import act, import_members_file
+from .cases_support import act, install
 from .conftest import Cli
 
 DATA = Path(__file__).parent / "data"
 ANYTOWN = DATA / "anytown.yaml"
 #: Newfoundland: UTC-3:30 in winter, UTC-2:30 in summer; never London's offset.
 ST_JOHNS = ZoneInfo("America/St_Johns")
-MEMBERS = """name,email,organisation,roles,teams_webhook,channels
-Polly Portfolio,polly@anytown.example,anytown-council,portfolio-holder,,email
-Dan Director,dan@anytown.example,anytown-council,director,,email
-Sam Scrutineer,sam@safeguarding.example,anytown-safeguarding,scrutineer,,email
-Rob Rep,rob@police.example,anytown-police,rep,,email
-"""
+MEMBERS = (DATA / "anytown-members.csv").read_text(encoding="utf-8")
 BOARD = "partnership-board"
 MEETING_DAY = date(2027, 1, 4)  # the first Monday of the quarter; the Board meets at 18:00
 
@@ -56,14 +49,9 @@ def newfoundland() -> Constitution:
 
 
 @pytest.fixture
-def st_johns(engine: Engine, clock: FixedClock, tmp_path: Path) -> tuple[Engine, Constitution]:
+def st_johns(engine: Engine, clock: FixedClock) -> tuple[Engine, Constitution]:
     c = newfoundland()
-    with UnitOfWork(engine, clock=clock, actor="test") as uow:
-        apply_constitution(uow, constitution=c, source="anytown.yaml")
-        uow.commit()
-    members = tmp_path / "members.csv"
-    members.write_text(MEMBERS)
-    import_members_file(engine, clock, members)
+    install(engine, clock, c, MEMBERS)
     return engine, c
 
 

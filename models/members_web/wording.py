@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from models.clock import local
+from models.clock import wall
 
 
 def long_date(value: date | datetime) -> str:
     """A day as a council letter writes it; a time of day in the partnership's zone when given
     one."""
     if isinstance(value, datetime):
-        wall = local(value)
-        return f"{wall:%A} {wall.day} {wall:%B %Y} at {wall:%H:%M}"
+        wall_time = wall(value)
+        return f"{wall_time:%A} {wall_time.day} {wall_time:%B %Y} at {wall_time:%H:%M}"
     return f"{value:%A} {value.day} {value:%B %Y}"
