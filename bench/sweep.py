@@ -3,9 +3,10 @@
 Builds a wct database (a temporary SQLite file, or with `--database` a fresh schema of that
 PostgreSQL database, dropped afterwards) holding the Wirral constitution and its members, then
 opens enough quarterly reports through the domain (`models.reports.open_reports`: each report
-with its request, reminders and overdue escalation) for 2 x N pending steps. Untimed set-up then
-re-times them: the first N (in due order, reports and all) fall due in the hours before the
-clock, as after an outage; the other N fall due after it.
+with its request, reminders and overdue escalation) for N pending steps. Untimed set-up then
+re-times them: the first N (in due order, their reports due days ago) fall due in the hours
+before the clock, as after an outage; N more of the same kinds about the same reports (the
+years a period may name hold too few reports for 2 x N) fall due after it.
 
   scan  the sweep's scan (`run_due`) finding nothing due among the N pending steps not yet due,
         the N it acted on now done: median of 5 runs;
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 
 from flows.simulate import prepare_database
 from models import reports
@@ -46,7 +47,8 @@ from models.clock import LONDON, FixedClock
 from models.constitution import load_constitution
 from models.db import make_engine
 from models.steps.engine import overdue_steps, run_due, run_step
-from models.tables import Report, Step
+from models.steps.planning import STEPS
+from models.tables import Step
 from models.uow import UnitOfWork
 
 NOW = datetime(2030, 1, 7, 12, 0, tzinfo=LONDON)
@@ -79,37 +81,32 @@ def populate(db: Engine, n: int) -> None:
     prepare_database(db, c, clock)
     months = c.quarterly_reports[0].months
     letter = reports.period_letter(months)
-    year, number = 2027, 1
+    year, number = 2000, 1  # the earliest year a period may name
     with in_partnership(c.partnership):
-        while _count(db) < 2 * n:
+        while _count(db) < n:
             with UnitOfWork(db, clock=clock, actor="operator:bench") as uow:
                 reports.open_reports(uow, period=f"{year}-{letter}{number}")
                 uow.commit()
             year, number = (year + 1, 1) if number == len(months) else (year, number + 1)
-    with Session(db) as session:
-        rows = session.exec(
-            select(Step.id, Step.subject_id).order_by(col(Step.due_at), col(Step.id))
-        ).all()
-        due_reports = {subject for _, subject in rows[:n]}
-        t = sa.table("step", sa.column("id"), sa.column("due_at"))
-        timed = [
-            {"b_id": step_id, "b_due": NOW - timedelta(seconds=n - i)}
-            if i < n
-            else {"b_id": step_id, "b_due": NOW + timedelta(seconds=i - n + 1)}
-            for i, (step_id, _) in enumerate(rows[: 2 * n])
+    t, late = STEPS.c, (NOW - timedelta(days=3)).date()
+    with db.begin() as connection:
+        rows = connection.execute(sa.select(STEPS).order_by(t.due_at, t.id)).mappings().all()
+        due, extra = rows[:n], rows[n:]
+        connection.execute(STEPS.delete().where(t.id.in_([r["id"] for r in extra])))
+        connection.execute(
+            STEPS.update().where(t.id == sa.bindparam("b_id")).values(due_at=sa.bindparam("b_due")),
+            [{"b_id": r["id"], "b_due": NOW - timedelta(seconds=n - i)} for i, r in enumerate(due)],
+        )
+        # The steps not yet due: as many again, of the same kinds about the same reports (the
+        # years a period may name hold too few reports for both).
+        later = [
+            {**r, "key": f"{r['key']}:later", "due_at": NOW + timedelta(seconds=i + 1)}
+            for i, r in enumerate(due)
         ]
-        session.connection().execute(
-            t.update().where(t.c.id == sa.bindparam("b_id")).values(due_at=sa.bindparam("b_due")),
-            timed,
+        connection.execute(
+            STEPS.insert(), [{k: v for k, v in r.items() if k != "id"} for r in later]
         )
-        session.exec(
-            sa.delete(Step).where(col(Step.id).in_([step_id for step_id, _ in rows[2 * n :]]))
-        )
-        for report in session.exec(select(Report)).all():
-            late = report.id in due_reports
-            report.due_on = (NOW - timedelta(days=3) if late else NOW + timedelta(days=40)).date()
-            session.add(report)
-        session.commit()
+        connection.execute(sa.table("report", sa.column("due_on")).update().values(due_on=late))
 
 
 def _count(db: Engine) -> int:

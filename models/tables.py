@@ -350,8 +350,12 @@ class Step(SQLModel, table=True):
     `params` are its typed parameters, checked by its kind's model when planned and when fired."""
 
     # The sweep's scan, the timers' horizon and the overdue list ask for pending steps by due
-    # time: one range of this index, however many steps are done or not yet due.
-    __table_args__ = (sa.Index("ix_step_status_due_at", "status", "due_at"),)
+    # time: one range of this index, however many steps are done or not yet due. A late
+    # policy asks for the other steps of the same subject (a later reminder, the opening one).
+    __table_args__ = (
+        sa.Index("ix_step_status_due_at", "status", "due_at"),
+        sa.Index("ix_step_subject_type_subject_id", "subject_type", "subject_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=200, unique=True)
     kind: str = Field(max_length=64)
