@@ -82,6 +82,9 @@ async def sweep(
         for problem in problems:
             get_run_logger().warning("%s", problem)
         done = run_due(engine(), clock)
+        for run in done:
+            if run.result == "failed":  # rolled back alone; the next sweep tries it again
+                get_run_logger().warning("step %s failed: %s", run.key, run.error)
         relay(engine())
         await publish_step_artifacts(done)
         moved = {run.subject for run in done if run.changed_a_case} | await stale_subjects()
@@ -95,6 +98,7 @@ async def sweep(
         return {
             "acted": [r.key for r in done if r.result == "acted"],
             "skipped": [r.key for r in done if r.result == "skipped"],
+            "failed": [r.key for r in done if r.result == "failed"],
             "timers": ensured,
             "woken": woken,
             "followed": followed,

@@ -15,7 +15,7 @@ from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
 from models.messages import Brand, MessageContext, MessageMalformed, serialise
-from models.outbox import channels_of, enqueue
+from models.outbox import channels_of, enqueue, queued_keys
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
     ApprovalRequest,
@@ -110,11 +110,16 @@ def notify(
     recipients = distinct(people)
     may_act = _permitted(uow, recipients, context, scope) if scope is not None else frozenset[int]()
     queued = 0
+    before = queued_keys(
+        uow.session,
+        [f"{key}:{p.pseudonym}:{channel.value}" for p in recipients for channel in channels_of(p)],
+    )
     for person in recipients:
         body = payload if person.id in may_act else informative
         for channel in channels_of(person):
             message = enqueue(
                 uow.session,
+                queued=before,
                 key=f"{key}:{person.pseudonym}:{channel.value}",
                 kind=context.kind,
                 person=person,

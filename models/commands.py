@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -34,19 +35,26 @@ _CONSTITUTION = "wct.constitution"
 
 
 def current_constitution(session: Session) -> Constitution:
-    """The constitution in force, as loaded by `apply_constitution`: read and parsed once per
-    transaction (kept in `session.info` until the transaction ends or an amendment in it)."""
+    """The constitution in force, as loaded by `apply_constitution`: read once per transaction
+    (kept in `session.info` until the transaction ends, an amendment in it, or a savepoint rolled
+    back), and parsed once per process for the same document."""
     cached = session.info.get(_CONSTITUTION)
     if isinstance(cached, Constitution):
         return cached
-    record = session.exec(
-        select(ConstitutionRecord).where(col(ConstitutionRecord.current).is_(True))
+    document = session.exec(
+        select(ConstitutionRecord.document).where(col(ConstitutionRecord.current).is_(True))
     ).first()
-    if record is None:
+    if document is None:
         raise NotInitialised()
-    constitution = Constitution.model_validate_json(record.document)
+    constitution = _parsed(document)
     session.info[_CONSTITUTION] = constitution
     return constitution
+
+
+@lru_cache(maxsize=8)
+def _parsed(document: str) -> Constitution:
+    """A stored constitution document, parsed (the model is frozen, so one copy serves all)."""
+    return Constitution.model_validate_json(document)
 
 
 @contextmanager
@@ -71,6 +79,13 @@ def _forget_constitution(session: OrmSession, transaction: SessionTransaction) -
     """A new transaction reads the constitution afresh: another may have amended it meanwhile."""
     if transaction.parent is None:
         session.info.pop(_CONSTITUTION, None)
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_rolled_back(session: OrmSession, previous_transaction: SessionTransaction) -> None:
+    """A savepoint rolled back may have held an amendment: read the constitution again."""
+    del previous_transaction  # any rollback, of the whole or of a savepoint
+    session.info.pop(_CONSTITUTION, None)
 
 
 @dataclass(frozen=True)

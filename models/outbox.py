@@ -36,7 +36,7 @@ A row's life (one message, one recipient, one channel, one idempotency `key`):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -73,6 +73,14 @@ def message_key(*parts: str | int) -> str:
     return ":".join(str(p) for p in parts)
 
 
+def queued_keys(session: Session, keys: Sequence[str]) -> frozenset[str]:
+    """Which of `keys` were queued before, in one query (for `enqueue`'s `queued`)."""
+    if not keys:
+        return frozenset()
+    found = session.exec(select(OutboxMessage.key).where(col(OutboxMessage.key).in_(keys)))
+    return frozenset(found.all())
+
+
 def enqueue(
     session: Session,
     *,
@@ -83,10 +91,15 @@ def enqueue(
     context: dict[str, Any],
     now: Any,
     body_id: str | None = None,
+    queued: Collection[str] | None = None,
 ) -> OutboxMessage | None:
     """Queue one message for one person (or, with no person, one post to `body_id`'s Teams
-    channel) on one channel; None if this key was queued before."""
-    if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
+    channel) on one channel; None if this key was queued before (among `queued`, when the
+    caller looked its keys up at once with `queued_keys`, in this transaction)."""
+    if queued is not None:
+        if key in queued:
+            return None
+    elif session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
         return None
     assert (person is None) != (body_id is None), "a message goes to a person or a body's channel"
     assert person is None or person.id is not None

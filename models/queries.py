@@ -11,7 +11,7 @@ from sqlmodel import Session, col, func, select
 from models import meetings, reports, reviews
 from models.commands import current_constitution
 from models.constitution import Constitution
-from models.tables import AuditHead, ConstitutionRecord, Meeting, Person, PersonRole, Review
+from models.tables import AuditHead, ConstitutionRecord, Person, PersonRole
 
 
 @dataclass(frozen=True)
@@ -132,17 +132,8 @@ class OverdueItem:
 def overdue_items(session: Session, now: datetime) -> list[OverdueItem]:
     """Everything overdue: reports (22.2.1, 11.4.1) and reviews past their due date, and draft
     minutes not in by their day. Each rule is its own module's; this only gathers them."""
-    items = [
-        OverdueItem("report", reports.report_key(r), r.due_on)
-        for r in reports.overdue_reports(session)
-    ]
-    items += [
-        OverdueItem("review", reviews.review_key(r), r.due_on)
-        for r in session.exec(select(Review).where(Review.status == reviews.ReviewStatus.OVERDUE))
-    ]
-    for meeting in session.exec(select(Meeting).order_by(col(Meeting.starts_at))):
-        if meetings.minutes_overdue(meeting, now) and meeting.minutes_due_on is not None:
-            items.append(
-                OverdueItem("minutes", meetings.meeting_key(meeting), meeting.minutes_due_on)
-            )
-    return items
+    return (
+        [OverdueItem("report", k, due) for k, due in reports.overdue_report_keys(session)]
+        + [OverdueItem("review", k, due) for k, due in reviews.overdue_review_keys(session)]
+        + [OverdueItem("minutes", k, due) for k, due in meetings.overdue_minutes(session, now)]
+    )

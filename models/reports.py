@@ -160,7 +160,11 @@ def spec_of(c: Constitution, kind: str) -> QuarterlyReport:
 
 def report_key(report: Report) -> str:
     """`report:wscb-quarterly:wscb:2027-Q1`: the stem of this report's step and message keys."""
-    return f"report:{report.kind}:{report.from_body_id}:{report.period}"
+    return _key(report.kind, report.from_body_id, report.period)
+
+
+def _key(kind: str, from_body_id: str, period: str) -> str:
+    return f"report:{kind}:{from_body_id}:{period}"
 
 
 def _subject(report: Report) -> str:
@@ -421,6 +425,16 @@ def submit_report(
     settle(session, subject=_subject(report), now=now)
     uow.record("report.submitted", _subject(report), before=before, after=_state(report))
     return report
+
+
+def overdue_report_keys(session: Session) -> list[tuple[str, date]]:
+    """(report key, day due) of every overdue report, oldest first: the columns, not the rows."""
+    rows = session.exec(
+        select(col(Report.kind), col(Report.from_body_id), col(Report.period), col(Report.due_on))
+        .where(Report.status == ReportStatus.OVERDUE)
+        .order_by(col(Report.due_on))
+    ).all()
+    return [(_key(kind, body, period), due) for kind, body, period, due in rows]
 
 
 def overdue_reports(session: Session) -> list[Report]:

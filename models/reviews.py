@@ -104,7 +104,21 @@ def _year(year: int) -> int:
 
 def review_key(review: Review) -> str:
     """`review:mou-review:2027`: the stem of this review's step and message keys."""
-    return f"review:{review.kind}:{review.year}"
+    return _key(review.kind, review.year)
+
+
+def _key(kind: str, year: int) -> str:
+    return f"review:{kind}:{year}"
+
+
+def overdue_review_keys(session: Session) -> list[tuple[str, date]]:
+    """(review key, day due) of every overdue review: the columns, not the rows."""
+    rows = session.exec(
+        select(col(Review.kind), col(Review.year), col(Review.due_on)).where(
+            Review.status == ReviewStatus.OVERDUE
+        )
+    ).all()
+    return [(_key(kind, year), due) for kind, year, due in rows]
 
 
 def _subject(review: Review) -> str:

@@ -14,16 +14,18 @@ Nothing else opens a unit of work to change state on someone's behalf.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.calendar import in_partnership
 from models.clock import Clock
 from models.commands import current_constitution
 from models.constitution import Action, Constitution
-from models.errors import Refused
+from models.errors import Refused, WctError
 from models.permissions import Actor, Principal, Scope, require, resolve
 from models.tables import AuditEvent
 from models.uow import UnitOfWork
@@ -91,15 +93,89 @@ def execute(engine: Engine, clock: Clock, who: str | Principal, command: Command
     """Run `command` as `who` (an email or pseudonym, or a principal): refused unless the
     constitution permits it; all of it committed, or none of it."""
     with UnitOfWork(engine, clock=clock, actor=UNRESOLVED) as uow:
-        c = command.constitution(uow)
-        asked = command.permission(uow)
-        actor = resolve(uow.session, c, who, asked.action)
-        uow.actor = actor.audit_name
-        require(c, asked.action, actor, asked.scope, clause=asked.clause)
-        with in_partnership(c.partnership):  # its working days and local time
-            result = command.run(uow, actor)
+        result = _checked_run(uow, who, command, {})
         uow.commit()
     return Executed(result, tuple(Signal.of(e) for e in uow.recorded))
+
+
+def _checked_run(
+    uow: UnitOfWork, who: str | Principal, command: Command[T], actors: dict[Action, Principal]
+) -> T:
+    """Resolve who acts (once per action within one unit of work: `actors`), check the
+    constitution's permission, and run the command in the partnership's time."""
+    c = command.constitution(uow)
+    asked = command.permission(uow)
+    actor = actors.get(asked.action)
+    if actor is None:
+        actor = actors[asked.action] = resolve(uow.session, c, who, asked.action)
+    uow.actor = actor.audit_name
+    require(c, asked.action, actor, asked.scope, clause=asked.clause)
+    with in_partnership(c.partnership):  # its working days and local time
+        return command.run(uow, actor)
+
+
+@dataclass(frozen=True)
+class Failed(Generic[T]):
+    """A command of a batch that was refused or failed: it rolled back alone (`error` says why);
+    the others of its batch committed."""
+
+    command: Command[T]
+    error: Exception
+
+
+#: How many commands of a batch commit together (each in its own savepoint).
+BATCH = 200
+
+
+def execute_many(
+    engine: Engine,
+    clock: Clock,
+    who: str | Principal,
+    commands: Sequence[Command[T]],
+    *,
+    batch: int = BATCH,
+    claim: Callable[[UnitOfWork, Sequence[Command[T]]], None] | None = None,
+) -> list[Executed[T] | Failed[T]]:
+    """Run many commands as `who`, as `execute` runs one, committing `batch` at a time: each
+    runs in its own savepoint, so one that is refused or fails (a domain error or a database
+    one) rolls back alone, with its audit events and outbox rows, and is returned as `Failed`;
+    the rest of its batch commits, each change with its audit record and its outbox rows.
+    `claim`, given a batch's commands, takes their locks up front in one global order (so a
+    batch never waits for a row while holding what another transaction waits for); if it
+    fails, each command takes its own locks as it runs. A crash loses at most the batch in
+    flight, none of it committed: run again, the commands find what is already done."""
+    if batch < 1:
+        raise ValueError("a batch holds at least one command")
+    done: list[Executed[T] | Failed[T]] = []
+    for start in range(0, len(commands), batch):
+        chunk = commands[start : start + batch]
+        outcomes: list[tuple[Command[T], T, int, int] | Failed[T]] = []
+        with UnitOfWork(engine, clock=clock, actor=UNRESOLVED) as uow:
+            if claim is not None:
+                try:
+                    with uow.savepoint():
+                        claim(uow, chunk)
+                except (WctError, SQLAlchemyError):
+                    pass  # each command locks what it needs as it runs
+            actors: dict[Action, Principal] = {}
+            for command in chunk:
+                first = len(uow.recorded)
+                try:
+                    with uow.savepoint():
+                        result = _checked_run(uow, who, command, actors)
+                except Exception as exc:  # noqa: BLE001 -- reported; the batch goes on
+                    outcomes.append(Failed(command, exc))
+                    continue
+                outcomes.append((command, result, first, len(uow.recorded)))
+            uow.commit()
+        events = [Signal.of(e) for e in uow.recorded]
+        for outcome in outcomes:
+            if isinstance(outcome, Failed):
+                done.append(outcome)
+            else:
+                _, result, first, last = outcome
+                done.append(Executed(result, tuple(events[first:last])))
+    return done
 
 
 def member(actor: Principal, action: Action) -> Actor:

@@ -230,7 +230,7 @@ class Report(SQLModel, table=True):
     to_body_id: str = Field(foreign_key="body.id", max_length=64)
     period: str = Field(max_length=16, description="e.g. 2027-Q1")
     due_on: date
-    status: str = Field(default="requested", max_length=32)
+    status: str = Field(default="requested", max_length=32, index=True)
     submitted_at: datetime | None = _ts(nullable=True)
     submitted_by: str | None = Field(default=None, max_length=32)
     document: str | None = Field(default=None, max_length=2000, description="Link or file name.")
@@ -243,7 +243,7 @@ class Review(SQLModel, table=True):
     year: int
     owner_body_id: str = Field(foreign_key="body.id", max_length=64)
     due_on: date
-    status: str = Field(default="open", max_length=32)
+    status: str = Field(default="open", max_length=32, index=True)
     outcome: str | None = Field(default=None, max_length=2000)
     published_at: datetime | None = _ts(nullable=True)
     challenge_closes_on: date | None = None
@@ -349,6 +349,13 @@ class Step(SQLModel, table=True):
     `subject_id` of `subject_type` (`subject` names the same, `meeting:17`, as audit events do);
     `params` are its typed parameters, checked by its kind's model when planned and when fired."""
 
+    # The sweep's scan, the timers' horizon and the overdue list ask for pending steps by due
+    # time: one range of this index, however many steps are done or not yet due. A late
+    # policy asks for the other steps of the same subject (a later reminder, the opening one).
+    __table_args__ = (
+        sa.Index("ix_step_status_due_at", "status", "due_at"),
+        sa.Index("ix_step_subject_type_subject_id", "subject_type", "subject_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=200, unique=True)
     kind: str = Field(max_length=64)
@@ -358,7 +365,7 @@ class Step(SQLModel, table=True):
     params: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     due_at: datetime = _ts(index=True)
     status: str = Field(
-        default="pending", max_length=16, index=True, description="pending|done|settled|skipped"
+        default="pending", max_length=16, description="pending|done|settled|skipped"
     )
     done_at: datetime | None = _ts(nullable=True)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -48,6 +49,24 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.session.commit()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of this transaction that rolls back alone (a SAVEPOINT) if its block raises:
+        its changes, its audit events (the chain's head reads back as it was) and its outbox rows
+        vanish, and the exception propagates; otherwise it stays, to commit with the rest."""
+        recorded = len(self.recorded)
+        nested = self.session.begin_nested()
+        try:
+            yield
+            nested.commit()  # flushes: a row refused by the database rolls back here too
+        except BaseException:
+            # SQLAlchemy expires what the savepoint changed (the audit head) and drops what it
+            # added, so the next event is chained after the last one that stays.
+            if nested.is_active:
+                nested.rollback()
+            del self.recorded[recorded:]
+            raise
 
     def record(
         self,

@@ -44,6 +44,7 @@ from models.meetings.minutes import (
     draft_minutes,
     minutes_data,
     minutes_overdue,
+    overdue_minutes,
     record_meeting,
 )
 from models.meetings.plan import (
@@ -141,6 +142,7 @@ __all__ = [
     "move_meeting",
     "minutes_data",
     "minutes_overdue",
+    "overdue_minutes",
     "next_meeting_days",
     "plan_meeting",
     "publish_agenda",

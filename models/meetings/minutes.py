@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from models.casework import notify, settle
-from models.clock import local
+from models.clock import local, local_day
 from models.commands import current_constitution
 from models.errors import Refused
 from models.meetings.actions import ActionInput, agree_actions, minutes_actions
@@ -20,6 +20,7 @@ from models.meetings.kinds import MINUTES_DUE
 from models.meetings.plan import (
     MeetingStatus,
     body_scope,
+    day_key,
     load_meeting,
     meeting_clause,
     meeting_key,
@@ -206,7 +207,30 @@ def minutes_overdue(meeting: Meeting, now: datetime) -> bool:
     `reminders.minutes_due`, in working days after the meeting)."""
     if meeting.status in NO_MINUTES_OWED or meeting.minutes_due_on is None:
         return False
-    return meeting.starts_at <= now and at_five(meeting.minutes_due_on) <= now
+    return meeting.starts_at <= now and meeting.minutes_due_on <= last_closed_day(now)
+
+
+def last_closed_day(now: datetime) -> date:
+    """The last day whose end (17:00, `at_five`) has passed at `now`: minutes due on it or
+    before and not in are overdue."""
+    today = local_day(now)
+    return today if at_five(today) <= now else today - timedelta(days=1)
+
+
+def overdue_minutes(session: Session, now: datetime) -> list[tuple[str, date]]:
+    """(meeting key, day due) of every meeting whose draft minutes are overdue at `now`
+    (`minutes_overdue`, asked of the database: the columns it needs, not whole meetings)."""
+    rows = session.exec(
+        select(col(Meeting.body_id), col(Meeting.starts_at), col(Meeting.minutes_due_on))
+        .where(
+            col(Meeting.status).not_in(NO_MINUTES_OWED),
+            col(Meeting.minutes_due_on).is_not(None),
+            col(Meeting.minutes_due_on) <= last_closed_day(now),
+            col(Meeting.starts_at) <= now,
+        )
+        .order_by(col(Meeting.starts_at))
+    ).all()
+    return [(day_key(body_id, starts_at), due) for body_id, starts_at, due in rows if due]
 
 
 def record_meeting(

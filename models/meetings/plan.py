@@ -67,7 +67,12 @@ class MeetingPlanned:
 
 def meeting_key(meeting: Meeting) -> str:
     """`meeting:board:2027-03-09`: the stem of every key of this meeting's steps and messages."""
-    return f"meeting:{meeting.body_id}:{local_day(meeting.starts_at).isoformat()}"
+    return day_key(meeting.body_id, meeting.starts_at)
+
+
+def day_key(body_id: str, starts_at: datetime) -> str:
+    """`meeting_key` from the two columns it is made of (for listings that read only those)."""
+    return f"meeting:{body_id}:{local_day(starts_at).isoformat()}"
 
 
 def message_stem(meeting: Meeting) -> str:

@@ -15,10 +15,12 @@ other change: the constitution's `step.fire` grant, one unit of work, the system
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typing_extensions import override
@@ -27,10 +29,11 @@ from models.audit import STEP_SKIPPED
 from models.casework import StepStatus
 from models.clock import Clock
 from models.constitution import Action
-from models.errors import InvalidInput, NotFound
+from models.errors import InvalidInput, NotFound, WctError
 from models.permissions import SWEEP, TIMER, Principal, System
-from models.service import Command, execute
+from models.service import BATCH, Command, Executed, Failed, execute, execute_many
 from models.steps.kind import GRACE, Firing, StepKind, Subject
+from models.steps.planning import STEPS
 from models.steps.registry import KINDS, kind_of
 from models.tables import Step
 from models.uow import UnitOfWork
@@ -48,6 +51,7 @@ class StepRun:
     kind: str
     subject_type: Subject
     subject_id: int
+    error: str | None = None  # why a step of a sweep failed (`result` "failed"); it stays pending
 
     @property
     def subject(self) -> str:
@@ -59,7 +63,8 @@ class StepRun:
         return self.result == "acted" and self.subject_type.is_case
 
     def as_dict(self) -> dict[str, str]:
-        return {"key": self.key, "result": self.result, "kind": self.kind, "subject": self.subject}
+        found = {"key": self.key, "result": self.result, "kind": self.kind, "subject": self.subject}
+        return found if self.error is None else found | {"error": self.error}
 
 
 @dataclass(frozen=True)
@@ -152,18 +157,79 @@ def run_step(engine: Engine, clock: Clock, key: str, *, actor: System = TIMER) -
     return execute(engine, clock, actor, FireStep(key=key)).result
 
 
-def overdue_steps(session: Session, *, now: datetime) -> list[Step]:
-    """Pending steps of every registered kind whose due time has passed, oldest first."""
-    query = select(Step).where(
-        Step.status == StepStatus.PENDING, col(Step.due_at) <= now, col(Step.kind).in_(list(KINDS))
+class DueStep(NamedTuple):
+    """A pending step whose time has come, as the sweep finds it: the columns it needs only."""
+
+    key: str
+    kind: str
+    subject_type: str
+    subject_id: int
+    due_at: datetime
+
+
+def overdue_steps(session: Session, *, now: datetime) -> list[DueStep]:
+    """Pending steps of every registered kind whose due time has passed, oldest first: a range
+    of the (status, due_at) index, so finding none among many not yet due costs a lookup."""
+    t = STEPS.c
+    rows = session.connection().execute(
+        sa.select(t.key, t.kind, t.subject_type, t.subject_id, t.due_at)
+        .where(t.status == StepStatus.PENDING.value, t.due_at <= now, t.kind.in_(list(KINDS)))
+        .order_by(t.due_at, t.id)
     )
-    return list(session.exec(query.order_by(col(Step.due_at), col(Step.id))).all())
+    return [DueStep(*row) for row in rows]
 
 
-def run_due(engine: Engine, clock: Clock, *, actor: System = SWEEP) -> list[StepRun]:
+def claim_steps(uow: UnitOfWork, commands: Sequence[Command[StepRun]]) -> None:
+    """Lock a batch's steps before any of them acts, in one global order (each subject by its
+    kind's lock, in subject order, then the steps): the order every command takes its locks in,
+    so a batch never holds the audit head while waiting for a subject another transaction holds."""
+    keys = [c.key for c in commands if isinstance(c, FireStep)]
+    found = uow.session.exec(
+        select(Step.kind, Step.subject_type, Step.subject_id).where(col(Step.key).in_(keys))
+    ).all()
+    subjects = sorted({(t, i, k) for k, t, i in found})
+    locked: set[tuple[str, int]] = set()
+    for subject_type, subject_id, name in subjects:
+        kind = KINDS.get(name)
+        if kind is None or kind.subject != subject_type or (subject_type, subject_id) in locked:
+            continue  # the step itself says what is wrong when it runs
+        try:
+            kind.lock(uow.session, subject_id)
+        except WctError:
+            continue  # a subject gone: its step fails alone when it runs, saying so
+        locked.add((subject_type, subject_id))
+    uow.session.exec(
+        select(Step.id)
+        .where(col(Step.key).in_(keys))
+        .order_by(col(Step.subject_type), col(Step.subject_id), col(Step.id))
+        .with_for_update()
+    ).all()
+
+
+def run_due(
+    engine: Engine, clock: Clock, *, actor: System = SWEEP, batch: int = BATCH
+) -> list[StepRun]:
     """Act on every step whose due time passed without its timer run, of every kind, in due
-    order, each in its own transaction: what the sweep does. A step another worker took
-    meanwhile is reported as it was left (done, settled, skipped), never acted on twice."""
+    order, `batch` steps to a transaction and each in its own savepoint: what the sweep does.
+    A step that fails rolls back alone and is reported `failed` (it stays pending, for the next
+    sweep); a step another worker took meanwhile is reported as it was left (done, settled,
+    skipped), never acted on twice."""
     with Session(engine) as session:
-        keys = [s.key for s in overdue_steps(session, now=clock.now())]
-    return [run_step(engine, clock, key, actor=actor) for key in keys]
+        due = overdue_steps(session, now=clock.now())
+    commands = [FireStep(key=step.key) for step in due]
+    outcomes = execute_many(engine, clock, actor, commands, batch=batch, claim=claim_steps)
+    return [_reported(step, outcome) for step, outcome in zip(due, outcomes, strict=True)]
+
+
+def _reported(step: DueStep, outcome: Executed[StepRun] | Failed[StepRun]) -> StepRun:
+    if isinstance(outcome, Executed):
+        return outcome.result
+    error = outcome.error
+    return StepRun(
+        step.key,
+        "failed",
+        step.kind,
+        Subject(step.subject_type),
+        step.subject_id,
+        error=str(error) or type(error).__name__,
+    )

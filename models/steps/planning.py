@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel, col, select
 
 from models.calendar import add_working_days
 from models.casework import CLOSE_OF_BUSINESS, StepStatus, distinct
@@ -36,6 +37,7 @@ from models.tables import Person, PersonRole, Step
 from models.uow import UnitOfWork
 
 START_OF_DAY = time(9, 0)
+STEPS: sa.Table = SQLModel.metadata.tables["step"]  # Step, for Core statements of columns
 
 
 def at_nine(day: date) -> datetime:
@@ -74,10 +76,13 @@ def run_name(step: Step) -> str:
     (`meeting:board:2027-03-09:agenda` -> `board-2027-03-09-agenda`), a case's with its kind of
     case (`dispute:3:informal:deadline` -> `dispute-3-informal-deadline`), an action's likewise
     (`action-3-r1-reminder-10`)."""
-    subject = Subject(step.subject_type)
+    return _run_name(step.key, Subject(step.subject_type))
+
+
+def _run_name(key: str, subject: Subject) -> str:
     # A cycle's key names its body and date after its type; any other key needs its type.
     cycle = subject in (Subject.MEETING, Subject.REPORT, Subject.REVIEW)
-    name = step.key.removeprefix(f"{subject.value}:") if cycle else step.key
+    name = key.removeprefix(f"{subject.value}:") if cycle else key
     return name.replace(":", "-")
 
 
@@ -199,12 +204,16 @@ def pending_steps(session: Session, subject: str) -> list[PlannedStep]:
 def pending_until(session: Session, until: datetime) -> list[PlannedStep]:
     """Every step still waiting to fire that is due before `until`, in due order: the timers a
     sweep makes sure of."""
-    rows = session.exec(
-        select(Step)
-        .where(Step.status == StepStatus.PENDING, col(Step.due_at) < until)
-        .order_by(col(Step.due_at), col(Step.id))
-    ).all()
-    return [as_planned(s) for s in rows]
+    t = STEPS.c
+    rows = session.connection().execute(
+        sa.select(t.key, t.kind, t.subject, t.subject_type, t.due_at)
+        .where(t.status == StepStatus.PENDING.value, t.due_at < until)
+        .order_by(t.due_at, t.id)
+    )
+    return [
+        PlannedStep(key, kind, subject, due_at, _run_name(key, Subject(subject_type)))
+        for key, kind, subject, subject_type, due_at in rows
+    ]
 
 
 def due_steps(session: Session, *, now: datetime, prefix: str = "") -> list[Step]:

@@ -1,0 +1,201 @@
+"""The sweep acts on due steps in batches (models/service.py `execute_many`, models/steps/engine.py
+`run_due`): each step in its own savepoint, many to a commit, with every guarantee of one step in
+one transaction: acted on once, audited in the chain, its messages queued once per recipient."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models import audit, reports
+from models.clock import FixedClock
+from models.permissions import SWEEP, NotPermitted, Outsider
+from models.service import Executed, Failed, execute_many
+from models.steps.engine import FireStep, claim_steps, overdue_steps, run_due, run_step
+from models.tables import AuditEvent, OutboxMessage, Person, Step
+from models.uow import UnitOfWork
+
+from .cycles_support import london, populate, run, state, step_status
+
+
+@pytest.fixture
+def people(loaded: Engine, clock: FixedClock) -> Engine:
+    populate(loaded, clock)
+    return loaded
+
+
+def _open(engine: Engine, clock: FixedClock, *periods: str) -> None:
+    for period in periods:
+        run(engine, clock, partial(reports.open_reports, period=period))
+
+
+def _keys(engine: Engine, clock: FixedClock, stem: str = "") -> list[str]:
+    with Session(engine) as session:
+        return [s.key for s in overdue_steps(session, now=clock.now()) if s.key.startswith(stem)]
+
+
+def _mail(engine: Engine, part: str = "") -> Counter[tuple[str, str]]:
+    """(message kind, recipient) of every message queued with `part` in its key."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxMessage.kind, Person.email, OutboxMessage.key).join(
+                Person, col(Person.id) == col(OutboxMessage.person_id)
+            )
+        ).all()
+    return Counter((kind, email) for kind, email, key in rows if part in key)
+
+
+def _audited(engine: Engine, subjects: set[str]) -> Counter[tuple[str, str]]:
+    with Session(engine) as session:
+        rows = session.exec(select(AuditEvent.action, AuditEvent.subject)).all()
+    return Counter((action, subject) for action, subject in rows if subject in subjects)
+
+
+def _subjects(engine: Engine, keys: list[str]) -> set[str]:
+    with Session(engine) as session:
+        return set(session.exec(select(Step.subject).where(col(Step.key).in_(keys))).all())
+
+
+def _chain_holds(engine: Engine) -> None:
+    with Session(engine) as session:
+        assert audit.verify(session) == []
+
+
+def test_a_batch_does_what_one_transaction_a_step_does(people: Engine, clock: FixedClock) -> None:
+    """Two quarters of reports fall due together: one quarter's steps fired one transaction a
+    step, the other's in batches of 4. Each step acts once, with the same results, the same audit
+    events and the same messages to the same recipients."""
+    _open(people, clock, "2027-Q1", "2027-Q2")
+    clock.set(london(2027, 8, 20, 12, 0))
+    q1 = [k for k in _keys(people, clock) if ":2027-Q1:" in k]
+    q2 = [k for k in _keys(people, clock) if ":2027-Q2:" in k]
+    assert len(q1) == len(q2) > 8
+    by_one = [run_step(people, clock, key).result for key in q1]
+    done = execute_many(
+        people, clock, SWEEP, [FireStep(key=k) for k in q2], batch=4, claim=claim_steps
+    )
+    assert all(isinstance(d, Executed) for d in done)
+    batched = [d.result.result for d in done if isinstance(d, Executed)]
+    assert batched == by_one and set(batched) == {"acted", "skipped"}
+    # The same messages to the same recipients, as many of each.
+    assert _mail(people, ":2027-Q1:") and _mail(people, ":2027-Q1:") == _mail(people, ":2027-Q2:")
+    q1_events = Counter(a for a, _ in _audited(people, _subjects(people, q1)).elements())
+    q2_events = Counter(a for a, _ in _audited(people, _subjects(people, q2)).elements())
+    assert q1_events == q2_events
+    # Each step's signals are its own audit events, in the order of the chain.
+    seqs = [s.seq for d in done if isinstance(d, Executed) for s in d.events]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)) == len(q2)
+    assert {step_status(people, k) for k in q1 + q2} <= {"done", "skipped"}
+    _chain_holds(people)
+    before = state(people)
+    assert run_due(people, clock) == [] and state(people) == before
+
+
+def test_a_failing_step_rolls_back_alone_and_is_reported(people: Engine, clock: FixedClock) -> None:
+    _open(people, clock, "2027-Q1")
+    bad = "report:wscb-quarterly:wscb:2027-Q1:reminder-5"
+    with Session(people) as session:
+        step = session.exec(select(Step).where(Step.key == bad)).one()
+        step.params = {"days": "five"}
+        session.add(step)
+        session.commit()
+    clock.set(london(2027, 8, 1, 12, 0))
+    due = _keys(people, clock)
+    assert bad in due[1:-1]  # neither the first nor the last of its batch
+    done = {d.key: d for d in run_due(people, clock, batch=len(due))}
+    assert done[bad].result == "failed" and "bad parameters for report.reminder" in (
+        done[bad].error or ""
+    )
+    assert done[bad].as_dict()["error"] == done[bad].error
+    assert {d.result for k, d in done.items() if k != bad} == {"acted", "skipped"}
+    assert step_status(people, bad) == "pending"
+    assert {step_status(people, k) for k in due if k != bad} <= {"done", "skipped"}
+    _chain_holds(people)
+    # The next sweep tries it again, and only it.
+    again = run_due(people, clock)
+    assert [(d.key, d.result) for d in again] == [(bad, "failed")]
+
+
+def test_a_refused_command_of_a_batch_is_reported_and_the_rest_commit(
+    people: Engine, clock: FixedClock
+) -> None:
+    """The permission is checked for each command: one refused rolls back alone."""
+    _open(people, clock, "2027-Q1")
+    clock.set(london(2027, 5, 20, 12, 0))
+    keys = _keys(people, clock)[:3]
+    done = execute_many(people, clock, Outsider("someone"), [FireStep(key=k) for k in keys])
+    assert all(isinstance(d, Failed) and isinstance(d.error, NotPermitted) for d in done)
+    assert {step_status(people, k) for k in keys} == {"pending"}
+    done = execute_many(people, clock, SWEEP, [FireStep(key="report:nope"), FireStep(key=keys[0])])
+    assert isinstance(done[0], Failed) and "no step 'report:nope'" in str(done[0].error)
+    assert isinstance(done[1], Executed) and done[1].result.result == "acted"
+    _chain_holds(people)
+
+
+def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(
+    people: Engine, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies committing its second batch: the first batch stays, the second is
+    undone whole, and the next sweep acts on what is left, each step once: two quarters due
+    together end with the same messages to the same people, as if nothing had happened."""
+    _open(people, clock, "2027-Q1", "2027-Q2")
+    clock.set(london(2027, 11, 1, 12, 0))
+    due = _keys(people, clock)
+    commits = 0
+    real = UnitOfWork.commit
+
+    def dies_on_the_second(self: UnitOfWork) -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 2:
+            raise KeyboardInterrupt  # the process is killed
+        real(self)
+
+    monkeypatch.setattr(UnitOfWork, "commit", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_due(people, clock, batch=5)
+    monkeypatch.setattr(UnitOfWork, "commit", real)
+    assert [step_status(people, k) for k in due[:5]] != ["pending"] * 5
+    assert [step_status(people, k) for k in due[5:]] == ["pending"] * len(due[5:])
+    _chain_holds(people)
+    rest = run_due(people, clock, batch=5)
+    assert [d.key for d in rest] == due[5:]
+    events = _audited(people, _subjects(people, due))
+    events = Counter({e: n for e, n in events.items() if e[0] != "report.opened"})
+    steps_done = Counter(a for a, _ in events.elements())
+    assert sum(steps_done.values()) == len(due)  # one event a step: none lost, none twice
+    assert all(n == 1 for (action, _), n in events.items() if action != "step.skipped")
+    assert _mail(people, ":2027-Q1:") and _mail(people, ":2027-Q1:") == _mail(people, ":2027-Q2:")
+    _chain_holds(people)
+
+
+def test_a_crash_inside_a_step_undoes_its_batch(
+    people: Engine, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _open(people, clock, "2027-Q1")
+    clock.set(london(2027, 5, 20, 12, 0))
+    due = _keys(people, clock)
+    before = state(people)
+    real = FireStep.run
+    calls = 0
+
+    def dies_on_the_third(self: FireStep, uow: UnitOfWork, actor: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise SystemExit("killed")
+        return real(self, uow, actor)
+
+    monkeypatch.setattr(FireStep, "run", dies_on_the_third)
+    with pytest.raises(SystemExit):
+        run_due(people, clock)
+    monkeypatch.setattr(FireStep, "run", real)
+    assert state(people) == before
+    assert {step_status(people, k) for k in due} == {"pending"}
+    assert [d.key for d in run_due(people, clock)] == due
+    _chain_holds(people)
