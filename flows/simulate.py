@@ -43,7 +43,7 @@ from flows.cycles import (
     quarterly_reports,
     record_meeting,
 )
-from flows.runtime import engine
+from flows.runtime import engine, one_client
 from flows.signals import act
 from flows.steps import step as step_timer
 from models import accountability, approvals, instructions, meetings, reports, reviews
@@ -661,8 +661,10 @@ class Simulation:
     # --- the run ---------------------------------------------------------------------------
 
     async def run(self) -> Summary:
-        with in_partnership(self.c.partnership):  # its bank holidays and its local time
-            return await self._run()
+        # its bank holidays and its local time; one Prefect client for its hundreds of runs
+        with in_partnership(self.c.partnership):
+            async with one_client():
+                return await self._run()
 
     async def _run(self) -> Summary:
         self.schedule_cycles()
