@@ -33,7 +33,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,9 @@ def prepare(home: Path, quarters: int) -> list[tuple[str, datetime]]:
     return [(s.key, s.due_at) for s in steps]
 
 
-def noop_flows() -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+def noop_flows() -> tuple[
+    Callable[[], Coroutine[Any, Any, None]], Callable[[], Coroutine[Any, Any, None]]
+]:
     """The no-op flow as wct declares its flows, and as plain Prefect declares one."""
     from prefect import flow
 
