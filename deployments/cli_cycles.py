@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -27,6 +27,9 @@ from models.errors import InvalidInput, NotInitialised, WctError
 from models.permissions import OPERATOR
 from models.steps import pending_steps
 from models.steps.engine import overdue_steps, run_due
+
+if TYPE_CHECKING:
+    from flows.simulate import Progress, Summary
 
 meeting_app = typer.Typer(help="Meetings (20.4.1, 21.4.1, 22.4.1).", no_args_is_help=True)
 report_app = typer.Typer(help="Quarterly reports (22.2.1, 11.4.1).", no_args_is_help=True)
@@ -554,9 +557,11 @@ def simulate(
     as_json: JsonFlag = False,
 ) -> None:
     """Play the calendar in accelerated time against a real Prefect server (a temporary one
-    unless PREFECT_API_URL is set), delivering to a mail folder, and print a summary. The
-    simulation has its own database (--database, or under --home); the configured one is only
-    read."""
+    unless PREFECT_API_URL is set), delivering to a mail folder, and print a summary: the
+    totals, each body's meetings, reports and reviews, and each kind of case. The simulation
+    has its own database (--database, or under --home); the configured one is only read.
+    While it runs, its progress through the period is shown on stderr when stderr is a
+    terminal (so --json output, on stdout, stays clean either way)."""
     rt = runtime(ctx)
     first, last = _day(start), _day(end)
     if last < first:
@@ -564,20 +569,58 @@ def simulate(
     folder = home or Path(tempfile.mkdtemp(prefix="wct-simulation-"))
     folder.mkdir(parents=True, exist_ok=True)
     c = load_constitution(constitution) if constitution else _loaded_constitution(rt)
-    summary = run_simulation(c, first, last, seed, folder, database=database)
+    with _progress(first, last) as progress:
+        summary = run_simulation(c, first, last, seed, folder, database=database, progress=progress)
     started = summary.pop("wall_seconds")
     if as_json:
         print_json({**summary, "wall_seconds": started})
         return
     for key, value in summary.items():
-        if key == "cases":  # per kind, one line each: "risk: opened 4, escalated 3, ..."
+        if key in ("cases", "bodies"):  # one line each: "risk: opened 4, escalated 3, ..."
             typer.echo(f"{key:>20}:")
-            for kind, counts in value.items():
-                shown = ", ".join(f"{what} {n}" for what, n in counts.items())
-                typer.echo(f"{kind:>20}: {shown}")
+            for name, counts in value.items():
+                shown = ", ".join(f"{what.replace('_', ' ')} {n}" for what, n in counts.items())
+                typer.echo(f"{name:>20}: {shown}")
             continue
         typer.echo(f"{key:>20}: {value}")
     typer.echo(f"{'wall_seconds':>20}: {started}")
+
+
+@contextmanager
+def _progress(first: date, last: date) -> Iterator[Progress | None]:
+    """A progress bar through the simulated period on stderr, when stderr is a terminal; None
+    otherwise (a pipe, a log file, a test), so nothing but the summary is written."""
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    days = (last - first).days + 1
+    bar = RichProgress(
+        TextColumn("simulating {task.fields[day]}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} days"),
+        TextColumn("{task.fields[runs]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("simulate", total=days, day=first.isoformat(), runs="")
+
+    def advance(now: datetime, summary: Summary) -> None:
+        day = local(now).date()
+        done = (day - first).days + 1
+        runs = (
+            f"{summary.meetings_planned} meetings planned, {summary.steps_fired} steps fired, "
+            f"{summary.commands_refused} refused"
+        )
+        bar.update(task, completed=min(done, days), day=day.isoformat(), runs=runs)
+
+    with bar:
+        yield advance
 
 
 def _loaded_constitution(rt: Runtime) -> Constitution:
@@ -599,6 +642,7 @@ def run_simulation(
     home: Path,
     *,
     database: str | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the simulation with its own database: `database` (which must be empty), else a SQLite
     file under `home`; the caller's configured database is never touched."""
@@ -619,7 +663,9 @@ def run_simulation(
         engine = make_engine(url)
         start = datetime.combine(first, datetime.min.time(), tzinfo=c.partnership.zone)
         prepare_database(engine, c, FixedClock(start))
-        simulation = Simulation(start=first, end=last, seed=seed, home=home, constitution=c)
+        simulation = Simulation(
+            start=first, end=last, seed=seed, home=home, constitution=c, progress=progress
+        )
         with _simulation_server():
             summary = asyncio.run(simulation.run())
         engine.dispose()

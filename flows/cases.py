@@ -35,7 +35,7 @@ from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from flows.runtime import clock_at, engine, partnership_time
+from flows.runtime import RESULT_STORAGE, clock_at, engine, partnership_time
 from flows.signals import act
 from flows.timers import database_run_tag, foreign_database_tag, schedule_subject_timers
 from models import accountability, instructions
@@ -455,7 +455,12 @@ async def opened(
     return CaseSummary(kind=kind, case_id=case_id, stage=stage, closed=wait is None)
 
 
-@flow(name="dispute", flow_run_name="dispute-{request.title}")
+@flow(
+    name="dispute",
+    flow_run_name="dispute-{request.title}",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
+)
 async def dispute_case(
     request: OpenDispute,
     as_of: datetime | None = None,
@@ -476,7 +481,12 @@ async def dispute_case(
         return await opened("dispute", done.dispute_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(name="call-to-account", flow_run_name="call-to-account-{request.organisation}")
+@flow(
+    name="call-to-account",
+    flow_run_name="call-to-account-{request.organisation}",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
+)
 async def call_to_account_case(
     request: CallToAccountRequest,
     as_of: datetime | None = None,
@@ -505,7 +515,12 @@ async def call_to_account_case(
         return await opened(kind.value, done.case_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(name="risk", flow_run_name="risk-{request.title}")
+@flow(
+    name="risk",
+    flow_run_name="risk-{request.title}",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
+)
 async def risk_case(
     request: RaiseRisk,
     as_of: datetime | None = None,
@@ -529,7 +544,12 @@ async def risk_case(
         return await opened("risk", done.risk_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(name="approval", flow_run_name="approval-{request.gate}")
+@flow(
+    name="approval",
+    flow_run_name="approval-{request.gate}",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
+)
 async def approval_case(
     request: RequestApproval,
     as_of: datetime | None = None,
@@ -548,7 +568,12 @@ async def approval_case(
         return await opened("approval", done.request_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(name="follow-case", flow_run_name="follow-{kind}-{case_id}")
+@flow(
+    name="follow-case",
+    flow_run_name="follow-{kind}-{case_id}",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
+)
 async def follow_case(kind: str, case_id: int) -> CaseSummary:
     """Follow a case opened elsewhere (the CLI) as a visible run."""
     with partnership_time():

@@ -19,7 +19,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, partnership_time
+from flows.runtime import RESULT_STORAGE, RETRIES, RETRY_DELAY, clock_at, engine, partnership_time
 from flows.signals import act
 from flows.timers import schedule_timers
 from models import instructions, meetings, reports, reviews
@@ -227,6 +227,8 @@ def open_next_review(clock: Clock, kind: str, year: int | None = None) -> review
 
 @flow(
     name="meeting-cycle",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
     flow_run_name="meetings-{body}",
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
@@ -250,6 +252,8 @@ async def meeting_cycle(
 
 @flow(
     name="quarterly-reports",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
     flow_run_name="reports-{period}",
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
@@ -267,6 +271,8 @@ async def quarterly_reports(
 
 @flow(
     name="annual-review",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
     flow_run_name="review-{kind}",
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
@@ -352,7 +358,12 @@ def recording(record: MeetingRecord, meeting_id: int) -> instructions.RecordMeet
     )
 
 
-@flow(name="record-meeting", flow_run_name="record-{record.body}-{record.day}")
+@flow(
+    name="record-meeting",
+    flow_run_name="record-{record.body}-{record.day}",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
+)
 async def record_meeting(record: MeetingRecord, as_of: datetime | None = None) -> dict[str, Any]:
     """After a meeting, as the member who records it: attendance, declarations (18.1) and votes,
     each motion decided by 6.2; the draft minutes become an artifact."""

@@ -1,15 +1,20 @@
-"""What every flow needs from outside: the wct database, the clock (the one seam for time), and
-the partnership's local time and region in force while it runs (`partnership_time`)."""
+"""What every flow needs from outside: the wct database, the clock (the one seam for time), the
+partnership's local time and region in force while it runs (`partnership_time`), and the Prefect
+options and contexts that keep a flow run's cost to what it must be (`RESULT_STORAGE`,
+`one_client`)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 
+from prefect.context import AsyncClientContext, SyncClientContext
+from prefect.settings import get_current_settings
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -27,6 +32,18 @@ from models.tables import Step
 #: the cycles and acts on every due step.
 RETRIES = 3
 RETRY_DELAY = 30
+
+#: Every wct flow is declared with `persist_result=False, result_storage=RESULT_STORAGE`. A flow
+#: without its own result storage makes Prefect ask the server for its default result-storage
+#: block on every run, once per result store it builds (twice for a flow with a run name:
+#: prefect/results.py `_get_default_result_storage` from `ResultStore.update_for_flow`), and a
+#: flow without `persist_result` asks once more whether to persist
+#: (`_aget_default_persist_result`, from flow_engine.py `setup_run_context`). wct keeps no flow
+#: result (every command is idempotent and a retry re-runs it), so it persists none, and the
+#: storage is the local path Prefect itself would use (PREFECT_RESULTS_LOCAL_STORAGE_PATH, by
+#: default PREFECT_HOME/storage), where Prefect writes a failed run's exception. Read when the
+#: flows are defined, as Prefect reads its own settings when it is imported.
+RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
 
 
 @lru_cache(maxsize=4)
@@ -61,6 +78,21 @@ def partnership_time() -> Iterator[None]:
     17:00, its "today", its bank holidays); Europe/London and England before one is loaded."""
     with partnership_of(engine()):
         yield
+
+
+@asynccontextmanager
+async def one_client() -> AsyncIterator[None]:
+    """For a driver that starts many flow runs in this process (the simulation, the benches):
+    every run within uses one Prefect client, and one synchronous client for what Prefect does
+    synchronously (`resolve_result_storage`), instead of building both, with their TLS
+    context from the CA bundle and their server version check, for every run. This is
+    Prefect's own way to share a client: `get_client()` returns the client of the client
+    context in force (prefect/client/orchestration/__init__.py `get_client`), and the flow
+    engine enters `AsyncClientContext.get_or_create()` (flow_engine.py `initialize_run`).
+    A served run is its own process and builds its own."""
+    async with AsyncClientContext.get_or_create():
+        with SyncClientContext.get_or_create():
+            yield
 
 
 def clock_at(as_of: datetime | None) -> Clock:

@@ -43,7 +43,7 @@ from flows.cycles import (
     quarterly_reports,
     record_meeting,
 )
-from flows.runtime import engine
+from flows.runtime import engine, one_client
 from flows.signals import act
 from flows.steps import step as step_timer
 from models import accountability, approvals, instructions, meetings, reports, reviews
@@ -82,6 +82,8 @@ from notifications.config import NotificationSettings
 from notifications.dispatch import drain
 
 Action = Callable[[datetime], Awaitable[None]]
+#: Told after each event of the simulation: the simulated moment and the summary so far.
+Progress = Callable[[datetime, "Summary"], None]
 CASE_ROUND = timedelta(weeks=13)  # a round of cases every quarter
 #: The bodies a round of cases addresses (risks, disputes, calls to account): one of each.
 CASE_BODIES = (BodyKind.EXECUTIVE, BodyKind.BOARD, BodyKind.SAFEGUARDING_BOARD)
@@ -111,6 +113,7 @@ class Summary:
     steps_fired: int = 0
     commands_refused: int = 0
     cases: dict[str, dict[str, int]] = field(default_factory=dict)
+    bodies: dict[str, dict[str, int]] = field(default_factory=dict)
     messages_delivered: int = 0
     messages_failed: int = 0
     flow_runs: int = 0
@@ -187,7 +190,14 @@ def prepare_database(db: Engine, c: Constitution, clock: FixedClock) -> None:
 
 class Simulation:
     def __init__(
-        self, *, start: date, end: date, seed: int, home: Path, constitution: Constitution
+        self,
+        *,
+        start: date,
+        end: date,
+        seed: int,
+        home: Path,
+        constitution: Constitution,
+        progress: Progress | None = None,
     ) -> None:
         if end < start:
             raise InvalidInput(f"--to {end} is before --from {start}")
@@ -205,6 +215,8 @@ class Simulation:
         self.queued_steps: set[str] = set()
         self.tag = f"wct-simulation-{seed}-{start:%Y%m%d}"
         self.delivery = NotificationSettings(home=home)
+        self.progress = progress
+        self.planned: dict[str, int] = {}  # meetings planned per body, as the cycles planned them
 
     # --- the event queue ------------------------------------------------------------------
 
@@ -269,6 +281,7 @@ class Simulation:
             for p in planned:
                 if p["created"]:
                     self.summary.meetings_planned += 1
+                    self.planned[body] = self.planned.get(body, 0) + 1
                     self.members_meet(p["meeting_id"], datetime.fromisoformat(p["starts_at"]))
 
         return run
@@ -661,8 +674,10 @@ class Simulation:
     # --- the run ---------------------------------------------------------------------------
 
     async def run(self) -> Summary:
-        with in_partnership(self.c.partnership):  # its bank holidays and its local time
-            return await self._run()
+        # its bank holidays and its local time; one Prefect client for its hundreds of runs
+        with in_partnership(self.c.partnership):
+            async with one_client():
+                return await self._run()
 
     async def _run(self) -> Summary:
         self.schedule_cycles()
@@ -673,6 +688,8 @@ class Simulation:
                 event = heapq.heappop(self.queue)
                 await event.action(event.when)
                 self.queue_new_steps()
+                if self.progress is not None:
+                    self.progress(event.when, self.summary)
         await self._deliver(self.end)
         self.count()
         async with get_client() as client:
@@ -720,7 +737,59 @@ class Simulation:
                 )
             ).one()
             s.cases = case_counts(session, audits, final=self.c.disputes.stages[-1].name)
+            s.bodies = self.body_counts(session)
         s.mail_folder = str(self.delivery.mail_dir)
+
+    def body_counts(self, session: Session) -> dict[str, dict[str, int]]:
+        """What happened to each body's meetings, the reports it owes and the reviews it owns,
+        from the audit trail and the tables (the per-body parts of the totals)."""
+        held = (
+            meetings.MeetingStatus.HELD,
+            meetings.MeetingStatus.MINUTES_DRAFTED,
+            meetings.MeetingStatus.MINUTES_APPROVED,
+        )
+        counts = {
+            body.id: {
+                "meetings_planned": self.planned.get(body.id, 0),
+                "meetings_held": 0,
+                "minutes_chased": 0,
+                "reports_requested": 0,
+                "reports_submitted": 0,
+                "reports_overdue": 0,
+                "reviews_completed": 0,
+                "reviews_overdue": 0,
+            }
+            for body in self.c.bodies
+        }
+        owner: dict[str, str] = {}  # audit subject -> the body it belongs to
+        for meeting in session.exec(select(Meeting)):
+            owner[f"meeting:{meeting.id}"] = meeting.body_id
+            if meeting.status in held and self.start <= meeting.starts_at <= self.end:
+                counts[meeting.body_id]["meetings_held"] += 1
+        for report in session.exec(select(Report)):
+            owner[f"report:{report.id}"] = report.from_body_id
+            if report.status in reports.RECEIVED:
+                counts[report.from_body_id]["reports_submitted"] += 1
+        for review in session.exec(select(Review)):
+            owner[f"review:{review.id}"] = review.owner_body_id
+            if review.status == reviews.ReviewStatus.COMPLETED:
+                counts[review.owner_body_id]["reviews_completed"] += 1
+        audited = {
+            "meeting.minutes_overdue": "minutes_chased",
+            "report.requested": "reports_requested",
+            "report.overdue": "reports_overdue",
+            "review.overdue": "reviews_overdue",
+        }
+        rows = session.exec(
+            select(AuditEvent.action, AuditEvent.subject, func.count())
+            .where(col(AuditEvent.action).in_(audited))
+            .group_by(col(AuditEvent.action), col(AuditEvent.subject))
+        )
+        for action, subject, n in rows:
+            body = owner.get(subject)
+            if body in counts:
+                counts[body][audited[action]] += n
+        return counts
 
 
 def case_counts(

@@ -21,7 +21,15 @@ from sqlmodel import Session, select
 from flows.cases import describe_waits, follow_unwatched, follow_up, stale_subjects
 from flows.cycles import ensure_cycles, publish_overdue_list, publish_step_artifacts
 from flows.forward_look import publish_forward_look
-from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, partnership_time, until_due
+from flows.runtime import (
+    RESULT_STORAGE,
+    RETRIES,
+    RETRY_DELAY,
+    clock_at,
+    engine,
+    partnership_time,
+    until_due,
+)
 from flows.signals import relay
 from flows.timers import foreign_database_tag, pending, schedule_timers
 from models.steps import run_name
@@ -42,6 +50,8 @@ def step_run_name() -> str:
 
 @flow(
     name="step",
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
     flow_run_name=step_run_name,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
@@ -67,7 +77,13 @@ async def step(key: str, as_of: datetime | None = None, timers: bool = True) -> 
         return outcome.result
 
 
-@flow(name="sweep", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+@flow(
+    name="sweep",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
+)
 async def sweep(
     as_of: datetime | None = None, timers: bool = True, cycles: bool = True
 ) -> dict[str, Any]:

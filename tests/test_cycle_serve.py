@@ -231,6 +231,9 @@ def test_simulate_plays_the_calendar_and_the_cases_and_summarises(
     }
     # A member's escalation and another body's chair deciding an approval: refused by the rules.
     assert summary["commands_refused"] >= 3
+    # Each body's part of the totals: together they make the totals.
+    for key in ("meetings_planned", "meetings_held", "reports_requested", "reports_submitted"):
+        assert sum(b[key] for b in summary["bodies"].values()) == summary[key], key
     _case_mail_reached_its_recipients(tmp_path / "sim")
 
 
