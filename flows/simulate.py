@@ -66,7 +66,7 @@ from models.instructions import (
 )
 from models.permissions import System
 from models.service import Command, execute
-from models.steps import at_nine, body_members, pending_until, role_holders
+from models.steps import at_nine, body_members, role_holders
 from models.tables import (
     ApprovalRequest,
     AuditEvent,
@@ -213,6 +213,7 @@ class Simulation:
         self.queue: list[Event] = []
         self.seq = itertools.count()
         self.queued_steps: set[str] = set()
+        self.seen_step_id = 0  # steps are only added: each look reads the new ones alone
         self.tag = f"wct-simulation-{seed}-{start:%Y%m%d}"
         self.delivery = NotificationSettings(home=home)
         self.progress = progress
@@ -238,13 +239,20 @@ class Simulation:
         return True
 
     def queue_new_steps(self) -> None:
-        """Every pending step of every kind due by the end, fired when its timer would fire."""
+        """Every new pending step of every kind due by the end, fired when its timer would fire
+        (a step planned again under its key keeps its first timer, as a served timer does)."""
         with Session(engine()) as session:
-            steps = pending_until(session, self.end)
-        for planned in steps:
-            if planned.key not in self.queued_steps:
-                self.queued_steps.add(planned.key)
-                self.at(planned.due_at, planned.key, self._fire(planned.key))
+            rows = session.exec(
+                select(Step.id, Step.key, Step.due_at, Step.status)
+                .where(col(Step.id) > self.seen_step_id)
+                .order_by(col(Step.id))
+            ).all()
+        for step_id, key, due_at, status in rows:
+            self.seen_step_id = max(self.seen_step_id, step_id or 0)
+            late = due_at > self.end
+            if status == StepStatus.PENDING and not late and key not in self.queued_steps:
+                self.queued_steps.add(key)
+                self.at(due_at, key, self._fire(key))
 
     def _fire(self, key: str) -> Action:
         async def fire(now: datetime) -> None:

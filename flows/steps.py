@@ -15,8 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run as current_run
-from sqlmodel import Session, select
 
 from flows.cases import describe_waits, follow_unwatched, follow_up, stale_subjects
 from flows.cycles import ensure_cycles, publish_overdue_list, publish_step_artifacts
@@ -32,34 +30,25 @@ from flows.runtime import (
 )
 from flows.signals import relay
 from flows.timers import foreign_database_tag, pending, schedule_timers
-from models.steps import run_name
 from models.steps.engine import run_due, run_step
-from models.tables import Step
 
 # The sweep re-creates any lost timer due within this horizon (the cycles create them all).
 TIMER_HORIZON = timedelta(days=35)
-
-
-def step_run_name() -> str:
-    """Name a step's run for what it is about (`board-2027-03-09-agenda`), however started."""
-    key = str(current_run.parameters.get("key", "step"))
-    with Session(engine()) as session:
-        row = session.exec(select(Step).where(Step.key == key)).first()
-    return key if row is None else run_name(row)
 
 
 @flow(
     name="step",
     persist_result=False,
     result_storage=RESULT_STORAGE,
-    flow_run_name=step_run_name,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
 )
 async def step(key: str, as_of: datetime | None = None, timers: bool = True) -> str:
     """A step comes due: act on it once (or find it satisfied, or too late to be of use), relay
     what changed, show a meeting's agenda, and for a case set the timers of its new deadlines
-    and wake its run. A second run of the same step does nothing."""
+    and wake its run. A second run of the same step does nothing. Its timer names the run for
+    what it is about (`board-2027-03-09-agenda`, flows/timers.py) when it creates it: the flow
+    has no `flow_run_name`, which would cost every run a rename request (and a result store)."""
     with partnership_time():
         foreign = foreign_database_tag()
         if foreign is not None:
