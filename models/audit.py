@@ -81,9 +81,13 @@ def append(
     before: Any,
     after: Any,
     organisations: Iterable[str] = (),
-) -> AuditEvent:
-    """Add one event after the head, in the caller's transaction; the head row is locked."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    head: AuditHead | None = None,
+) -> tuple[AuditEvent, AuditHead]:
+    """Add one event after the head, in the caller's transaction; the head row is locked. `head`:
+    the head row as this transaction already locked it (returned by an earlier `append`; read
+    back if a savepoint since changed it and rolled back), so it is not locked again."""
+    if head is None:
+        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     # Rounded to microseconds as stored, so the hash survives the database round trip.
     event = AuditEvent(
         seq=head.seq + 1,
@@ -100,9 +104,8 @@ def append(
     event.hash = event_hash(event)
     head.seq, head.hash = event.seq, event.hash
     session.add(event)
-    session.add(head)
-    session.flush()
-    return event
+    session.add(head)  # both written by the next flush: a query's, a savepoint's or the commit's
+    return event, head
 
 
 @dataclass(frozen=True)

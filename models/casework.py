@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -18,13 +17,9 @@ from models.messages import Brand, MessageContext, MessageMalformed, serialise
 from models.outbox import channels_of, enqueue, queued_keys
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
-    ApprovalRequest,
-    CallToAccount,
     Channel,
-    Dispute,
     Person,
     PersonRole,
-    Risk,
     Step,
 )
 from models.uow import UnitOfWork
@@ -203,21 +198,6 @@ def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str
         step.status, step.done_at = StepStatus.SETTLED, now
         session.add(step)
     return len(steps)
-
-
-Row = TypeVar("Row", Dispute, CallToAccount, Risk, ApprovalRequest)
-
-
-def locked(session: Session, table: type[Row], row_id: int) -> Row | None:
-    """Read a case row for update: a deadline timer and a member's answer on the same case are
-    applied one after the other, each on the state the other left (PostgreSQL row lock; SQLite
-    transactions already begin with the write lock)."""
-    return session.exec(
-        select(table)
-        .where(table.id == row_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
 
 
 def clean_text(value: str, *, what: str, limit: int, multiline: bool = False) -> str:

@@ -147,7 +147,7 @@ class SupersededBy:
 
     def __call__(self, session: Session, step: Step, now: datetime) -> str | None:
         later = session.exec(
-            select(Step)
+            select(Step.key, Step.due_at)
             .where(
                 Step.subject_type == step.subject_type,
                 Step.subject_id == step.subject_id,
@@ -158,10 +158,12 @@ class SupersededBy:
                 Step.status != StepStatus.SETTLED,
             )
             .order_by(col(Step.due_at).desc(), col(Step.id).desc())
+            .limit(1)
         ).first()
         if later is None:
             return None
-        return f"a later step of the same chain is due: {later.key} at {later.due_at.isoformat()}"
+        key, due_at = later
+        return f"a later step of the same chain is due: {key} at {due_at.isoformat()}"
 
 
 @dataclass(frozen=True)
