@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel, col, func, select
 
 from models.errors import InvalidInput
 from models.tables import GENESIS, AuditEvent, AuditHead
@@ -102,10 +103,18 @@ def append(
         hash="",
     )
     event.hash = event_hash(event)
+    # The row is written now (one INSERT, not through the session's flush: nothing else refers
+    # to it); the head by the next flush of this transaction (or savepoint), which rolls back
+    # with it.
+    session.connection().execute(
+        _EVENTS.insert(), {name: getattr(event, name) for name in _EVENTS.c.keys()}
+    )
     head.seq, head.hash = event.seq, event.hash
-    session.add(event)
-    session.add(head)  # both written by the next flush: a query's, a savepoint's or the commit's
+    session.add(head)
     return event, head
+
+
+_EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time
 from enum import StrEnum
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models.clock import local_zone
@@ -14,10 +15,11 @@ from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
 from models.messages import Brand, MessageContext, MessageMalformed, serialise
-from models.outbox import channels_of, enqueue, queued_keys
+from models.outbox import channels_of, enqueue, enqueue_all, queued_keys
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
     Channel,
+    OutboxMessage,
     Person,
     PersonRole,
     Step,
@@ -46,15 +48,28 @@ def holders(
     session: Session, roles: Iterable[str], organisations: Iterable[str] | None = None
 ) -> list[Person]:
     """Active members holding any of `roles` (within `organisations`, when given)."""
-    query = (
-        select(Person)
-        .join(PersonRole, col(PersonRole.person_id) == col(Person.id))
-        .where(col(Person.active).is_(True), col(PersonRole.role_id).in_(list(roles)))
-        .order_by(col(Person.id))
+    if organisations is None:
+        found = session.exec(_HOLDERS, params={"roles": list(roles)})
+    else:
+        found = session.exec(
+            _HOLDERS_IN, params={"roles": list(roles), "organisations": list(organisations)}
+        )
+    return distinct(found.all())
+
+
+# Built once (their cache keys too): every message a step sends asks one of them.
+_HOLDERS = (
+    select(Person)
+    .join(PersonRole, col(PersonRole.person_id) == col(Person.id))
+    .where(
+        col(Person.active).is_(True),
+        col(PersonRole.role_id).in_(sa.bindparam("roles", expanding=True)),
     )
-    if organisations is not None:
-        query = query.where(col(Person.organisation_id).in_(list(organisations)))
-    return distinct(session.exec(query).all())
+    .order_by(col(Person.id))
+)
+_HOLDERS_IN = _HOLDERS.where(
+    col(Person.organisation_id).in_(sa.bindparam("organisations", expanding=True))
+)
 
 
 def distinct(people: Iterable[Person]) -> list[Person]:
@@ -104,16 +119,17 @@ def notify(
     informative = {k: v for k, v in payload.items() if k != "ask"}
     recipients = distinct(people)
     may_act = _permitted(uow, recipients, context, scope) if scope is not None else frozenset[int]()
-    queued = 0
     before = queued_keys(
         uow.session,
         [f"{key}:{p.pseudonym}:{channel.value}" for p in recipients for channel in channels_of(p)],
     )
+    made: list[OutboxMessage] = []
     for person in recipients:
         body = payload if person.id in may_act else informative
         for channel in channels_of(person):
             message = enqueue(
                 uow.session,
+                add=False,
                 queued=before,
                 key=f"{key}:{person.pseudonym}:{channel.value}",
                 kind=context.kind,
@@ -122,7 +138,10 @@ def notify(
                 context={**body, "recipient": person.name},
                 now=uow.clock.now(),
             )
-            queued += message is not None
+            if message is not None:
+                made.append(message)
+    enqueue_all(uow.session, made)
+    queued = len(made)
     if body_channel is not None:
         group = current_constitution(uow.session).body(body_channel)
         if group.teams_channel:
@@ -170,9 +189,7 @@ def _permitted(
     c = current_constitution(uow.session)
     ids = [p.id for p in people if p.id is not None]
     roles: dict[int, set[str]] = {i: set() for i in ids}
-    for person_id, role_id in uow.session.exec(
-        select(PersonRole.person_id, PersonRole.role_id).where(col(PersonRole.person_id).in_(ids))
-    ):
+    for person_id, role_id in uow.session.exec(_ROLES_OF, params={"ids": ids}):
         roles[person_id].add(role_id)
     return frozenset(
         p.id
@@ -185,6 +202,11 @@ def _permitted(
             scope,
         )
     )
+
+
+_ROLES_OF = select(PersonRole.person_id, PersonRole.role_id).where(
+    col(PersonRole.person_id).in_(sa.bindparam("ids", expanding=True))
+)
 
 
 def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str] = ()) -> int:

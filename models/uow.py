@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -56,6 +57,9 @@ Row = TypeVar(
 )
 
 
+_LOCKING: dict[type[Any], Any] = {}
+
+
 def locked(session: Session, table: type[Row], row_id: int) -> Row | None:
     """A step's subject (a meeting, an action, a report, a review, a case) read for update: a
     deadline timer and a member's answer on the same row are applied one after the other, each on
@@ -66,12 +70,15 @@ def locked(session: Session, table: type[Row], row_id: int) -> Row | None:
     row = held(session, key)
     if isinstance(row, table):
         return row
-    found = session.exec(
-        select(table)
-        .where(table.id == row_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    query = _LOCKING.get(table)
+    if query is None:  # built once a table (its cache key too)
+        query = _LOCKING[table] = (
+            select(table)
+            .where(table.id == sa.bindparam("row_id"))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    found: Row | None = session.exec(query, params={"row_id": row_id}).first()
     if found is not None:
         hold(session, key, found)
     return found

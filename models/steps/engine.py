@@ -164,12 +164,16 @@ def _checked_kind(key: str, name: str, subject_type: str) -> StepKind[Any]:
 
 def _locked_step(session: Session, key: str) -> Step:
     """The step, locked (its subject first: the caller), read afresh."""
-    return session.exec(
-        select(Step)
-        .where(Step.key == key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    return session.exec(_LOCK_STEP, params={"key": key}).one()
+
+
+# Built once (its cache key too): every step its timer fires asks it.
+_LOCK_STEP = (
+    select(Step)
+    .where(Step.key == sa.bindparam("key"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 def _step_lock(key: str) -> tuple[str, object]:
