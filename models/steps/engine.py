@@ -244,8 +244,8 @@ def run_due(
     engine: Engine, clock: Clock, *, actor: System = SWEEP, batch: int = BATCH
 ) -> list[StepRun]:
     """Act on every step whose due time passed without its timer run, of every kind, in due
-    order, `batch` steps to a transaction and each in its own savepoint: what the sweep does.
-    A step that fails rolls back alone and is reported `failed` (it stays pending, for the next
+    order, `batch` steps to a transaction (`execute_many`): what the sweep does. A step that
+    fails rolls back alone and is reported `failed` (it stays pending, for the next
     sweep); a step another worker took meanwhile is reported as it was left (done, settled,
     skipped), never acted on twice."""
     with Session(engine) as session:
