@@ -16,7 +16,6 @@ from models.casework import (
     clean_text,
     close_of_business,
     holders,
-    locked,
     notify,
     settle,
     trigger_key,
@@ -40,7 +39,7 @@ from models.steps import (
     plan,
 )
 from models.tables import CallToAccount, Person
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 STALEMATE_STEP = StepSpec("account.stalemate", Subject.ACCOUNT, NoParams)
 REMINDER_STEP = StepSpec("account.reminder", Subject.ACCOUNT, DaysBefore)

@@ -15,7 +15,7 @@ from enum import StrEnum
 from sqlmodel import Session, col, select
 
 from models.calendar import add_working_days
-from models.casework import chairs, clean_text, coordinators, locked, notify, settle, trigger_key
+from models.casework import chairs, clean_text, coordinators, notify, settle, trigger_key
 from models.commands import current_constitution
 from models.constitution import Action, ApprovalGate, Constitution
 from models.errors import NotFound
@@ -37,7 +37,7 @@ from models.steps import (
 )
 from models.steps import plan as plan_step
 from models.tables import AgendaItem, ApprovalRequest
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 
 class ApprovalStatus(StrEnum):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel, col, func, select
 
 from models.errors import InvalidInput
 from models.tables import GENESIS, AuditEvent, AuditHead
@@ -81,9 +82,13 @@ def append(
     before: Any,
     after: Any,
     organisations: Iterable[str] = (),
-) -> AuditEvent:
-    """Add one event after the head, in the caller's transaction; the head row is locked."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    head: AuditHead | None = None,
+) -> tuple[AuditEvent, AuditHead]:
+    """Add one event after the head, in the caller's transaction; the head row is locked. `head`:
+    the head row as this transaction already locked it (returned by an earlier `append`; read
+    back if a savepoint since changed it and rolled back), so it is not locked again."""
+    if head is None:
+        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     # Rounded to microseconds as stored, so the hash survives the database round trip.
     event = AuditEvent(
         seq=head.seq + 1,
@@ -98,11 +103,18 @@ def append(
         hash="",
     )
     event.hash = event_hash(event)
+    # The row is written now (one INSERT, not through the session's flush: nothing else refers
+    # to it); the head by the next flush of this transaction (or savepoint), which rolls back
+    # with it.
+    session.connection().execute(
+        _EVENTS.insert(), {name: getattr(event, name) for name in _EVENTS.c.keys()}
+    )
     head.seq, head.hash = event.seq, event.hash
-    session.add(event)
     session.add(head)
-    session.flush()
-    return event
+    return event, head
+
+
+_EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import TypeVar
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models.clock import local_zone
@@ -15,16 +15,13 @@ from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
 from models.messages import Brand, MessageContext, MessageMalformed, serialise
-from models.outbox import channels_of, enqueue, queued_keys
+from models.outbox import channels_of, enqueue, enqueue_all, queued_keys
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
-    ApprovalRequest,
-    CallToAccount,
     Channel,
-    Dispute,
+    OutboxMessage,
     Person,
     PersonRole,
-    Risk,
     Step,
 )
 from models.uow import UnitOfWork
@@ -51,15 +48,28 @@ def holders(
     session: Session, roles: Iterable[str], organisations: Iterable[str] | None = None
 ) -> list[Person]:
     """Active members holding any of `roles` (within `organisations`, when given)."""
-    query = (
-        select(Person)
-        .join(PersonRole, col(PersonRole.person_id) == col(Person.id))
-        .where(col(Person.active).is_(True), col(PersonRole.role_id).in_(list(roles)))
-        .order_by(col(Person.id))
+    if organisations is None:
+        found = session.exec(_HOLDERS, params={"roles": list(roles)})
+    else:
+        found = session.exec(
+            _HOLDERS_IN, params={"roles": list(roles), "organisations": list(organisations)}
+        )
+    return distinct(found.all())
+
+
+# Built once (their cache keys too): every message a step sends asks one of them.
+_HOLDERS = (
+    select(Person)
+    .join(PersonRole, col(PersonRole.person_id) == col(Person.id))
+    .where(
+        col(Person.active).is_(True),
+        col(PersonRole.role_id).in_(sa.bindparam("roles", expanding=True)),
     )
-    if organisations is not None:
-        query = query.where(col(Person.organisation_id).in_(list(organisations)))
-    return distinct(session.exec(query).all())
+    .order_by(col(Person.id))
+)
+_HOLDERS_IN = _HOLDERS.where(
+    col(Person.organisation_id).in_(sa.bindparam("organisations", expanding=True))
+)
 
 
 def distinct(people: Iterable[Person]) -> list[Person]:
@@ -109,16 +119,17 @@ def notify(
     informative = {k: v for k, v in payload.items() if k != "ask"}
     recipients = distinct(people)
     may_act = _permitted(uow, recipients, context, scope) if scope is not None else frozenset[int]()
-    queued = 0
     before = queued_keys(
         uow.session,
         [f"{key}:{p.pseudonym}:{channel.value}" for p in recipients for channel in channels_of(p)],
     )
+    made: list[OutboxMessage] = []
     for person in recipients:
         body = payload if person.id in may_act else informative
         for channel in channels_of(person):
             message = enqueue(
                 uow.session,
+                add=False,
                 queued=before,
                 key=f"{key}:{person.pseudonym}:{channel.value}",
                 kind=context.kind,
@@ -127,7 +138,10 @@ def notify(
                 context={**body, "recipient": person.name},
                 now=uow.clock.now(),
             )
-            queued += message is not None
+            if message is not None:
+                made.append(message)
+    enqueue_all(uow.session, made)
+    queued = len(made)
     if body_channel is not None:
         group = current_constitution(uow.session).body(body_channel)
         if group.teams_channel:
@@ -175,9 +189,7 @@ def _permitted(
     c = current_constitution(uow.session)
     ids = [p.id for p in people if p.id is not None]
     roles: dict[int, set[str]] = {i: set() for i in ids}
-    for person_id, role_id in uow.session.exec(
-        select(PersonRole.person_id, PersonRole.role_id).where(col(PersonRole.person_id).in_(ids))
-    ):
+    for person_id, role_id in uow.session.exec(_ROLES_OF, params={"ids": ids}):
         roles[person_id].add(role_id)
     return frozenset(
         p.id
@@ -192,6 +204,11 @@ def _permitted(
     )
 
 
+_ROLES_OF = select(PersonRole.person_id, PersonRole.role_id).where(
+    col(PersonRole.person_id).in_(sa.bindparam("ids", expanding=True))
+)
+
+
 def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str] = ()) -> int:
     """Mark the pending steps of `subject` (of `kinds`, when given) done: they no longer fire."""
     query = select(Step).where(Step.subject == subject, Step.status == StepStatus.PENDING)
@@ -203,21 +220,6 @@ def settle(session: Session, *, subject: str, now: datetime, kinds: Iterable[str
         step.status, step.done_at = StepStatus.SETTLED, now
         session.add(step)
     return len(steps)
-
-
-Row = TypeVar("Row", Dispute, CallToAccount, Risk, ApprovalRequest)
-
-
-def locked(session: Session, table: type[Row], row_id: int) -> Row | None:
-    """Read a case row for update: a deadline timer and a member's answer on the same case are
-    applied one after the other, each on the state the other left (PostgreSQL row lock; SQLite
-    transactions already begin with the write lock)."""
-    return session.exec(
-        select(table)
-        .where(table.id == row_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
 
 
 def clean_text(value: str, *, what: str, limit: int, multiline: bool = False) -> str:

@@ -15,7 +15,6 @@ from models.casework import (
     close_of_business,
     coordinators,
     holders,
-    locked,
     notify,
     settle,
     trigger_key,
@@ -28,7 +27,7 @@ from models.messages import DisputeStage as DisputeStageMessage
 from models.permissions import Actor, Scope
 from models.steps import ALWAYS, Firing, StepKind, StepParams, StepSpec, Subject, plan
 from models.tables import Declaration, Dispute, DisputeParty, DisputeStageRecord, Person
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 
 class DisputeStage(StrEnum):

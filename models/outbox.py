@@ -77,8 +77,14 @@ def queued_keys(session: Session, keys: Sequence[str]) -> frozenset[str]:
     """Which of `keys` were queued before, in one query (for `enqueue`'s `queued`)."""
     if not keys:
         return frozenset()
-    found = session.exec(select(OutboxMessage.key).where(col(OutboxMessage.key).in_(keys)))
+    found = session.exec(_QUEUED, params={"keys": list(keys)})
     return frozenset(found.all())
+
+
+# Built once (its cache key too): every message a step sends asks it.
+_QUEUED = select(OutboxMessage.key).where(
+    col(OutboxMessage.key).in_(sa.bindparam("keys", expanding=True))
+)
 
 
 def enqueue(
@@ -92,10 +98,12 @@ def enqueue(
     now: Any,
     body_id: str | None = None,
     queued: Collection[str] | None = None,
+    add: bool = True,
 ) -> OutboxMessage | None:
     """Queue one message for one person (or, with no person, one post to `body_id`'s Teams
     channel) on one channel; None if this key was queued before (among `queued`, when the
-    caller looked its keys up at once with `queued_keys`, in this transaction)."""
+    caller looked its keys up at once with `queued_keys`, in this transaction). With `add`
+    False, the message is only made: the caller writes it with others (`enqueue_all`)."""
     if queued is not None:
         if key in queued:
             return None
@@ -113,8 +121,19 @@ def enqueue(
         next_attempt_at=now,
         created_at=now,
     )
-    session.add(message)
+    if add:
+        session.add(message)
     return message
+
+
+def enqueue_all(session: Session, messages: Sequence[OutboxMessage]) -> None:
+    """Write messages made by `enqueue(..., add=False)` in one statement, now, in the caller's
+    transaction (they commit or roll back with it; the session does not track them)."""
+    if messages:
+        columns = [c for c in _TABLE.c.keys() if c != "id"]
+        session.connection().execute(
+            _TABLE.insert(), [{c: getattr(m, c) for c in columns} for m in messages]
+        )
 
 
 def channels_of(person: Person) -> list[Channel]:

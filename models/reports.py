@@ -34,7 +34,7 @@ from models.steps import (
     role_holders,
 )
 from models.tables import Report
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 REQUEST = "report.request"
 REMINDER = "report.reminder"
@@ -263,12 +263,7 @@ def find_report(session: Session, *, kind: str, from_body: str, period: str) -> 
 
 def lock(session: Session, report_id: int) -> Report:
     """The report, locked for this transaction: a step and a submission never interleave."""
-    report = session.exec(
-        select(Report)
-        .where(Report.id == report_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    report = locked(session, Report, report_id)
     if report is None:
         raise NotFound(f"no report #{report_id}")
     return report

@@ -47,7 +47,7 @@ from models.steps import (
     role_holders,
 )
 from models.tables import AuditEvent, OutboxMessage, Person, PersonRole, Review
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 NOTICE = "review.notice"
 REMINDER = "review.reminder"
@@ -205,12 +205,7 @@ def find_review(session: Session, *, kind: str, year: int) -> Review:
 
 def lock(session: Session, review_id: int) -> Review:
     """The review, locked for this transaction: a step and an outcome never interleave."""
-    review = session.exec(
-        select(Review)
-        .where(Review.id == review_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    review = locked(session, Review, review_id)
     if review is None:
         raise NotFound(f"no review #{review_id}")
     return review

@@ -12,7 +12,6 @@ from models.casework import (
     chairs,
     clean_text,
     close_of_business,
-    locked,
     notify,
     settle,
     trigger_key,
@@ -24,7 +23,7 @@ from models.messages import Ask, RiskEscalated, RiskReviewOverdue, revision_key
 from models.permissions import Scope, find_actor
 from models.steps import ALWAYS, Firing, NoParams, StepKind, StepSpec, Subject, plan
 from models.tables import Person, Risk
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 REVIEW_STEP = StepSpec("risk.review", Subject.RISK, NoParams)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -123,7 +124,7 @@ class Failed(Generic[T]):
     error: Exception
 
 
-#: How many commands of a batch commit together (each in its own savepoint).
+#: How many commands of a batch commit together.
 BATCH = 200
 
 
@@ -136,39 +137,28 @@ def execute_many(
     batch: int = BATCH,
     claim: Callable[[UnitOfWork, Sequence[Command[T]]], None] | None = None,
 ) -> list[Executed[T] | Failed[T]]:
-    """Run many commands as `who`, as `execute` runs one, committing `batch` at a time: each
-    runs in its own savepoint, so one that is refused or fails (a domain error or a database
-    one) rolls back alone, with its audit events and outbox rows, and is returned as `Failed`;
-    the rest of its batch commits, each change with its audit record and its outbox rows.
-    `claim`, given a batch's commands, takes their locks up front in one global order (so a
-    batch never waits for a row while holding what another transaction waits for); if it
-    fails, each command takes its own locks as it runs. A crash loses at most the batch in
-    flight, none of it committed: run again, the commands find what is already done."""
+    """Run many commands as `who`, as `execute` runs one, committing `batch` at a time: one that
+    is refused or fails (a domain error or a database one) rolls back alone, with its audit
+    events and outbox rows, and is returned as `Failed`; the rest of its batch commits, each
+    change with its audit record and its outbox rows. A batch first runs in one transaction
+    without savepoints; if any of its commands fails, all of it rolls back and it runs again with
+    each command in its own savepoint (so nothing of the first run commits, and a batch that
+    fails nowhere pays for no savepoint). `claim`, given a batch's commands, takes their locks up
+    front in one global order (so a batch never waits for a row while holding what another
+    transaction waits for); if it fails, each command takes its own locks as it runs. A crash
+    loses at most the batch in flight, none of it committed: run again, the commands find what
+    is already done."""
     if batch < 1:
         raise ValueError("a batch holds at least one command")
     done: list[Executed[T] | Failed[T]] = []
     for start in range(0, len(commands), batch):
         chunk = commands[start : start + batch]
-        outcomes: list[tuple[Command[T], T, int, int] | Failed[T]] = []
-        with UnitOfWork(engine, clock=clock, actor=UNRESOLVED) as uow:
-            if claim is not None:
-                try:
-                    with uow.savepoint():
-                        claim(uow, chunk)
-                except (WctError, SQLAlchemyError):
-                    pass  # each command locks what it needs as it runs
-            actors: dict[Action, Principal] = {}
-            for command in chunk:
-                first = len(uow.recorded)
-                try:
-                    with uow.savepoint():
-                        result = _checked_run(uow, who, command, actors)
-                except Exception as exc:  # noqa: BLE001 -- reported; the batch goes on
-                    outcomes.append(Failed(command, exc))
-                    continue
-                outcomes.append((command, result, first, len(uow.recorded)))
-            uow.commit()
-        events = [Signal.of(e) for e in uow.recorded]
+        ran = _batch(engine, clock, who, chunk, claim, alone=False)
+        if ran is None:  # one of them failed: the batch rolled back; again, each alone
+            ran = _batch(engine, clock, who, chunk, claim, alone=True)
+            assert ran is not None
+        outcomes, recorded = ran
+        events = [Signal.of(e) for e in recorded]
         for outcome in outcomes:
             if isinstance(outcome, Failed):
                 done.append(outcome)
@@ -176,6 +166,46 @@ def execute_many(
                 _, result, first, last = outcome
                 done.append(Executed(result, tuple(events[first:last])))
     return done
+
+
+def _batch(
+    engine: Engine,
+    clock: Clock,
+    who: str | Principal,
+    chunk: Sequence[Command[T]],
+    claim: Callable[[UnitOfWork, Sequence[Command[T]]], None] | None,
+    *,
+    alone: bool,
+) -> tuple[list[tuple[Command[T], T, int, int] | Failed[T]], list[AuditEvent]] | None:
+    """One transaction for `chunk`, committed. `alone`: each command in its own savepoint, so one
+    that fails rolls back alone; otherwise none, and None if any fails (all of it rolled back)."""
+    outcomes: list[tuple[Command[T], T, int, int] | Failed[T]] = []
+    with UnitOfWork(engine, clock=clock, actor=UNRESOLVED) as uow:
+        if claim is not None:
+            try:
+                with uow.savepoint():
+                    claim(uow, chunk)
+            except (WctError, SQLAlchemyError):
+                pass  # each command locks what it needs as it runs
+        actors: dict[Action, Principal] = {}
+        for command in chunk:
+            first = len(uow.recorded)
+            try:
+                with uow.savepoint() if alone else nullcontext():
+                    result = _checked_run(uow, who, command, actors)
+            except Exception as exc:  # noqa: BLE001 -- reported; the batch goes on
+                if not alone:
+                    return None  # leaving the unit of work rolls all of it back
+                outcomes.append(Failed(command, exc))
+                continue
+            outcomes.append((command, result, first, len(uow.recorded)))
+        if not alone:
+            try:
+                uow.session.flush()  # a row the database refuses: as if its command failed
+            except SQLAlchemyError:
+                return None
+        uow.commit()
+    return outcomes, uow.recorded
 
 
 def member(actor: Principal, action: Action) -> Actor:

@@ -5,14 +5,83 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from models import audit
 from models.clock import Clock
-from models.tables import AuditEvent
+from models.tables import (
+    ApprovalRequest,
+    AuditEvent,
+    AuditHead,
+    CallToAccount,
+    Dispute,
+    Meeting,
+    MeetingAction,
+    Report,
+    Review,
+    Risk,
+)
+
+#: The key `held` and `hold` know the audit chain's head row by.
+AUDIT_HEAD = ("audit_head", 1)
+_LEDGER = "wct.locks"  # session.info: lock key -> the row, for the locks this transaction holds
+_TAKEN = "wct.taken"  # session.info: for each open savepoint, the keys of the locks it took
+
+
+def held(session: Session, key: tuple[str, object]) -> object | None:
+    """The row whose lock `key` (its table's name and its id) this transaction holds, as the
+    session has it, or None: a lock taken outside any savepoint, or in one since released, is
+    held until the transaction ends; a savepoint rolled back loses the locks taken in it."""
+    ledger: dict[tuple[str, object], object] | None = session.info.get(_LEDGER)
+    return None if ledger is None else ledger.get(key)
+
+
+def hold(session: Session, key: tuple[str, object], row: object) -> None:
+    """Note that this transaction now holds the lock `key` on `row`, just read with FOR UPDATE
+    (on SQLite the transaction's BEGIN IMMEDIATE holds the database): so it is not locked and
+    read again. Only this transaction can change the row meanwhile, through this session (a
+    savepoint rolled back expires what it changed: it reads back as it is)."""
+    ledger = session.info.setdefault(_LEDGER, {})
+    taken: list[list[tuple[str, object]]] = session.info.get(_TAKEN, [])
+    if key not in ledger and taken:
+        taken[-1].append(key)
+    ledger[key] = row
+
+
+Row = TypeVar(
+    "Row", Meeting, MeetingAction, Report, Review, Risk, Dispute, CallToAccount, ApprovalRequest
+)
+
+
+_LOCKING: dict[type[Any], Any] = {}
+
+
+def locked(session: Session, table: type[Row], row_id: int) -> Row | None:
+    """A step's subject (a meeting, an action, a report, a review, a case) read for update: a
+    deadline timer and a member's answer on the same row are applied one after the other, each on
+    the state the other left (PostgreSQL row lock; SQLite transactions already begin with the
+    write lock). Read afresh when locked; not locked and read again while this transaction holds
+    it (`held`)."""
+    key = (str(table.__tablename__), row_id)
+    row = held(session, key)
+    if isinstance(row, table):
+        return row
+    query = _LOCKING.get(table)
+    if query is None:  # built once a table (its cache key too)
+        query = _LOCKING[table] = (
+            select(table)
+            .where(table.id == sa.bindparam("row_id"))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    found: Row | None = session.exec(query, params={"row_id": row_id}).first()
+    if found is not None:
+        hold(session, key, found)
+    return found
 
 
 class UnitOfWork:
@@ -48,15 +117,20 @@ class UnitOfWork:
             session.close()
 
     def commit(self) -> None:
-        self.session.commit()
+        session = self.session
+        session.info.pop(_LEDGER, None)  # the transaction's locks end with it
+        session.info.pop(_TAKEN, None)
+        session.commit()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A part of this transaction that rolls back alone (a SAVEPOINT) if its block raises:
         its changes, its audit events (the chain's head reads back as it was) and its outbox rows
         vanish, and the exception propagates; otherwise it stays, to commit with the rest."""
-        recorded = len(self.recorded)
-        nested = self.session.begin_nested()
+        session, recorded = self.session, len(self.recorded)
+        nested = session.begin_nested()
+        taken: list[list[tuple[str, object]]] = session.info.setdefault(_TAKEN, [])
+        taken.append([])
         try:
             yield
             nested.commit()  # flushes: a row refused by the database rolls back here too
@@ -66,7 +140,16 @@ class UnitOfWork:
             if nested.is_active:
                 nested.rollback()
             del self.recorded[recorded:]
+            # The locks it took are released with it (PostgreSQL): taken again when needed.
+            ledger = session.info.get(_LEDGER, {})
+            for key in taken.pop():
+                ledger.pop(key, None)
             raise
+        else:
+            # Released into the enclosing transaction, which now holds its locks.
+            mine = taken.pop()
+            if taken:
+                taken[-1].extend(mine)
 
     def record(
         self,
@@ -78,8 +161,11 @@ class UnitOfWork:
         organisations: Iterable[str] = (),
     ) -> AuditEvent:
         """Append an audit event to this transaction (it commits or vanishes with the change)."""
-        event = audit.append(
-            self.session,
+        session = self.session
+        head = held(session, AUDIT_HEAD)
+        event, head = audit.append(
+            session,
+            head=head if isinstance(head, AuditHead) else None,
             at=self.clock.now(),
             actor=self.actor,
             action=action,
@@ -88,5 +174,6 @@ class UnitOfWork:
             after=after,
             organisations=organisations,
         )
+        hold(session, AUDIT_HEAD, head)
         self.recorded.append(event)
         return event

@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -17,8 +18,8 @@ from models.clock import FixedClock
 from models.permissions import SWEEP, NotPermitted, Outsider
 from models.service import Executed, Failed, execute_many
 from models.steps.engine import FireStep, claim_steps, overdue_steps, run_due, run_step
-from models.tables import AuditEvent, OutboxMessage, Person, Step
-from models.uow import UnitOfWork
+from models.tables import AuditEvent, OutboxMessage, Person, Report, Step
+from models.uow import UnitOfWork, held, locked
 
 from .cycles_support import london, populate, run, state, step_status
 
@@ -198,4 +199,73 @@ def test_a_crash_inside_a_step_undoes_its_batch(
     assert state(people) == before
     assert {step_status(people, k) for k in due} == {"pending"}
     assert [d.key for d in run_due(people, clock)] == due
+    _chain_holds(people)
+
+
+def _locks_of(engine: Engine, table: str) -> list[str]:
+    """Record the statements that read `table` for update (SQLite leaves out FOR UPDATE: every
+    SELECT of the table's rows by id stands for one)."""
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and f"FROM {table} \nWHERE {table}.id = " in statement:
+            seen.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_one_step_locks_its_subject_once(people: Engine, clock: FixedClock) -> None:
+    """The engine locks the subject, then the kind's action asks for it again: the unit of work
+    knows the lock is held and hands back the session's row."""
+    _open(people, clock, "2027-Q1")
+    clock.set(london(2027, 5, 20, 12, 0))
+    key = _keys(people, clock)[0]
+    seen = _locks_of(people, "report")
+    assert run_step(people, clock, key).result == "acted"
+    assert len(seen) == 1
+
+
+def test_a_lock_taken_in_a_savepoint_rolled_back_is_taken_again(
+    people: Engine, clock: FixedClock
+) -> None:
+    _open(people, clock, "2027-Q1")
+    with Session(people) as session:
+        report_id = session.exec(select(Step.subject_id)).first()
+    assert report_id is not None
+    seen = _locks_of(people, "report")
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        with pytest.raises(RuntimeError), uow.savepoint():
+            locked(uow.session, Report, report_id)
+            raise RuntimeError
+        assert held(uow.session, ("report", report_id)) is None
+        with uow.savepoint():
+            first = locked(uow.session, Report, report_id)
+        assert held(uow.session, ("report", report_id)) is first
+        assert locked(uow.session, Report, report_id) is first
+    assert len(seen) == 2
+
+
+def test_a_batch_with_a_failing_step_runs_again_each_alone(
+    people: Engine, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch runs without savepoints; a failure rolls it all back and it runs again with each
+    step in its own savepoint: the others commit once, with one event each."""
+    _open(people, clock, "2027-Q1")
+    clock.set(london(2027, 5, 20, 12, 0))
+    due = _keys(people, clock)
+    real = FireStep.run
+
+    def fails_on_the_second(self: FireStep, uow: UnitOfWork, actor: Any) -> Any:
+        if self.key == due[1]:
+            real(self, uow, actor)  # its changes are made, then it fails: they roll back
+            raise RuntimeError("boom")
+        return real(self, uow, actor)
+
+    monkeypatch.setattr(FireStep, "run", fails_on_the_second)
+    done = {d.key: d for d in run_due(people, clock)}
+    assert done[due[1]].result == "failed" and step_status(people, due[1]) == "pending"
+    assert all(done[k].result in ("acted", "skipped") for k in due if k != due[1])
+    events = _audited(people, _subjects(people, due))
+    assert sum(n for (a, _), n in events.items() if a != "report.opened") == len(due) - 1
     _chain_holds(people)

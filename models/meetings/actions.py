@@ -48,7 +48,7 @@ from models.steps import (
     role_holders,
 )
 from models.tables import AgendaItem, Meeting, MeetingAction, Motion, Person
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 REMINDER = "action.reminder"
 OVERDUE = "action.overdue"
@@ -243,12 +243,7 @@ def _plan_steps(uow: UnitOfWork, c: Constitution, action: MeetingAction) -> list
 
 def lock(session: Session, action_id: int) -> MeetingAction:
     """The action, locked for this transaction: a step and an update never interleave."""
-    action = session.exec(
-        select(MeetingAction)
-        .where(MeetingAction.id == action_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    action = locked(session, MeetingAction, action_id)
     if action is None:
         raise NotFound(f"no action #{action_id}")
     return action

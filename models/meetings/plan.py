@@ -30,7 +30,7 @@ from models.permissions import Scope
 from models.steps import PlannedStep, at_five, at_nine, body_members, pending_steps
 from models.steps import plan as plan_step
 from models.tables import Meeting
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, locked
 
 
 class MeetingStatus(StrEnum):
@@ -413,12 +413,7 @@ def enter_past_meeting(
 def load_meeting(session: Session, meeting_id: int) -> Meeting:
     """The meeting, locked for this transaction (fresh from the database once the lock is ours),
     so that two workers acting on steps of one meeting at once act one after the other."""
-    meeting = session.exec(
-        select(Meeting)
-        .where(Meeting.id == meeting_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    meeting = locked(session, Meeting, meeting_id)
     if meeting is None:
         raise NotFound(f"no meeting #{meeting_id}")
     return meeting

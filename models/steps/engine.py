@@ -36,7 +36,7 @@ from models.steps.kind import GRACE, Firing, StepKind, Subject
 from models.steps.planning import STEPS
 from models.steps.registry import KINDS, kind_of
 from models.tables import Step
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, held, hold
 
 Fired = Literal["acted", "noop", "skipped"]
 
@@ -126,22 +126,26 @@ class FireStep(Command[StepRun]):
 
     @override
     def run(self, uow: UnitOfWork, actor: Principal) -> StepRun:
-        found = uow.session.exec(
-            select(Step.kind, Step.subject_type, Step.subject_id).where(Step.key == self.key)
-        ).first()
-        if found is None:
-            raise NotFound(f"no step '{self.key}'")
-        name, subject_type, subject_id = found
-        kind = kind_of(name)
-        if subject_type != kind.subject:
-            raise InvalidInput(f"step '{self.key}' is about a {subject_type}, not a {kind.subject}")
-        kind.lock(uow.session, subject_id)
-        step = uow.session.exec(
-            select(Step)
-            .where(Step.key == self.key)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).one()
+        session = uow.session
+        claimed = held(session, _step_lock(self.key))
+        if isinstance(claimed, Step):
+            # Claimed with its batch (`claim_steps`): the step's row is locked and read, and its
+            # subject's too (locked again here, which costs nothing once held, or fails saying
+            # why if the claim could not lock it).
+            step = claimed
+            name, subject_type, subject_id = step.kind, step.subject_type, step.subject_id
+            kind = _checked_kind(self.key, name, subject_type)
+            kind.lock(session, subject_id)
+        else:
+            found = session.exec(
+                select(Step.kind, Step.subject_type, Step.subject_id).where(Step.key == self.key)
+            ).first()
+            if found is None:
+                raise NotFound(f"no step '{self.key}'")
+            name, subject_type, subject_id = found
+            kind = _checked_kind(self.key, name, subject_type)
+            kind.lock(session, subject_id)
+            step = _locked_step(session, self.key)
         if step.status != StepStatus.PENDING:
             result: str = step.status
         elif step.due_at > uow.clock.now():
@@ -149,6 +153,31 @@ class FireStep(Command[StepRun]):
         else:
             result = fire(uow, kind, step)
         return StepRun(self.key, result, name, kind.subject, subject_id)
+
+
+def _checked_kind(key: str, name: str, subject_type: str) -> StepKind[Any]:
+    kind = kind_of(name)
+    if subject_type != kind.subject:
+        raise InvalidInput(f"step '{key}' is about a {subject_type}, not a {kind.subject}")
+    return kind
+
+
+def _locked_step(session: Session, key: str) -> Step:
+    """The step, locked (its subject first: the caller), read afresh."""
+    return session.exec(_LOCK_STEP, params={"key": key}).one()
+
+
+# Built once (its cache key too): every step its timer fires asks it.
+_LOCK_STEP = (
+    select(Step)
+    .where(Step.key == sa.bindparam("key"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
+def _step_lock(key: str) -> tuple[str, object]:
+    return ("step", key)
 
 
 def run_step(engine: Engine, clock: Clock, key: str, *, actor: System = TIMER) -> StepRun:
@@ -198,20 +227,25 @@ def claim_steps(uow: UnitOfWork, commands: Sequence[Command[StepRun]]) -> None:
         except WctError:
             continue  # a subject gone: its step fails alone when it runs, saying so
         locked.add((subject_type, subject_id))
-    uow.session.exec(
-        select(Step.id)
+    steps = uow.session.exec(
+        select(Step)
         .where(col(Step.key).in_(keys))
         .order_by(col(Step.subject_type), col(Step.subject_id), col(Step.id))
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
+    # Held once this savepoint is released: each step then reads its row (and its subject's)
+    # from the session, not locking it again (`FireStep`).
+    for step in steps:
+        hold(uow.session, _step_lock(step.key), step)
 
 
 def run_due(
     engine: Engine, clock: Clock, *, actor: System = SWEEP, batch: int = BATCH
 ) -> list[StepRun]:
     """Act on every step whose due time passed without its timer run, of every kind, in due
-    order, `batch` steps to a transaction and each in its own savepoint: what the sweep does.
-    A step that fails rolls back alone and is reported `failed` (it stays pending, for the next
+    order, `batch` steps to a transaction (`execute_many`): what the sweep does. A step that
+    fails rolls back alone and is reported `failed` (it stays pending, for the next
     sweep); a step another worker took meanwhile is reported as it was left (done, settled,
     skipped), never acted on twice."""
     with Session(engine) as session:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session, col, select
 
@@ -147,21 +148,36 @@ class SupersededBy:
 
     def __call__(self, session: Session, step: Step, now: datetime) -> str | None:
         later = session.exec(
-            select(Step)
-            .where(
-                Step.subject_type == step.subject_type,
-                Step.subject_id == step.subject_id,
-                col(Step.kind).in_([k.name for k in self.kinds]),
-                col(Step.due_at) > step.due_at,
-                col(Step.due_at) <= now,
-                # A settled step belongs to a chain already answered, not to this one.
-                Step.status != StepStatus.SETTLED,
-            )
-            .order_by(col(Step.due_at).desc(), col(Step.id).desc())
+            _LATER,
+            params={
+                "subject_type": step.subject_type,
+                "subject_id": step.subject_id,
+                "kinds": [k.name for k in self.kinds],
+                "after": step.due_at,
+                "now": now,
+            },
         ).first()
         if later is None:
             return None
-        return f"a later step of the same chain is due: {later.key} at {later.due_at.isoformat()}"
+        key, due_at = later
+        return f"a later step of the same chain is due: {key} at {due_at.isoformat()}"
+
+
+# Built once (its cache key too): the sweep asks it for every reminder it finds due.
+_LATER = (
+    select(Step.key, Step.due_at)
+    .where(
+        Step.subject_type == sa.bindparam("subject_type"),
+        Step.subject_id == sa.bindparam("subject_id"),
+        col(Step.kind).in_(sa.bindparam("kinds", expanding=True)),
+        col(Step.due_at) > sa.bindparam("after"),
+        col(Step.due_at) <= sa.bindparam("now"),
+        # A settled step belongs to a chain already answered, not to this one.
+        Step.status != StepStatus.SETTLED,
+    )
+    .order_by(col(Step.due_at).desc(), col(Step.id).desc())
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)

@@ -244,11 +244,13 @@ def body_members(session: Session, c: Constitution, body_id: str) -> list[Person
 
 def role_holders(session: Session, role_id: str) -> list[Person]:
     """Active people holding a role."""
-    return list(
-        session.exec(
-            select(Person)
-            .join(PersonRole, col(PersonRole.person_id) == col(Person.id))
-            .where(col(Person.active).is_(True), PersonRole.role_id == role_id)
-            .order_by(col(Person.id))
-        ).all()
-    )
+    return list(session.exec(_ROLE_HOLDERS, params={"role_id": role_id}).all())
+
+
+# Built once (its cache key too): a sweep asks it for every message it sends.
+_ROLE_HOLDERS = (
+    select(Person)
+    .join(PersonRole, col(PersonRole.person_id) == col(Person.id))
+    .where(col(Person.active).is_(True), PersonRole.role_id == sa.bindparam("role_id"))
+    .order_by(col(Person.id))
+)
