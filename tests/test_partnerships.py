@@ -316,3 +316,25 @@ def test_the_simulation_ran_on_the_database_named_and_never_on_one_in_use(
     assert "already holds wct records" in result.output and "--database" in result.output
     with Session(played.engine) as session:
         assert session.exec(select(AuditHead.seq)).one() == before
+
+
+@pytest.mark.parametrize(
+    ("database", "words"),
+    [
+        ("not a url", "--database: not a database URL"),
+        ("sqlite:////nonexistent-dir/x/wct.db", "cannot open sqlite:////nonexistent-dir/x/wct.db"),
+    ],
+)
+def test_simulate_refuses_a_database_it_cannot_use_and_writes_nothing(
+    database: str, words: str, tmp_path: Path
+) -> None:
+    args = ["simulate", "--constitution", str(PARTNERSHIPS["riverside"]), "--database", database]
+    args += ["--from", "2027-06-01", "--to", "2027-06-02", "--home", str(tmp_path / "sim")]
+    runtime = Runtime(
+        settings=Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'none.db'}"),
+        clock=FixedClock(datetime(2027, 6, 1, 9, tzinfo=UTC)),
+    )
+    result = CliRunner().invoke(app, args, obj=runtime)
+    assert result.exit_code != 0
+    assert words in result.output, result.output
+    assert not (tmp_path / "sim" / "wct.db").exists() and not (tmp_path / "none.db").exists()
