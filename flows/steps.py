@@ -14,19 +14,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from flows.cases import describe_waits, follow_unwatched, follow_up, stale_subjects
 from flows.cycles import ensure_cycles, publish_overdue_list, publish_step_artifacts
 from flows.forward_look import publish_forward_look
 from flows.runtime import (
-    RESULT_STORAGE,
     RETRIES,
     RETRY_DELAY,
     clock_at,
     engine,
     partnership_time,
     until_due,
+    wct_flow,
 )
 from flows.signals import relay
 from flows.timers import foreign_database_tag, pending, schedule_timers
@@ -36,13 +36,7 @@ from models.steps.engine import run_due, run_step
 TIMER_HORIZON = timedelta(days=35)
 
 
-@flow(
-    name="step",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@wct_flow("step", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
 async def step(key: str, as_of: datetime | None = None, timers: bool = True) -> str:
     """A step comes due: act on it once (or find it satisfied, or too late to be of use), relay
     what changed, show a meeting's agenda, and for a case set the timers of its new deadlines
@@ -66,13 +60,7 @@ async def step(key: str, as_of: datetime | None = None, timers: bool = True) -> 
         return outcome.result
 
 
-@flow(
-    name="sweep",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
-)
+@wct_flow("sweep", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
 async def sweep(
     as_of: datetime | None = None, timers: bool = True, cycles: bool = True
 ) -> dict[str, Any]:

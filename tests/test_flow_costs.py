@@ -1,15 +1,27 @@
 """A wct flow run costs only what it must (flows/runtime.py): no flow asks the server for its
-default result storage, nor whether to persist its result."""
+default result storage, nor whether to persist its result; the flows run most check their
+parameters with a validator built once per process, as strictly as Prefect would."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import inspect
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import cloudpickle  # type: ignore[import-untyped]  # Prefect's own dependency: how a served run gets its flow
+import pytest
 from prefect import Flow
+from prefect.utilities.callables import parameter_schema
+from pydantic import ValidationError
 
 import flows.cases
 import flows.cycles
 import flows.dispatch
 import flows.steps
-from flows.runtime import RESULT_STORAGE
+from flows.runtime import RESULT_STORAGE, _validator, wct_flow
 
 
 def test_every_flow_names_its_result_storage_and_keeps_no_result() -> None:
@@ -22,3 +34,47 @@ def test_every_flow_names_its_result_storage_and_keeps_no_result() -> None:
     assert len({f.name for f in found}) >= 12
     for f in found:
         assert f.result_storage == RESULT_STORAGE and f.persist_result is False, f.name
+
+
+def test_the_flows_run_most_check_their_parameters_once_per_process_not_per_run() -> None:
+    for f in (flows.steps.step, flows.steps.sweep):
+        assert f.should_validate_parameters is False, f.name
+        # Prefect still reads the signature for the deployment's parameter schema.
+        assert list(parameter_schema(f).properties) == list(inspect.signature(f.fn).parameters)
+
+
+def test_a_served_runs_json_parameters_are_checked_and_converted() -> None:
+    # A served run receives its parameters as JSON values: `as_of` is text.
+    checked = _validator(inspect.unwrap(flows.steps.step.fn))
+    assert _validator(inspect.unwrap(flows.steps.step.fn)) is checked  # built once
+    seen: dict[str, object] = {}
+
+    @wct_flow("test-parameters")
+    async def probe(key: str, as_of: datetime | None = None) -> str:
+        seen.update(key=key, as_of=as_of)
+        return key
+
+    assert asyncio.run(probe.fn(key="k", as_of="2027-03-09T09:00:00+00:00")) == "k"  # type: ignore[arg-type]
+    assert seen["as_of"] == datetime(2027, 3, 9, 9, tzinfo=UTC)
+    with pytest.raises(ValidationError) as refused:
+        asyncio.run(probe.fn(key="k", as_of="next Tuesday"))  # type: ignore[arg-type]
+    assert "as_of" in str(refused.value)
+    assert seen["as_of"] == datetime(2027, 3, 9, 9, tzinfo=UTC)  # the body did not run again
+
+
+def test_a_pickled_flow_checks_its_parameters_in_a_new_process() -> None:
+    # A served run gets the flow pickled; its validator is built there, from the module.
+    code = (
+        "import asyncio, base64, sys, cloudpickle\n"
+        "from pydantic import ValidationError\n"
+        "flow = cloudpickle.loads(base64.b64decode(sys.argv[1]))\n"
+        "try:\n"
+        "    asyncio.run(flow.fn(key='k', as_of='next Tuesday'))\n"
+        "except ValidationError as exc:\n"
+        "    print('refused', [e['loc'] for e in exc.errors()])\n"
+    )
+    pickled = base64.b64encode(cloudpickle.dumps(flows.steps.step)).decode()
+    done = subprocess.run(
+        [sys.executable, "-c", code, pickled], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "refused [('as_of',)]", done.stderr[-2000:]
