@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 from starlette.testclient import TestClient
@@ -991,3 +991,22 @@ def test_a_change_made_on_the_served_pages_talks_to_the_prefect_server_wct_up_ch
     finally:
         running.stop()
     assert seen == [chosen]
+
+
+def test_the_health_check_and_stylesheet_read_nothing_a_page_reads_the_partnership(
+    client: TestClient, web: WebApp
+) -> None:
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(web.engine, "before_cursor_execute", seen)
+    try:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/static/site.css").status_code == 200
+        assert statements == []
+        client.get("/")
+        assert any("constitution" in s for s in statements)  # a page shows local times
+    finally:
+        event.remove(web.engine, "before_cursor_execute", seen)
