@@ -79,7 +79,7 @@ from models.tables import (
     Step,
 )
 from notifications.config import NotificationSettings
-from notifications.dispatch import drain
+from notifications.dispatch import Dispatcher
 
 Action = Callable[[datetime], Awaitable[None]]
 #: Told after each event of the simulation: the simulated moment and the summary so far.
@@ -216,6 +216,8 @@ class Simulation:
         self.seen_step_id = 0  # steps are only added: each look reads the new ones alone
         self.tag = f"wct-simulation-{seed}-{start:%Y%m%d}"
         self.delivery = NotificationSettings(home=home)
+        self.delivery_clock = FixedClock(self.start)
+        self.dispatcher: Dispatcher | None = None  # one for the whole run, as a served one is
         self.progress = progress
         self.planned: dict[str, int] = {}  # meetings planned per body, as the cycles planned them
 
@@ -675,7 +677,12 @@ class Simulation:
             day += timedelta(days=1)
 
     async def _deliver(self, now: datetime) -> None:
-        result = drain(engine(), clock=self.clock(now), settings=self.delivery, jitter=lambda: 0.0)
+        if self.dispatcher is None:
+            self.dispatcher = Dispatcher(
+                engine(), clock=self.delivery_clock, settings=self.delivery, jitter=lambda: 0.0
+            )
+        self.delivery_clock.set(now)
+        result = self.dispatcher.drain(still_clock=True)
         self.summary.messages_delivered += result.sent
         self.summary.messages_failed += result.failed + result.dead
 
@@ -684,8 +691,12 @@ class Simulation:
     async def run(self) -> Summary:
         # its bank holidays and its local time; one Prefect client for its hundreds of runs
         with in_partnership(self.c.partnership):
-            async with one_client():
-                return await self._run()
+            try:
+                async with one_client():
+                    return await self._run()
+            finally:
+                if self.dispatcher is not None:
+                    self.dispatcher.close()
 
     async def _run(self) -> Summary:
         self.schedule_cycles()

@@ -343,6 +343,27 @@ class Dispatcher:
             self._pool = None
         self.channels.close()
 
+    def drain(self, *, max_batches: int = 1000, still_clock: bool = False) -> DrainResult:
+        """Claim and deliver batches until none is due (or `max_batches`), in the partnership's
+        time. `still_clock`: the clock does not move while it drains (a simulated moment), so a
+        batch shorter than `batch_size` took everything due and no claim follows it to find
+        nothing (what a fresh claim could find is only what a moving clock makes due)."""
+        total = DrainResult()
+        size = self.settings.batch_size
+        with partnership_of(self.engine):
+            for _ in range(max_batches):
+                claimed, result = self.claim(size)
+                total.requeued += result.requeued
+                total.unknown += result.unknown
+                total.settled += result.settled
+                if not claimed:
+                    break
+                total.claimed += result.claimed
+                total.add(self.deliver(claimed, DrainResult()))
+                if still_clock and len(claimed) < size:
+                    break
+        return total
+
     def claim(
         self, limit: int, kinds: Sequence[str] = ()
     ) -> tuple[list[outbox.Claimed], DrainResult]:
@@ -824,18 +845,7 @@ def drain(
     """Drain batches until none is due (or `max_batches`); one channel set for all batches, in
     the partnership's time."""
     dispatcher = Dispatcher(engine, clock=clock, settings=settings, jitter=jitter)
-    total = DrainResult()
-    with partnership_of(engine):
-        try:
-            for _ in range(max_batches):
-                claimed, result = dispatcher.claim(dispatcher.settings.batch_size)
-                total.requeued += result.requeued
-                total.unknown += result.unknown
-                total.settled += result.settled
-                if not claimed:
-                    break
-                total.claimed += result.claimed
-                total.add(dispatcher.deliver(claimed, DrainResult()))
-        finally:
-            dispatcher.close()
-    return total
+    try:
+        return dispatcher.drain(max_batches=max_batches)
+    finally:
+        dispatcher.close()

@@ -22,8 +22,9 @@ from sqlalchemy.engine import Engine
 from models.clock import LONDON, FixedClock
 from models.outbox import Status
 from models.tables import Channel
+from notifications.channels import eml_name
 from notifications.config import NotificationSettings, TlsMode
-from notifications.dispatch import drain, drain_once
+from notifications.dispatch import Dispatcher, drain, drain_once
 from notifications.samples import sample
 from tests.notifications_fixtures import (
     Collector,
@@ -432,7 +433,7 @@ def test_an_untrusted_certificate_is_refused(
 
 
 def test_the_mail_folder_never_holds_two_files_for_one_key(tmp_path: Path) -> None:
-    from notifications.channels import eml_name, write_eml
+    from notifications.channels import write_eml
 
     assert write_eml(tmp_path, "k:1", "Subject: first\r\n\r\nx\r\n")
     assert not write_eml(tmp_path, "k:1", "Subject: second\r\n\r\nx\r\n")  # a resend after a crash
@@ -483,3 +484,43 @@ def test_a_lost_reply_to_data_is_unknown_and_not_resent(
     stored = row(loaded, message_id)
     assert stored.status == Status.UNKNOWN
     assert stored.last_error is not None and "may have accepted it" in stored.last_error
+
+
+def test_one_dispatcher_delivers_day_after_day_at_a_still_clock(
+    loaded: Engine, clock: FixedClock, tmp_path: Path
+) -> None:
+    """As `wct simulate` delivers: one dispatcher for the run, its clock set to each day's
+    moment. Everything due by then arrives once, batch after batch (a short batch ends the
+    drain); what is queued later waits for its day; a day with nothing due sends nothing."""
+    alex = add_person(loaded, clock=clock)
+    keys = [f"still:reminder:{n}:email" for n in range(5)]
+
+    ids: list[int] = []
+
+    def enqueue(some: list[str]) -> None:
+        for key in some:
+            context = sample("reminder")
+            made = queue(
+                loaded, person_id=alex, kind="reminder", context=context, key=key, clock=clock
+            )
+            ids.append(made)
+
+    moment = FixedClock(clock.now())
+    settings = NotificationSettings(home=tmp_path / "home", batch_size=2)
+    dispatcher = Dispatcher(loaded, clock=moment, settings=settings, jitter=lambda: 0.0)
+    try:
+        enqueue(keys[:3])
+        first = dispatcher.drain(still_clock=True)
+        clock.advance(timedelta(days=1))
+        enqueue(keys[3:])
+        before = dispatcher.drain(still_clock=True)  # still the first day's moment
+        moment.set(clock.now())
+        second = dispatcher.drain(still_clock=True)
+        third = dispatcher.drain(still_clock=True)
+    finally:
+        dispatcher.close()
+
+    assert [r.sent for r in (first, before, second, third)] == [3, 0, 2, 0]
+    folder = tmp_path / "home" / "mail"
+    assert sorted(p.name for p in folder.glob("*.eml")) == sorted(eml_name(k) for k in keys)
+    assert [row(loaded, i).status for i in ids] == [Status.SENT] * 5
