@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -35,7 +35,7 @@ from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from flows.runtime import RESULT_STORAGE, clock_at, engine, partnership_time
+from flows.runtime import clock_at, engine, partnership_time, wct_flow
 from flows.signals import act
 from flows.timers import database_run_tag, foreign_database_tag, schedule_subject_timers
 from models import accountability, instructions
@@ -455,12 +455,7 @@ async def opened(
     return CaseSummary(kind=kind, case_id=case_id, stage=stage, closed=wait is None)
 
 
-@flow(
-    name="dispute",
-    flow_run_name="dispute-{request.title}",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
-)
+@wct_flow("dispute", prefect_validates=True, flow_run_name="dispute-{request.title}")
 async def dispute_case(
     request: OpenDispute,
     as_of: datetime | None = None,
@@ -481,11 +476,10 @@ async def dispute_case(
         return await opened("dispute", done.dispute_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(
-    name="call-to-account",
+@wct_flow(
+    "call-to-account",
+    prefect_validates=True,
     flow_run_name="call-to-account-{request.organisation}",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
 )
 async def call_to_account_case(
     request: CallToAccountRequest,
@@ -515,12 +509,7 @@ async def call_to_account_case(
         return await opened(kind.value, done.case_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(
-    name="risk",
-    flow_run_name="risk-{request.title}",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
-)
+@wct_flow("risk", prefect_validates=True, flow_run_name="risk-{request.title}")
 async def risk_case(
     request: RaiseRisk,
     as_of: datetime | None = None,
@@ -544,12 +533,7 @@ async def risk_case(
         return await opened("risk", done.risk_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(
-    name="approval",
-    flow_run_name="approval-{request.gate}",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
-)
+@wct_flow("approval", prefect_validates=True, flow_run_name="approval-{request.gate}")
 async def approval_case(
     request: RequestApproval,
     as_of: datetime | None = None,
@@ -568,12 +552,7 @@ async def approval_case(
         return await opened("approval", done.request_id, as_of=as_of, follow=follow, timers=timers)
 
 
-@flow(
-    name="follow-case",
-    flow_run_name="follow-{kind}-{case_id}",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
-)
+@wct_flow("follow-case", flow_run_name="follow-{kind}-{case_id}")
 async def follow_case(kind: str, case_id: int) -> CaseSummary:
     """Follow a case opened elsewhere (the CLI) as a visible run."""
     with partnership_time():

@@ -14,12 +14,11 @@ from datetime import date, datetime
 from functools import partial
 from typing import Any, Literal
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from flows.runtime import RESULT_STORAGE, RETRIES, RETRY_DELAY, clock_at, engine, partnership_time
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, partnership_time, wct_flow
 from flows.signals import act
 from flows.timers import schedule_timers
 from models import instructions, meetings, reports, reviews
@@ -225,10 +224,8 @@ def open_next_review(clock: Clock, kind: str, year: int | None = None) -> review
     return act(clock, SYSTEM_CYCLE, instructions.OpenReview(kind=kind, year=year))
 
 
-@flow(
-    name="meeting-cycle",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
+@wct_flow(
+    "meeting-cycle",
     flow_run_name="meetings-{body}",
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
@@ -250,10 +247,8 @@ async def meeting_cycle(
         return [p.as_dict() for p in planned]
 
 
-@flow(
-    name="quarterly-reports",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
+@wct_flow(
+    "quarterly-reports",
     flow_run_name="reports-{period}",
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
@@ -269,10 +264,8 @@ async def quarterly_reports(
         return opened.as_dict()
 
 
-@flow(
-    name="annual-review",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
+@wct_flow(
+    "annual-review",
     flow_run_name="review-{kind}",
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,
@@ -358,11 +351,10 @@ def recording(record: MeetingRecord, meeting_id: int) -> instructions.RecordMeet
     )
 
 
-@flow(
-    name="record-meeting",
+@wct_flow(
+    "record-meeting",
+    prefect_validates=True,
     flow_run_name="record-{record.body}-{record.day}",
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
 )
 async def record_meeting(record: MeetingRecord, as_of: datetime | None = None) -> dict[str, Any]:
     """After a meeting, as the member who records it: attendance, declarations (18.1) and votes,

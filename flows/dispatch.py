@@ -11,11 +11,11 @@ import asyncio
 from datetime import datetime
 from typing import cast
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, SecretStr
 
-from flows.runtime import RESULT_STORAGE, RETRIES, RETRY_DELAY, clock_at, engine, partnership_time
+from flows.runtime import RETRIES, RETRY_DELAY, clock_at, engine, partnership_time, wct_flow
 from notifications.config import NotificationSettings, get_notification_settings
 from notifications.dispatch import drain_once
 
@@ -72,14 +72,7 @@ async def deliver_batch(as_of: datetime | None, limit: int | None) -> BatchRepor
     )
 
 
-@flow(
-    name="dispatch",
-    log_prints=False,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-    persist_result=False,
-    result_storage=RESULT_STORAGE,
-)
+@wct_flow("dispatch", log_prints=False, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
 async def dispatch(
     max_batches: int = 20, batch_size: int | None = None, as_of: datetime | None = None
 ) -> DispatchReport:

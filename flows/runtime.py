@@ -55,19 +55,25 @@ R = TypeVar("R")
 
 
 def wct_flow(
-    name: str, **options: Any
+    name: str, *, prefect_validates: bool = False, **options: Any
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Flow[P, Coroutine[Any, Any, R]]]:
-    """A wct flow run at Prefect's least cost per run: `persist_result=False` and
+    """A wct flow, run at Prefect's least cost per run: `persist_result=False` and
     `result_storage=RESULT_STORAGE` (above), and its parameters checked by a validator built once
     per process (pydantic's `validate_call`, `_validator`) instead of Prefect's, which builds a
     pydantic model of the signature on every run (flows.py `Flow.validate_parameters`: ~5 ms of
-    client CPU per run here, measured with `time.process_time`). The check is the same: a served run's `as_of`, which arrives as JSON
-    text, becomes a datetime; a parameter of the wrong type fails the run before its body does
-    anything, as Prefect's own check fails it. For flows whose parameters are plain values: a
-    templated `flow_run_name` that reads a model's attribute (`{request.title}`) is formatted
-    from the raw parameters, so those flows keep Prefect's validation."""
+    client CPU per run here, measured with `time.process_time`). The check is the same: a served
+    run's `as_of`, which arrives as JSON text, becomes a datetime; a parameter of the wrong type
+    fails the run before its body does anything, as Prefect's own check fails it. A flow whose
+    templated `flow_run_name` reads a model's attribute (`{request.title}`) says
+    `prefect_validates=True`: Prefect formats the name from the parameters as its own check
+    leaves them, so those flows keep it."""
 
     def declare(fn: Callable[P, Coroutine[Any, Any, R]]) -> Flow[P, Coroutine[Any, Any, R]]:
+        if prefect_validates:
+            return flow(name=name, persist_result=False, result_storage=RESULT_STORAGE, **options)(
+                fn
+            )
+
         @wraps(fn)
         async def checked(*args: P.args, **kwargs: P.kwargs) -> R:
             run = cast(Callable[P, Coroutine[Any, Any, R]], _validator(fn))

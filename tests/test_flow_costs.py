@@ -1,6 +1,7 @@
 """A wct flow run costs only what it must (flows/runtime.py): no flow asks the server for its
-default result storage, nor whether to persist its result; the flows run most check their
-parameters with a validator built once per process, as strictly as Prefect would."""
+default result storage, nor whether to persist its result; each checks its
+parameters with a validator built once per process, as strictly as Prefect would, unless its
+run name reads a model's attribute."""
 
 from __future__ import annotations
 
@@ -36,9 +37,17 @@ def test_every_flow_names_its_result_storage_and_keeps_no_result() -> None:
         assert f.result_storage == RESULT_STORAGE and f.persist_result is False, f.name
 
 
-def test_the_flows_run_most_check_their_parameters_once_per_process_not_per_run() -> None:
-    for f in (flows.steps.step, flows.steps.sweep):
-        assert f.should_validate_parameters is False, f.name
+def test_every_flow_checks_its_parameters_once_per_process_unless_its_name_reads_a_model() -> None:
+    found = [
+        value
+        for module in (flows.cases, flows.cycles, flows.dispatch, flows.steps)
+        for value in vars(module).values()
+        if isinstance(value, Flow)
+    ]
+    prefect_checks = {f.name for f in found if f.should_validate_parameters}
+    # Their run names read a model's attribute (`dispute-{request.title}`).
+    assert prefect_checks == {"dispute", "call-to-account", "risk", "approval", "record-meeting"}
+    for f in found:
         # Prefect still reads the signature for the deployment's parameter schema.
         assert list(parameter_schema(f).properties) == list(inspect.signature(f.fn).parameters)
 
