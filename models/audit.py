@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, func, select
 
 from models.errors import InvalidInput
@@ -72,6 +73,22 @@ def event_hash(event: AuditEvent, *, seq: int | None = None) -> str:
     return chain_hash(event.prev_hash, content)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """An audit event as this transaction wrote it (`append`): its columns, as stored."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    organisations: str
+    before: str
+    after: str
+    prev_hash: str
+    hash: str
+
+
 def append(
     session: Session,
     *,
@@ -83,38 +100,46 @@ def append(
     after: Any,
     organisations: Iterable[str] = (),
     head: AuditHead | None = None,
-) -> tuple[AuditEvent, AuditHead]:
+) -> tuple[Recorded, AuditHead]:
     """Add one event after the head, in the caller's transaction; the head row is locked. `head`:
     the head row as this transaction already locked it (returned by an earlier `append`; read
     back if a savepoint since changed it and rolled back), so it is not locked again."""
     if head is None:
         head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    # Rounded to microseconds as stored, so the hash survives the database round trip.
-    event = AuditEvent(
-        seq=head.seq + 1,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        organisations=",".join(sorted(set(organisations))),
-        before=canonical(before),
-        after=canonical(after),
-        prev_hash=head.hash,
-        hash="",
-    )
-    event.hash = event_hash(event)
-    # The row is written now (one INSERT, not through the session's flush: nothing else refers
-    # to it); the head by the next flush of this transaction (or savepoint), which rolls back
-    # with it.
-    session.connection().execute(
-        _EVENTS.insert(), {name: getattr(event, name) for name in _EVENTS.c.keys()}
-    )
-    head.seq, head.hash = event.seq, event.hash
-    session.add(head)
-    return event, head
+    row: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "organisations": ",".join(sorted(set(organisations))),
+        "before": canonical(before),
+        "after": canonical(after),
+        "prev_hash": head.hash,
+    }
+    # Hashed with `at` to the microsecond, as stored, so the hash survives the round trip.
+    row["hash"] = chain_hash(head.hash, _content(**{k: row[k] for k in _HASHED}))
+    # The event and the head are written now, by two Core statements in the caller's transaction
+    # (or savepoint: it rolls back with them), not by the session's flush: nothing else refers to
+    # the event, and the head row (locked) is set as written, so the session has nothing to flush.
+    # A savepoint rolled back expires the head (`UnitOfWork.savepoint`): it reads back as it is.
+    connection = session.connection()
+    connection.execute(_EVENTS.insert(), row)
+    connection.execute(_ADVANCE, {"b_seq": row["seq"], "b_hash": row["hash"]})
+    set_committed_value(head, "seq", row["seq"])
+    set_committed_value(head, "hash", row["hash"])
+    return Recorded(**row), head
 
 
+_HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")
 _EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
+_HEAD: sa.Table = SQLModel.metadata.tables["audit_head"]
+# Built once (its cache key too): every audited change asks it.
+_ADVANCE = (
+    _HEAD.update()
+    .where(_HEAD.c.id == 1)
+    .values(seq=sa.bindparam("b_seq"), hash=sa.bindparam("b_hash"))
+)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from models import audit
 from models.clock import Clock
 from models.tables import (
     ApprovalRequest,
-    AuditEvent,
     AuditHead,
     CallToAccount,
     Dispute,
@@ -92,7 +91,7 @@ class UnitOfWork:
         self.clock = clock
         self.actor = actor
         self._session: Session | None = None
-        self.recorded: list[AuditEvent] = []  # this transaction's audit events, for signals
+        self.recorded: list[audit.Recorded] = []  # this transaction's audit events, for signals
 
     @property
     def session(self) -> Session:
@@ -135,10 +134,14 @@ class UnitOfWork:
             yield
             nested.commit()  # flushes: a row refused by the database rolls back here too
         except BaseException:
-            # SQLAlchemy expires what the savepoint changed (the audit head) and drops what it
-            # added, so the next event is chained after the last one that stays.
+            # SQLAlchemy expires what the savepoint changed through the session and drops what
+            # it added; rows written by Core statements (the audit head, a fired step's status)
+            # it cannot know of: every row is read back as it now is (nothing else is pending:
+            # the savepoint began with a flush), so the next event is chained after the last one
+            # that stays.
             if nested.is_active:
                 nested.rollback()
+            session.expire_all()
             del self.recorded[recorded:]
             # The locks it took are released with it (PostgreSQL): taken again when needed.
             ledger = session.info.get(_LEDGER, {})
@@ -159,7 +162,7 @@ class UnitOfWork:
         before: Any,
         after: Any,
         organisations: Iterable[str] = (),
-    ) -> AuditEvent:
+    ) -> audit.Recorded:
         """Append an audit event to this transaction (it commits or vanishes with the change)."""
         session = self.session
         head = held(session, AUDIT_HEAD)

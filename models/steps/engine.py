@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlmodel import Session, col, select
 from typing_extensions import override
 
@@ -112,8 +113,25 @@ def fire(uow: UnitOfWork, kind: StepKind[Any], step: Step) -> Fired:
 
 
 def _finish(session: Session, step: Step, status: StepStatus, now: datetime) -> None:
-    step.status, step.done_at = status, now
-    session.add(step)
+    """The step (locked) marked `status` at `now`: one Core UPDATE now, in the caller's
+    transaction or savepoint (a savepoint rolled back reads it back as it is), the session's row
+    set as written, so there is nothing to flush. A row the session already has changes for
+    (its kind's action changed it) is written with them by the session, as any change is."""
+    if instance_state(step).modified or step.id is None:
+        step.status, step.done_at = status, now
+        session.add(step)
+        return
+    session.connection().execute(_FINISH, {"b_id": step.id, "b_status": status.value, "b_at": now})
+    set_committed_value(step, "status", status.value)
+    set_committed_value(step, "done_at", now)
+
+
+# Built once (its cache key too): every step fired is marked so.
+_FINISH = (
+    STEPS.update()
+    .where(STEPS.c.id == sa.bindparam("b_id"))
+    .values(status=sa.bindparam("b_status"), done_at=sa.bindparam("b_at"))
+)
 
 
 @dataclass(frozen=True, kw_only=True)
