@@ -15,11 +15,10 @@ from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
 from models.messages import Brand, MessageContext, MessageMalformed, serialise
-from models.outbox import channels_of, enqueue, enqueue_all, queued_keys
+from models.outbox import channels_of, enqueue, enqueue_all, outbox_row
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
     Channel,
-    OutboxMessage,
     Person,
     PersonRole,
     Step,
@@ -119,29 +118,24 @@ def notify(
     informative = {k: v for k, v in payload.items() if k != "ask"}
     recipients = distinct(people)
     may_act = _permitted(uow, recipients, context, scope) if scope is not None else frozenset[int]()
-    before = queued_keys(
+    queued = enqueue_all(
         uow.session,
-        [f"{key}:{p.pseudonym}:{channel.value}" for p in recipients for channel in channels_of(p)],
-    )
-    made: list[OutboxMessage] = []
-    for person in recipients:
-        body = payload if person.id in may_act else informative
-        for channel in channels_of(person):
-            message = enqueue(
-                uow.session,
-                add=False,
-                queued=before,
+        [
+            outbox_row(
                 key=f"{key}:{person.pseudonym}:{channel.value}",
                 kind=context.kind,
                 person=person,
                 channel=channel,
-                context={**body, "recipient": person.name},
+                context={
+                    **(payload if person.id in may_act else informative),
+                    "recipient": person.name,
+                },
                 now=uow.clock.now(),
             )
-            if message is not None:
-                made.append(message)
-    enqueue_all(uow.session, made)
-    queued = len(made)
+            for person in recipients
+            for channel in channels_of(person)
+        ],
+    )
     if body_channel is not None:
         group = current_constitution(uow.session).body(body_channel)
         if group.teams_channel:

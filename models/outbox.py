@@ -36,7 +36,7 @@ A row's life (one message, one recipient, one channel, one idempotency `key`):
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -73,20 +73,6 @@ def message_key(*parts: str | int) -> str:
     return ":".join(str(p) for p in parts)
 
 
-def queued_keys(session: Session, keys: Sequence[str]) -> frozenset[str]:
-    """Which of `keys` were queued before, in one query (for `enqueue`'s `queued`)."""
-    if not keys:
-        return frozenset()
-    found = session.exec(_QUEUED, params={"keys": list(keys)})
-    return frozenset(found.all())
-
-
-# Built once (its cache key too): every message a step sends asks it.
-_QUEUED = select(OutboxMessage.key).where(
-    col(OutboxMessage.key).in_(sa.bindparam("keys", expanding=True))
-)
-
-
 def enqueue(
     session: Session,
     *,
@@ -97,43 +83,80 @@ def enqueue(
     context: dict[str, Any],
     now: Any,
     body_id: str | None = None,
-    queued: Collection[str] | None = None,
-    add: bool = True,
 ) -> OutboxMessage | None:
     """Queue one message for one person (or, with no person, one post to `body_id`'s Teams
-    channel) on one channel; None if this key was queued before (among `queued`, when the
-    caller looked its keys up at once with `queued_keys`, in this transaction). With `add`
-    False, the message is only made: the caller writes it with others (`enqueue_all`)."""
-    if queued is not None:
-        if key in queued:
-            return None
-    elif session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
+    channel) on one channel; None if this key was queued before (in this transaction, or one
+    committed). Many at once: `enqueue_all`."""
+    if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
         return None
-    assert (person is None) != (body_id is None), "a message goes to a person or a body's channel"
-    assert person is None or person.id is not None
     message = OutboxMessage(
-        key=key,
-        kind=kind,
-        person_id=person.id if person is not None else None,
-        body_id=body_id,
-        channel=channel.value,
-        context=json.dumps(context, sort_keys=True, default=str),
-        next_attempt_at=now,
-        created_at=now,
+        **outbox_row(
+            key=key,
+            kind=kind,
+            person=person,
+            channel=channel,
+            context=context,
+            now=now,
+            body_id=body_id,
+        )
     )
-    if add:
-        session.add(message)
+    session.add(message)
     return message
 
 
-def enqueue_all(session: Session, messages: Sequence[OutboxMessage]) -> None:
-    """Write messages made by `enqueue(..., add=False)` in one statement, now, in the caller's
-    transaction (they commit or roll back with it; the session does not track them)."""
-    if messages:
-        columns = [c for c in _TABLE.c.keys() if c != "id"]
-        session.connection().execute(
-            _TABLE.insert(), [{c: getattr(m, c) for c in columns} for m in messages]
+def outbox_row(
+    *,
+    key: str,
+    kind: str,
+    person: Person | None,
+    channel: Channel,
+    context: dict[str, Any],
+    now: Any,
+    body_id: str | None = None,
+) -> dict[str, Any]:
+    """The row of one message for one person (or, with no person, one post to `body_id`'s Teams
+    channel) on one channel, as `enqueue` and `enqueue_all` write it (the table's defaults for
+    the rest: pending, no attempt yet)."""
+    assert (person is None) != (body_id is None), "a message goes to a person or a body's channel"
+    assert person is None or person.id is not None
+    return {
+        "key": key,
+        "kind": kind,
+        "person_id": person.id if person is not None else None,
+        "body_id": body_id,
+        "channel": channel.value,
+        "context": json.dumps(context, sort_keys=True, default=str),
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def enqueue_all(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Queue many messages (`outbox_row`) as `enqueue` queues one, each key once: those whose
+    key was queued before are skipped, the rest written, in one statement, now, in the caller's
+    transaction (they commit or roll back with it; the session does not track them). How many
+    were queued. A key another transaction queues meanwhile is skipped once it commits."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    return len(connection.execute(_queue_new(connection.dialect.name), list(rows)).all())
+
+
+_QUEUE_NEW: dict[str, Any] = {}
+
+
+def _queue_new(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key, for the database's dialect: built
+    once a dialect (its cache key too)."""
+    statement = _QUEUE_NEW.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _QUEUE_NEW[dialect] = (
+            insert(_TABLE)
+            .on_conflict_do_nothing(index_elements=[_TABLE.c.key])
+            .returning(_TABLE.c.key)
         )
+    return statement
 
 
 def channels_of(person: Person) -> list[Channel]:
