@@ -23,7 +23,7 @@ from models.tables import (
     PersonRole,
     Step,
 )
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, remembered
 
 CLOSE_OF_BUSINESS = time(17, 0)
 
@@ -46,14 +46,21 @@ def close_of_business(day: date) -> datetime:
 def holders(
     session: Session, roles: Iterable[str], organisations: Iterable[str] | None = None
 ) -> list[Person]:
-    """Active members holding any of `roles` (within `organisations`, when given)."""
-    if organisations is None:
-        found = session.exec(_HOLDERS, params={"roles": list(roles)})
-    else:
-        found = session.exec(
-            _HOLDERS_IN, params={"roles": list(roles), "organisations": list(organisations)}
-        )
-    return distinct(found.all())
+    """Active members holding any of `roles` (within `organisations`, when given); read once in
+    a transaction that remembers roles."""
+    wanted = tuple(roles)
+    within = None if organisations is None else tuple(organisations)
+
+    def read() -> list[Person]:
+        if within is None:
+            found = session.exec(_HOLDERS, params={"roles": list(wanted)})
+        else:
+            found = session.exec(
+                _HOLDERS_IN, params={"roles": list(wanted), "organisations": list(within)}
+            )
+        return distinct(found.all())
+
+    return list(remembered(session, ("holders", wanted, within), read))
 
 
 # Built once (their cache keys too): every message a step sends asks one of them.
@@ -181,10 +188,15 @@ def _permitted(
     if context.ask is None or not people:
         return frozenset()
     c = current_constitution(uow.session)
-    ids = [p.id for p in people if p.id is not None]
-    roles: dict[int, set[str]] = {i: set() for i in ids}
-    for person_id, role_id in uow.session.exec(_ROLES_OF, params={"ids": ids}):
-        roles[person_id].add(role_id)
+    ids = tuple(p.id for p in people if p.id is not None)
+
+    def read() -> dict[int, frozenset[str]]:
+        held: dict[int, set[str]] = {i: set() for i in ids}
+        for person_id, role_id in uow.session.exec(_ROLES_OF, params={"ids": list(ids)}):
+            held[person_id].add(role_id)
+        return {i: frozenset(r) for i, r in held.items()}
+
+    roles = remembered(uow.session, ("roles_of", ids), read)
     return frozenset(
         p.id
         for p in people
@@ -192,7 +204,7 @@ def _permitted(
         and allowed(
             c,
             context.ask.action,
-            Actor(p.id, p.pseudonym, p.organisation_id, frozenset(roles[p.id])),
+            Actor(p.id, p.pseudonym, p.organisation_id, roles[p.id]),
             scope,
         )
     )

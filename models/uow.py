@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from models import audit
@@ -20,6 +22,8 @@ from models.tables import (
     Dispute,
     Meeting,
     MeetingAction,
+    Person,
+    PersonRole,
     Report,
     Review,
     Risk,
@@ -29,6 +33,7 @@ from models.tables import (
 AUDIT_HEAD = ("audit_head", 1)
 _LEDGER = "wct.locks"  # session.info: lock key -> the row, for the locks this transaction holds
 _TAKEN = "wct.taken"  # session.info: for each open savepoint, the keys of the locks it took
+_READS = "wct.reads"  # session.info: who holds which role, read once in this transaction
 
 
 def held(session: Session, key: tuple[str, object]) -> object | None:
@@ -49,6 +54,61 @@ def hold(session: Session, key: tuple[str, object], row: object) -> None:
     if key not in ledger and taken:
         taken[-1].append(key)
     ledger[key] = row
+
+
+V = TypeVar("V")
+
+
+def remember_roles(session: Session) -> None:
+    """From now until this transaction ends, who holds which role is read once (`remembered`):
+    for a batch of commands that change no member and no role (the sweep's steps), each asking
+    for the same few holders. Forgotten if the transaction changes a member or a role after all
+    (through the session), and when a savepoint rolls back."""
+    session.info.setdefault(_READS, {})
+
+
+def remembered(session: Session, key: Hashable, read: Callable[[], V]) -> V:
+    """What `read` (a read of members and their roles, named by `key`) returned when this
+    transaction first asked, if it remembers roles (`remember_roles`); else read now."""
+    reads: dict[Hashable, Any] | None = session.info.get(_READS)
+    if reads is None:
+        return read()
+    if key not in reads:
+        reads[key] = read()
+    found: V = reads[key]
+    return found
+
+
+def _forget_roles(session: OrmSession) -> None:
+    reads: dict[Hashable, Any] | None = session.info.get(_READS)
+    if reads:
+        reads.clear()
+
+
+_PEOPLE = (Person, PersonRole)
+_PEOPLE_TABLES = frozenset({Person.__tablename__, PersonRole.__tablename__})
+
+
+@sa.event.listens_for(Session, "after_flush")
+def _people_flushed(session: OrmSession, _context: object) -> None:
+    """A member or a role written through the session: what was remembered may be stale."""
+    if session.info.get(_READS) and any(
+        isinstance(row, _PEOPLE)
+        for rows in (session.new, session.dirty, session.deleted)
+        for row in rows
+    ):
+        _forget_roles(session)
+
+
+@sa.event.listens_for(Session, "do_orm_execute")
+def _people_changed(state: ORMExecuteState) -> None:
+    """Members or roles inserted, updated or deleted by a statement through the session."""
+    if (
+        state.session.info.get(_READS)
+        and (state.is_insert or state.is_update or state.is_delete)
+        and getattr(getattr(state.statement, "table", None), "name", None) in _PEOPLE_TABLES
+    ):
+        _forget_roles(state.session)
 
 
 Row = TypeVar(
@@ -119,6 +179,7 @@ class UnitOfWork:
         session = self.session
         session.info.pop(_LEDGER, None)  # the transaction's locks end with it
         session.info.pop(_TAKEN, None)
+        session.info.pop(_READS, None)
         session.commit()
 
     @contextmanager
@@ -142,6 +203,7 @@ class UnitOfWork:
             if nested.is_active:
                 nested.rollback()
             session.expire_all()
+            _forget_roles(session)
             del self.recorded[recorded:]
             # The locks it took are released with it (PostgreSQL): taken again when needed.
             ledger = session.info.get(_LEDGER, {})

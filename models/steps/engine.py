@@ -37,7 +37,7 @@ from models.steps.kind import GRACE, Firing, StepKind, Subject
 from models.steps.planning import STEPS
 from models.steps.registry import KINDS, kind_of
 from models.tables import Step
-from models.uow import UnitOfWork, held, hold
+from models.uow import UnitOfWork, held, hold, remember_roles
 
 Fired = Literal["acted", "noop", "skipped"]
 
@@ -231,6 +231,10 @@ def claim_steps(uow: UnitOfWork, commands: Sequence[Command[StepRun]]) -> None:
     kind's lock, in subject order, then the steps): the order every command takes its locks in,
     so a batch never holds the audit head while waiting for a subject another transaction holds."""
     keys = [c.key for c in commands if isinstance(c, FireStep)]
+    # No step kind changes a member or a role (members are imported and erased by commands of
+    # their own, models/commands.py): the batch reads each role's holders once, each step asking
+    # for the same few (forgotten, should one change them after all).
+    remember_roles(uow.session)
     found = uow.session.exec(
         select(Step.kind, Step.subject_type, Step.subject_id).where(col(Step.key).in_(keys))
     ).all()
