@@ -133,30 +133,23 @@ def outbox_row(
 
 def enqueue_all(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Queue many messages (`outbox_row`) as `enqueue` queues one, each key once: those whose
-    key was queued before are skipped, the rest written, in one statement, now, in the caller's
-    transaction (they commit or roll back with it; the session does not track them). How many
-    were queued. A key another transaction queues meanwhile is skipped once it commits."""
+    key was queued before (in this transaction, or one committed) are skipped, found in one
+    query; the rest are written in one statement, now, in the caller's transaction (they commit
+    or roll back with it; the session does not track them). How many were queued."""
     if not rows:
         return 0
-    connection = session.connection()
-    return len(connection.execute(_queue_new(connection.dialect.name), list(rows)).all())
+    before = frozenset(session.exec(_QUEUED, params={"keys": [row["key"] for row in rows]}))
+    new = [row for row in rows if row["key"] not in before]
+    if new:
+        session.connection().execute(_TABLE.insert(), new)
+    return len(new)
 
 
-_QUEUE_NEW: dict[str, Any] = {}
-
-
-def _queue_new(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key, for the database's dialect: built
-    once a dialect (its cache key too)."""
-    statement = _QUEUE_NEW.get(dialect)
-    if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = _QUEUE_NEW[dialect] = (
-            insert(_TABLE)
-            .on_conflict_do_nothing(index_elements=[_TABLE.c.key])
-            .returning(_TABLE.c.key)
-        )
-    return statement
+# Built once (its cache key too): every step that sends asks it. (A dialect's INSERT ... ON
+# CONFLICT DO NOTHING would spare it, but SQLAlchemy compiles such a statement each time.)
+_QUEUED = select(OutboxMessage.key).where(
+    col(OutboxMessage.key).in_(sa.bindparam("keys", expanding=True))
+)
 
 
 def channels_of(person: Person) -> list[Channel]:
