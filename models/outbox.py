@@ -47,6 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from models.tables import Channel, ChannelHealth, OutboxMessage, Person
+from models.uow import read_rows
 
 
 class Status(StrEnum):
@@ -138,18 +139,12 @@ def enqueue_all(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     or roll back with it; the session does not track them). How many were queued."""
     if not rows:
         return 0
-    before = frozenset(session.exec(_QUEUED, params={"keys": [row["key"] for row in rows]}))
+    keys = [row["key"] for row in rows]
+    before = frozenset(read_rows(session, _QUEUED, {"keys": keys}).scalars())
     new = [row for row in rows if row["key"] not in before]
     if new:
         session.connection().execute(_TABLE.insert(), new)
     return len(new)
-
-
-# Built once (its cache key too): every step that sends asks it. (A dialect's INSERT ... ON
-# CONFLICT DO NOTHING would spare it, but SQLAlchemy compiles such a statement each time.)
-_QUEUED = select(OutboxMessage.key).where(
-    col(OutboxMessage.key).in_(sa.bindparam("keys", expanding=True))
-)
 
 
 def channels_of(person: Person) -> list[Channel]:
@@ -248,6 +243,9 @@ def claim(
 
 
 _TABLE: sa.Table = SQLModel.metadata.tables["outboxmessage"]  # OutboxMessage, for Core statements
+# Built once (its cache key too): every step that sends asks it. (A dialect's INSERT ... ON
+# CONFLICT DO NOTHING would spare it, but SQLAlchemy compiles such a statement each time.)
+_QUEUED = sa.select(_TABLE.c.key).where(_TABLE.c.key.in_(sa.bindparam("keys", expanding=True)))
 
 
 def _move(session: Session, message_id: int, attempt: int, frm: Status, **values: Any) -> bool:

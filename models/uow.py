@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -54,6 +54,17 @@ def hold(session: Session, key: tuple[str, object], row: object) -> None:
     if key not in ledger and taken:
         taken[-1].append(key)
     ledger[key] = row
+
+
+def read_rows(
+    session: Session, statement: sa.Executable, params: Mapping[str, Any]
+) -> sa.CursorResult[Any]:
+    """Columns read by a Core statement in the session's transaction, once what the session has
+    pending is written (as its own queries autoflush): for a read every step makes, without the
+    ORM's cost a query."""
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(statement, params)
 
 
 V = TypeVar("V")
