@@ -124,7 +124,7 @@ def append(
     # the event, and the head row (locked) is set as written, so the session has nothing to flush.
     # A savepoint rolled back expires the head (`UnitOfWork.savepoint`): it reads back as it is.
     connection = session.connection()
-    connection.execute(_EVENTS.insert(), row)
+    connection.execute(_ADD_EVENT, row)
     connection.execute(_ADVANCE, {"b_seq": row["seq"], "b_hash": row["hash"]})
     set_committed_value(head, "seq", row["seq"])
     set_committed_value(head, "hash", row["hash"])
@@ -134,7 +134,8 @@ def append(
 _HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")
 _EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
 _HEAD: sa.Table = SQLModel.metadata.tables["audit_head"]
-# Built once (its cache key too): every audited change asks it.
+# Built once (their cache keys too): every audited change runs them.
+_ADD_EVENT = _EVENTS.insert()
 _ADVANCE = (
     _HEAD.update()
     .where(_HEAD.c.id == 1)

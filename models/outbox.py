@@ -143,7 +143,7 @@ def enqueue_all(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     before = frozenset(read_rows(session, _QUEUED, {"keys": keys}).scalars())
     new = [row for row in rows if row["key"] not in before]
     if new:
-        session.connection().execute(_TABLE.insert(), new)
+        session.connection().execute(_ADD_MESSAGES, new)
     return len(new)
 
 
@@ -243,8 +243,9 @@ def claim(
 
 
 _TABLE: sa.Table = SQLModel.metadata.tables["outboxmessage"]  # OutboxMessage, for Core statements
-# Built once (its cache key too): every step that sends asks it. (A dialect's INSERT ... ON
-# CONFLICT DO NOTHING would spare it, but SQLAlchemy compiles such a statement each time.)
+# Built once (their cache keys too): every step that sends runs them. (A dialect's INSERT ... ON
+# CONFLICT DO NOTHING would spare the query, but SQLAlchemy compiles such a statement each time.)
+_ADD_MESSAGES = _TABLE.insert()
 _QUEUED = sa.select(_TABLE.c.key).where(_TABLE.c.key.in_(sa.bindparam("keys", expanding=True)))
 
 

@@ -9,7 +9,7 @@ from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import ORMExecuteState, object_mapper
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
@@ -57,14 +57,45 @@ def hold(session: Session, key: tuple[str, object], row: object) -> None:
 
 
 def read_rows(
-    session: Session, statement: sa.Executable, params: Mapping[str, Any]
+    session: Session, statement: sa.Select[Any], params: Mapping[str, Any]
 ) -> sa.CursorResult[Any]:
-    """Columns read by a Core statement in the session's transaction, once what the session has
-    pending is written (as its own queries autoflush): for a read every step makes, without the
-    ORM's cost a query."""
-    if session.autoflush:
+    """Columns read by a Core select in the session's transaction, once what the session has
+    pending for the tables it reads is written (as its own queries autoflush; what it has for
+    other tables cannot change the rows read, and is written by the next flush): for a read every
+    step makes, without the ORM's cost a query."""
+    if session.autoflush and _pending_for(session, _tables_read(statement)):
         session.flush()
     return session.connection().execute(statement, params)
+
+
+_TABLES_READ: dict[int, tuple[sa.Select[Any], frozenset[sa.FromClause] | None]] = {}
+
+
+def _tables_read(statement: sa.Select[Any]) -> frozenset[sa.FromClause] | None:
+    """The tables `statement` reads from (None: not only tables), found once a statement."""
+    known = _TABLES_READ.get(id(statement))
+    if known is None or known[0] is not statement:
+        froms = statement.get_final_froms()
+        tables = frozenset(froms) if all(isinstance(f, sa.Table) for f in froms) else None
+        known = _TABLES_READ[id(statement)] = (statement, tables)
+    return known[1]
+
+
+def _pending_for(session: Session, tables: frozenset[sa.FromClause] | None) -> bool:
+    """Has the session rows to write (new, changed or deleted) in any of `tables` (None: any)?"""
+    if tables is None:
+        return bool(session.new or session.dirty or session.deleted)
+    for rows in (session.new, session.dirty, session.deleted):
+        for row in rows:
+            mapped = _MAPPED.get(type(row))
+            if mapped is None:
+                mapped = _MAPPED[type(row)] = frozenset(object_mapper(row).tables)
+            if not tables.isdisjoint(mapped):
+                return True
+    return False
+
+
+_MAPPED: dict[type[Any], frozenset[sa.FromClause]] = {}  # a mapped class: the tables it writes
 
 
 V = TypeVar("V")

@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select
@@ -19,8 +20,9 @@ from models.permissions import SWEEP, NotPermitted, Outsider
 from models.service import Executed, Failed, execute_many
 from models.steps import role_holders
 from models.steps.engine import FireStep, claim_steps, overdue_steps, run_due, run_step
+from models.steps.planning import STEPS
 from models.tables import AuditEvent, OutboxMessage, Person, PersonRole, Report, Step
-from models.uow import UnitOfWork, held, locked, remember_roles
+from models.uow import UnitOfWork, held, locked, read_rows, remember_roles
 
 from .cycles_support import london, populate, run, state, step_status
 
@@ -361,3 +363,25 @@ def test_a_batch_mixing_skips_acts_failures_and_refusals_matches_one_step_a_tran
     q2_events = Counter(a for a, _ in _audited(people, _subjects(people, q2)).elements())
     assert q1_events == q2_events
     _chain_holds(people)
+
+
+def test_a_core_read_sees_what_the_session_has_pending_for_its_tables(
+    people: Engine, clock: FixedClock
+) -> None:
+    """`read_rows` writes what the session has pending for the tables it reads first, as the
+    session's own queries autoflush, and leaves what it has for other tables to the next flush."""
+    _open(people, clock, "2027-Q1")
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        session = uow.session
+        step = session.exec(select(Step)).first()
+        report = session.exec(select(Report)).first()
+        assert step is not None and report is not None
+        status_read = sa.select(STEPS.c.status).where(STEPS.c.id == sa.bindparam("id"))
+        report.status = "overdue"
+        session.add(report)
+        assert read_rows(session, status_read, {"id": step.id}).scalar_one() == "pending"
+        assert report in session.dirty
+        step.status = "settled"
+        session.add(step)
+        assert read_rows(session, status_read, {"id": step.id}).scalar_one() == "settled"
+        assert not session.dirty
