@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, func, select
 
@@ -119,22 +120,45 @@ def append(
     }
     # Hashed with `at` to the microsecond, as stored, so the hash survives the round trip.
     row["hash"] = chain_hash(head.hash, _content(**{k: row[k] for k in _HASHED}))
-    # The event and the head are written now, by two Core statements in the caller's transaction
-    # (or savepoint: it rolls back with them), not by the session's flush: nothing else refers to
-    # the event, and the head row (locked) is set as written, so the session has nothing to flush.
-    # A savepoint rolled back expires the head (`UnitOfWork.savepoint`): it reads back as it is.
-    connection = session.connection()
-    connection.execute(_ADD_EVENT, row)
-    connection.execute(_ADVANCE, {"b_seq": row["seq"], "b_hash": row["hash"]})
+    # The event is written now, by a Core statement in the caller's transaction (or savepoint:
+    # it rolls back with it), not by the session's flush: nothing else refers to it. The head
+    # row (locked) is set in the session as it will be written, and written once for all the
+    # events appended since it last was (`write_head`): before the transaction commits, before a
+    # savepoint begins and when one is released, so a savepoint rolled back reads it back as it
+    # was when the savepoint began (`UnitOfWork.savepoint`).
+    session.connection().execute(_ADD_EVENT, row)
     set_committed_value(head, "seq", row["seq"])
     set_committed_value(head, "hash", row["hash"])
+    session.info[_HEAD_DUE] = head
     return Recorded(**row), head
+
+
+_HEAD_DUE = "wct.audit_head_due"  # session.info: the head row, when appended to since written
+
+
+def write_head(session: OrmSession) -> None:
+    """Write the chain's head row as this transaction's appends left it, if they changed it
+    since it was last written (one UPDATE however many events); else nothing."""
+    head: AuditHead | None = session.info.pop(_HEAD_DUE, None)
+    if head is not None:
+        session.connection().execute(_ADVANCE, {"b_seq": head.seq, "b_hash": head.hash})
+
+
+def forget_head(session: OrmSession) -> None:
+    """The appends not yet written to the head were rolled back (a savepoint): none to write."""
+    session.info.pop(_HEAD_DUE, None)
+
+
+@sa.event.listens_for(OrmSession, "before_commit")
+def _head_written(session: OrmSession) -> None:
+    """However a transaction (or savepoint) commits, the head it appended to is written first."""
+    write_head(session)
 
 
 _HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")
 _EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
 _HEAD: sa.Table = SQLModel.metadata.tables["audit_head"]
-# Built once (their cache keys too): every audited change runs them.
+# Built once (their cache keys too): every audited change runs the first; `write_head` the other.
 _ADD_EVENT = _EVENTS.insert()
 _ADVANCE = (
     _HEAD.update()

@@ -230,6 +230,7 @@ class UnitOfWork:
         its changes, its audit events (the chain's head reads back as it was) and its outbox rows
         vanish, and the exception propagates; otherwise it stays, to commit with the rest."""
         session, recorded = self.session, len(self.recorded)
+        audit.write_head(session)  # so that rolled back, it reads back as it is now
         nested = session.begin_nested()
         taken: list[list[tuple[str, object]]] = session.info.setdefault(_TAKEN, [])
         taken.append([])
@@ -238,12 +239,13 @@ class UnitOfWork:
             nested.commit()  # flushes: a row refused by the database rolls back here too
         except BaseException:
             # SQLAlchemy expires what the savepoint changed through the session and drops what
-            # it added; rows written by Core statements (the audit head, a fired step's status)
-            # it cannot know of: every row is read back as it now is (nothing else is pending:
-            # the savepoint began with a flush), so the next event is chained after the last one
-            # that stays.
+            # it added; rows written by Core statements (a fired step's status) or not yet
+            # written (the audit head, written when the savepoint began) it cannot know of: every
+            # row is read back as it now is (nothing else is pending: the savepoint began with a
+            # flush), so the next event is chained after the last one that stays.
             if nested.is_active:
                 nested.rollback()
+            audit.forget_head(session)
             session.expire_all()
             _forget_roles(session)
             del self.recorded[recorded:]

@@ -385,3 +385,46 @@ def test_a_core_read_sees_what_the_session_has_pending_for_its_tables(
         session.add(step)
         assert read_rows(session, status_read, {"id": step.id}).scalar_one() == "settled"
         assert not session.dirty
+
+
+def test_the_chain_head_is_written_once_a_transaction_and_a_savepoint_rolled_back_keeps_it(
+    people: Engine, clock: FixedClock
+) -> None:
+    """Events appended one after another write the head once, when the transaction commits; a
+    savepoint begun after some of them and rolled back leaves the head as they left it, so the
+    next event is chained after them, and the chain verifies."""
+    heads = _writes_of(people, "audit_head")
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        for n in range(3):
+            uow.record("test.kept", f"test:{n}", before=None, after={"n": n})
+        assert audit.checkpoint(uow.session) == (uow.recorded[-1].seq, uow.recorded[-1].hash)
+        with pytest.raises(RuntimeError), uow.savepoint():
+            uow.record("test.undone", "test:x", before=None, after={})
+            raise RuntimeError
+        uow.record("test.kept", "test:3", before=None, after={"n": 3})
+        last = uow.recorded[-1]
+        assert [e.action for e in uow.recorded] == ["test.kept"] * 4
+        uow.commit()
+    assert len(heads) == 2  # before the savepoint began, and at commit
+    with Session(people) as session:
+        assert audit.checkpoint(session) == (last.seq, last.hash)
+        assert "test.undone" not in session.exec(select(AuditEvent.action)).all()
+    _chain_holds(people)
+    # However the session commits, the head goes with it.
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        event = uow.record("test.kept", "test:4", before=None, after={})
+        uow.session.commit()
+    with Session(people) as session:
+        assert audit.checkpoint(session) == (event.seq, event.hash)
+    _chain_holds(people)
+
+
+def _writes_of(engine: Engine, table: str) -> list[str]:
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith(f"UPDATE {table} "):
+            seen.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", note)
+    return seen
