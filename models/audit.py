@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, func, select
 
@@ -153,6 +154,14 @@ def forget_head(session: OrmSession) -> None:
 def _head_written(session: OrmSession) -> None:
     """However a transaction (or savepoint) commits, the head it appended to is written first."""
     write_head(session)
+
+
+@sa.event.listens_for(OrmSession, "after_transaction_end")
+def _head_settled(session: OrmSession, transaction: SessionTransaction) -> None:
+    """A transaction ended (committed: the head is written; rolled back: its appends vanished):
+    nothing is left to write."""
+    if transaction.parent is None:
+        forget_head(session)
 
 
 _HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")

@@ -428,3 +428,25 @@ def _writes_of(engine: Engine, table: str) -> list[str]:
 
     sa_event.listen(engine, "before_cursor_execute", note)
     return seen
+
+
+def test_a_transaction_rolled_back_leaves_no_head_to_write(
+    people: Engine, clock: FixedClock
+) -> None:
+    """Events appended and rolled back leave the head as it was, whatever the session does next."""
+    with Session(people) as session:
+        before = audit.checkpoint(session)
+        audit.append(
+            session,
+            at=clock.now(),
+            actor="t",
+            action="test.undone",
+            subject="t",
+            before=None,
+            after={},
+        )
+        session.rollback()
+        session.commit()
+    with Session(people) as session:
+        assert audit.checkpoint(session) == before
+    _chain_holds(people)
