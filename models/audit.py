@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, func, select
 
 from models.errors import InvalidInput
@@ -72,6 +75,22 @@ def event_hash(event: AuditEvent, *, seq: int | None = None) -> str:
     return chain_hash(event.prev_hash, content)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """An audit event as this transaction wrote it (`append`): its columns, as stored."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    organisations: str
+    before: str
+    after: str
+    prev_hash: str
+    hash: str
+
+
 def append(
     session: Session,
     *,
@@ -83,38 +102,78 @@ def append(
     after: Any,
     organisations: Iterable[str] = (),
     head: AuditHead | None = None,
-) -> tuple[AuditEvent, AuditHead]:
+) -> tuple[Recorded, AuditHead]:
     """Add one event after the head, in the caller's transaction; the head row is locked. `head`:
     the head row as this transaction already locked it (returned by an earlier `append`; read
     back if a savepoint since changed it and rolled back), so it is not locked again."""
     if head is None:
         head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    # Rounded to microseconds as stored, so the hash survives the database round trip.
-    event = AuditEvent(
-        seq=head.seq + 1,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        organisations=",".join(sorted(set(organisations))),
-        before=canonical(before),
-        after=canonical(after),
-        prev_hash=head.hash,
-        hash="",
-    )
-    event.hash = event_hash(event)
-    # The row is written now (one INSERT, not through the session's flush: nothing else refers
-    # to it); the head by the next flush of this transaction (or savepoint), which rolls back
-    # with it.
-    session.connection().execute(
-        _EVENTS.insert(), {name: getattr(event, name) for name in _EVENTS.c.keys()}
-    )
-    head.seq, head.hash = event.seq, event.hash
-    session.add(head)
-    return event, head
+    row: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "organisations": ",".join(sorted(set(organisations))),
+        "before": canonical(before),
+        "after": canonical(after),
+        "prev_hash": head.hash,
+    }
+    # Hashed with `at` to the microsecond, as stored, so the hash survives the round trip.
+    row["hash"] = chain_hash(head.hash, _content(**{k: row[k] for k in _HASHED}))
+    # The event is written now, by a Core statement in the caller's transaction (or savepoint:
+    # it rolls back with it), not by the session's flush: nothing else refers to it. The head
+    # row (locked) is set in the session as it will be written, and written once for all the
+    # events appended since it last was (`write_head`): before the transaction commits, before a
+    # savepoint begins and when one is released, so a savepoint rolled back reads it back as it
+    # was when the savepoint began (`UnitOfWork.savepoint`).
+    session.connection().execute(_ADD_EVENT, row)
+    set_committed_value(head, "seq", row["seq"])
+    set_committed_value(head, "hash", row["hash"])
+    session.info[_HEAD_DUE] = head
+    return Recorded(**row), head
 
 
+_HEAD_DUE = "wct.audit_head_due"  # session.info: the head row, when appended to since written
+
+
+def write_head(session: OrmSession) -> None:
+    """Write the chain's head row as this transaction's appends left it, if they changed it
+    since it was last written (one UPDATE however many events); else nothing."""
+    head: AuditHead | None = session.info.pop(_HEAD_DUE, None)
+    if head is not None:
+        session.connection().execute(_ADVANCE, {"b_seq": head.seq, "b_hash": head.hash})
+
+
+def forget_head(session: OrmSession) -> None:
+    """The appends not yet written to the head were rolled back (a savepoint): none to write."""
+    session.info.pop(_HEAD_DUE, None)
+
+
+@sa.event.listens_for(OrmSession, "before_commit")
+def _head_written(session: OrmSession) -> None:
+    """However a transaction (or savepoint) commits, the head it appended to is written first."""
+    write_head(session)
+
+
+@sa.event.listens_for(OrmSession, "after_transaction_end")
+def _head_settled(session: OrmSession, transaction: SessionTransaction) -> None:
+    """A transaction ended (committed: the head is written; rolled back: its appends vanished):
+    nothing is left to write."""
+    if transaction.parent is None:
+        forget_head(session)
+
+
+_HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")
 _EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
+_HEAD: sa.Table = SQLModel.metadata.tables["audit_head"]
+# Built once (their cache keys too): every audited change runs the first; `write_head` the other.
+_ADD_EVENT = _EVENTS.insert()
+_ADVANCE = (
+    _HEAD.update()
+    .where(_HEAD.c.id == 1)
+    .values(seq=sa.bindparam("b_seq"), hash=sa.bindparam("b_hash"))
+)
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,15 @@ from models.commands import current_constitution
 from models.constitution import Constitution, RoleKind
 from models.errors import InvalidInput
 from models.messages import Brand, MessageContext, MessageMalformed, serialise
-from models.outbox import channels_of, enqueue, enqueue_all, queued_keys
+from models.outbox import channels_of, enqueue, enqueue_all, outbox_row
 from models.permissions import Actor, Scope, allowed
 from models.tables import (
     Channel,
-    OutboxMessage,
     Person,
     PersonRole,
     Step,
 )
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, remembered
 
 CLOSE_OF_BUSINESS = time(17, 0)
 
@@ -47,14 +46,21 @@ def close_of_business(day: date) -> datetime:
 def holders(
     session: Session, roles: Iterable[str], organisations: Iterable[str] | None = None
 ) -> list[Person]:
-    """Active members holding any of `roles` (within `organisations`, when given)."""
-    if organisations is None:
-        found = session.exec(_HOLDERS, params={"roles": list(roles)})
-    else:
-        found = session.exec(
-            _HOLDERS_IN, params={"roles": list(roles), "organisations": list(organisations)}
-        )
-    return distinct(found.all())
+    """Active members holding any of `roles` (within `organisations`, when given); read once in
+    a transaction that remembers roles."""
+    wanted = tuple(roles)
+    within = None if organisations is None else tuple(organisations)
+
+    def read() -> list[Person]:
+        if within is None:
+            found = session.exec(_HOLDERS, params={"roles": list(wanted)})
+        else:
+            found = session.exec(
+                _HOLDERS_IN, params={"roles": list(wanted), "organisations": list(within)}
+            )
+        return distinct(found.all())
+
+    return list(remembered(session, ("holders", wanted, within), read))
 
 
 # Built once (their cache keys too): every message a step sends asks one of them.
@@ -119,29 +125,24 @@ def notify(
     informative = {k: v for k, v in payload.items() if k != "ask"}
     recipients = distinct(people)
     may_act = _permitted(uow, recipients, context, scope) if scope is not None else frozenset[int]()
-    before = queued_keys(
+    queued = enqueue_all(
         uow.session,
-        [f"{key}:{p.pseudonym}:{channel.value}" for p in recipients for channel in channels_of(p)],
-    )
-    made: list[OutboxMessage] = []
-    for person in recipients:
-        body = payload if person.id in may_act else informative
-        for channel in channels_of(person):
-            message = enqueue(
-                uow.session,
-                add=False,
-                queued=before,
+        [
+            outbox_row(
                 key=f"{key}:{person.pseudonym}:{channel.value}",
                 kind=context.kind,
                 person=person,
                 channel=channel,
-                context={**body, "recipient": person.name},
+                context={
+                    **(payload if person.id in may_act else informative),
+                    "recipient": person.name,
+                },
                 now=uow.clock.now(),
             )
-            if message is not None:
-                made.append(message)
-    enqueue_all(uow.session, made)
-    queued = len(made)
+            for person in recipients
+            for channel in channels_of(person)
+        ],
+    )
     if body_channel is not None:
         group = current_constitution(uow.session).body(body_channel)
         if group.teams_channel:
@@ -187,10 +188,15 @@ def _permitted(
     if context.ask is None or not people:
         return frozenset()
     c = current_constitution(uow.session)
-    ids = [p.id for p in people if p.id is not None]
-    roles: dict[int, set[str]] = {i: set() for i in ids}
-    for person_id, role_id in uow.session.exec(_ROLES_OF, params={"ids": ids}):
-        roles[person_id].add(role_id)
+    ids = tuple(p.id for p in people if p.id is not None)
+
+    def read() -> dict[int, frozenset[str]]:
+        held: dict[int, set[str]] = {i: set() for i in ids}
+        for person_id, role_id in uow.session.exec(_ROLES_OF, params={"ids": list(ids)}):
+            held[person_id].add(role_id)
+        return {i: frozenset(r) for i, r in held.items()}
+
+    roles = remembered(uow.session, ("roles_of", ids), read)
     return frozenset(
         p.id
         for p in people
@@ -198,7 +204,7 @@ def _permitted(
         and allowed(
             c,
             context.ask.action,
-            Actor(p.id, p.pseudonym, p.organisation_id, frozenset(roles[p.id])),
+            Actor(p.id, p.pseudonym, p.organisation_id, roles[p.id]),
             scope,
         )
     )

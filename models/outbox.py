@@ -36,7 +36,7 @@ A row's life (one message, one recipient, one channel, one idempotency `key`):
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -47,6 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from models.tables import Channel, ChannelHealth, OutboxMessage, Person
+from models.uow import read_rows
 
 
 class Status(StrEnum):
@@ -73,20 +74,6 @@ def message_key(*parts: str | int) -> str:
     return ":".join(str(p) for p in parts)
 
 
-def queued_keys(session: Session, keys: Sequence[str]) -> frozenset[str]:
-    """Which of `keys` were queued before, in one query (for `enqueue`'s `queued`)."""
-    if not keys:
-        return frozenset()
-    found = session.exec(_QUEUED, params={"keys": list(keys)})
-    return frozenset(found.all())
-
-
-# Built once (its cache key too): every message a step sends asks it.
-_QUEUED = select(OutboxMessage.key).where(
-    col(OutboxMessage.key).in_(sa.bindparam("keys", expanding=True))
-)
-
-
 def enqueue(
     session: Session,
     *,
@@ -97,43 +84,67 @@ def enqueue(
     context: dict[str, Any],
     now: Any,
     body_id: str | None = None,
-    queued: Collection[str] | None = None,
-    add: bool = True,
 ) -> OutboxMessage | None:
     """Queue one message for one person (or, with no person, one post to `body_id`'s Teams
-    channel) on one channel; None if this key was queued before (among `queued`, when the
-    caller looked its keys up at once with `queued_keys`, in this transaction). With `add`
-    False, the message is only made: the caller writes it with others (`enqueue_all`)."""
-    if queued is not None:
-        if key in queued:
-            return None
-    elif session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
+    channel) on one channel; None if this key was queued before (in this transaction, or one
+    committed). Many at once: `enqueue_all`."""
+    if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
         return None
-    assert (person is None) != (body_id is None), "a message goes to a person or a body's channel"
-    assert person is None or person.id is not None
     message = OutboxMessage(
-        key=key,
-        kind=kind,
-        person_id=person.id if person is not None else None,
-        body_id=body_id,
-        channel=channel.value,
-        context=json.dumps(context, sort_keys=True, default=str),
-        next_attempt_at=now,
-        created_at=now,
+        **outbox_row(
+            key=key,
+            kind=kind,
+            person=person,
+            channel=channel,
+            context=context,
+            now=now,
+            body_id=body_id,
+        )
     )
-    if add:
-        session.add(message)
+    session.add(message)
     return message
 
 
-def enqueue_all(session: Session, messages: Sequence[OutboxMessage]) -> None:
-    """Write messages made by `enqueue(..., add=False)` in one statement, now, in the caller's
-    transaction (they commit or roll back with it; the session does not track them)."""
-    if messages:
-        columns = [c for c in _TABLE.c.keys() if c != "id"]
-        session.connection().execute(
-            _TABLE.insert(), [{c: getattr(m, c) for c in columns} for m in messages]
-        )
+def outbox_row(
+    *,
+    key: str,
+    kind: str,
+    person: Person | None,
+    channel: Channel,
+    context: dict[str, Any],
+    now: Any,
+    body_id: str | None = None,
+) -> dict[str, Any]:
+    """The row of one message for one person (or, with no person, one post to `body_id`'s Teams
+    channel) on one channel, as `enqueue` and `enqueue_all` write it (the table's defaults for
+    the rest: pending, no attempt yet)."""
+    assert (person is None) != (body_id is None), "a message goes to a person or a body's channel"
+    assert person is None or person.id is not None
+    return {
+        "key": key,
+        "kind": kind,
+        "person_id": person.id if person is not None else None,
+        "body_id": body_id,
+        "channel": channel.value,
+        "context": json.dumps(context, sort_keys=True, default=str),
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def enqueue_all(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Queue many messages (`outbox_row`) as `enqueue` queues one, each key once: those whose
+    key was queued before (in this transaction, or one committed) are skipped, found in one
+    query; the rest are written in one statement, now, in the caller's transaction (they commit
+    or roll back with it; the session does not track them). How many were queued."""
+    if not rows:
+        return 0
+    keys = [row["key"] for row in rows]
+    before = frozenset(read_rows(session, _QUEUED, {"keys": keys}).scalars())
+    new = [row for row in rows if row["key"] not in before]
+    if new:
+        session.connection().execute(_ADD_MESSAGES, new)
+    return len(new)
 
 
 def channels_of(person: Person) -> list[Channel]:
@@ -232,6 +243,10 @@ def claim(
 
 
 _TABLE: sa.Table = SQLModel.metadata.tables["outboxmessage"]  # OutboxMessage, for Core statements
+# Built once (their cache keys too): every step that sends runs them. (A dialect's INSERT ... ON
+# CONFLICT DO NOTHING would spare the query, but SQLAlchemy compiles such a statement each time.)
+_ADD_MESSAGES = _TABLE.insert()
+_QUEUED = sa.select(_TABLE.c.key).where(_TABLE.c.key.in_(sa.bindparam("keys", expanding=True)))
 
 
 def _move(session: Session, message_id: int, attempt: int, frm: Status, **values: Any) -> bool:

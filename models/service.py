@@ -22,13 +22,13 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from models.audit import Recorded
 from models.calendar import in_partnership
 from models.clock import Clock
 from models.commands import current_constitution
 from models.constitution import Action, Constitution
 from models.errors import Refused, WctError
 from models.permissions import Actor, Principal, Scope, require, resolve
-from models.tables import AuditEvent
 from models.uow import UnitOfWork
 
 R = TypeVar("R", covariant=True)
@@ -78,7 +78,7 @@ class Signal:
     after: Any
 
     @classmethod
-    def of(cls, event: AuditEvent) -> Signal:
+    def of(cls, event: Recorded) -> Signal:
         return cls(event.seq, event.action, event.subject, event.actor, json.loads(event.after))
 
 
@@ -176,7 +176,7 @@ def _batch(
     claim: Callable[[UnitOfWork, Sequence[Command[T]]], None] | None,
     *,
     alone: bool,
-) -> tuple[list[tuple[Command[T], T, int, int] | Failed[T]], list[AuditEvent]] | None:
+) -> tuple[list[tuple[Command[T], T, int, int] | Failed[T]], list[Recorded]] | None:
     """One transaction for `chunk`, committed. `alone`: each command in its own savepoint, so one
     that fails rolls back alone; otherwise none, and None if any fails (all of it rolled back)."""
     outcomes: list[tuple[Command[T], T, int, int] | Failed[T]] = []

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import ORMExecuteState, object_mapper
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from models import audit
 from models.clock import Clock
 from models.tables import (
     ApprovalRequest,
-    AuditEvent,
     AuditHead,
     CallToAccount,
     Dispute,
     Meeting,
     MeetingAction,
+    Person,
+    PersonRole,
     Report,
     Review,
     Risk,
@@ -30,6 +33,7 @@ from models.tables import (
 AUDIT_HEAD = ("audit_head", 1)
 _LEDGER = "wct.locks"  # session.info: lock key -> the row, for the locks this transaction holds
 _TAKEN = "wct.taken"  # session.info: for each open savepoint, the keys of the locks it took
+_READS = "wct.reads"  # session.info: who holds which role, read once in this transaction
 
 
 def held(session: Session, key: tuple[str, object]) -> object | None:
@@ -50,6 +54,103 @@ def hold(session: Session, key: tuple[str, object], row: object) -> None:
     if key not in ledger and taken:
         taken[-1].append(key)
     ledger[key] = row
+
+
+def read_rows(
+    session: Session, statement: sa.Select[Any], params: Mapping[str, Any]
+) -> sa.CursorResult[Any]:
+    """Columns read by a Core select in the session's transaction, once what the session has
+    pending for the tables it reads is written (as its own queries autoflush; what it has for
+    other tables cannot change the rows read, and is written by the next flush): for a read every
+    step makes, without the ORM's cost a query."""
+    if session.autoflush and _pending_for(session, _tables_read(statement)):
+        session.flush()
+    return session.connection().execute(statement, params)
+
+
+_TABLES_READ: dict[int, tuple[sa.Select[Any], frozenset[sa.FromClause] | None]] = {}
+
+
+def _tables_read(statement: sa.Select[Any]) -> frozenset[sa.FromClause] | None:
+    """The tables `statement` reads from (None: not only tables), found once a statement."""
+    known = _TABLES_READ.get(id(statement))
+    if known is None or known[0] is not statement:
+        froms = statement.get_final_froms()
+        tables = frozenset(froms) if all(isinstance(f, sa.Table) for f in froms) else None
+        known = _TABLES_READ[id(statement)] = (statement, tables)
+    return known[1]
+
+
+def _pending_for(session: Session, tables: frozenset[sa.FromClause] | None) -> bool:
+    """Has the session rows to write (new, changed or deleted) in any of `tables` (None: any)?"""
+    if tables is None:
+        return bool(session.new or session.dirty or session.deleted)
+    for rows in (session.new, session.dirty, session.deleted):
+        for row in rows:
+            mapped = _MAPPED.get(type(row))
+            if mapped is None:
+                mapped = _MAPPED[type(row)] = frozenset(object_mapper(row).tables)
+            if not tables.isdisjoint(mapped):
+                return True
+    return False
+
+
+_MAPPED: dict[type[Any], frozenset[sa.FromClause]] = {}  # a mapped class: the tables it writes
+
+
+V = TypeVar("V")
+
+
+def remember_roles(session: Session) -> None:
+    """From now until this transaction ends, who holds which role is read once (`remembered`):
+    for a batch of commands that change no member and no role (the sweep's steps), each asking
+    for the same few holders. Forgotten if the transaction changes a member or a role after all
+    (through the session), and when a savepoint rolls back."""
+    session.info.setdefault(_READS, {})
+
+
+def remembered(session: Session, key: Hashable, read: Callable[[], V]) -> V:
+    """What `read` (a read of members and their roles, named by `key`) returned when this
+    transaction first asked, if it remembers roles (`remember_roles`); else read now."""
+    reads: dict[Hashable, Any] | None = session.info.get(_READS)
+    if reads is None:
+        return read()
+    if key not in reads:
+        reads[key] = read()
+    found: V = reads[key]
+    return found
+
+
+def _forget_roles(session: OrmSession) -> None:
+    reads: dict[Hashable, Any] | None = session.info.get(_READS)
+    if reads:
+        reads.clear()
+
+
+_PEOPLE = (Person, PersonRole)
+_PEOPLE_TABLES = frozenset({Person.__tablename__, PersonRole.__tablename__})
+
+
+@sa.event.listens_for(Session, "after_flush")
+def _people_flushed(session: OrmSession, _context: object) -> None:
+    """A member or a role written through the session: what was remembered may be stale."""
+    if session.info.get(_READS) and any(
+        isinstance(row, _PEOPLE)
+        for rows in (session.new, session.dirty, session.deleted)
+        for row in rows
+    ):
+        _forget_roles(session)
+
+
+@sa.event.listens_for(Session, "do_orm_execute")
+def _people_changed(state: ORMExecuteState) -> None:
+    """Members or roles inserted, updated or deleted by a statement through the session."""
+    if (
+        state.session.info.get(_READS)
+        and (state.is_insert or state.is_update or state.is_delete)
+        and getattr(getattr(state.statement, "table", None), "name", None) in _PEOPLE_TABLES
+    ):
+        _forget_roles(state.session)
 
 
 Row = TypeVar(
@@ -92,7 +193,7 @@ class UnitOfWork:
         self.clock = clock
         self.actor = actor
         self._session: Session | None = None
-        self.recorded: list[AuditEvent] = []  # this transaction's audit events, for signals
+        self.recorded: list[audit.Recorded] = []  # this transaction's audit events, for signals
 
     @property
     def session(self) -> Session:
@@ -120,6 +221,7 @@ class UnitOfWork:
         session = self.session
         session.info.pop(_LEDGER, None)  # the transaction's locks end with it
         session.info.pop(_TAKEN, None)
+        session.info.pop(_READS, None)
         session.commit()
 
     @contextmanager
@@ -128,6 +230,7 @@ class UnitOfWork:
         its changes, its audit events (the chain's head reads back as it was) and its outbox rows
         vanish, and the exception propagates; otherwise it stays, to commit with the rest."""
         session, recorded = self.session, len(self.recorded)
+        audit.write_head(session)  # so that rolled back, it reads back as it is now
         nested = session.begin_nested()
         taken: list[list[tuple[str, object]]] = session.info.setdefault(_TAKEN, [])
         taken.append([])
@@ -135,10 +238,16 @@ class UnitOfWork:
             yield
             nested.commit()  # flushes: a row refused by the database rolls back here too
         except BaseException:
-            # SQLAlchemy expires what the savepoint changed (the audit head) and drops what it
-            # added, so the next event is chained after the last one that stays.
+            # SQLAlchemy expires what the savepoint changed through the session and drops what
+            # it added; rows written by Core statements (a fired step's status) or not yet
+            # written (the audit head, written when the savepoint began) it cannot know of: every
+            # row is read back as it now is (nothing else is pending: the savepoint began with a
+            # flush), so the next event is chained after the last one that stays.
             if nested.is_active:
                 nested.rollback()
+            audit.forget_head(session)
+            session.expire_all()
+            _forget_roles(session)
             del self.recorded[recorded:]
             # The locks it took are released with it (PostgreSQL): taken again when needed.
             ledger = session.info.get(_LEDGER, {})
@@ -159,7 +268,7 @@ class UnitOfWork:
         before: Any,
         after: Any,
         organisations: Iterable[str] = (),
-    ) -> AuditEvent:
+    ) -> audit.Recorded:
         """Append an audit event to this transaction (it commits or vanishes with the change)."""
         session = self.session
         head = held(session, AUDIT_HEAD)

@@ -9,17 +9,20 @@ from functools import partial
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from models import audit, reports
 from models.clock import FixedClock
 from models.permissions import SWEEP, NotPermitted, Outsider
 from models.service import Executed, Failed, execute_many
+from models.steps import role_holders
 from models.steps.engine import FireStep, claim_steps, overdue_steps, run_due, run_step
-from models.tables import AuditEvent, OutboxMessage, Person, Report, Step
-from models.uow import UnitOfWork, held, locked
+from models.steps.planning import STEPS
+from models.tables import AuditEvent, OutboxMessage, Person, PersonRole, Report, Step
+from models.uow import UnitOfWork, held, locked, read_rows, remember_roles
 
 from .cycles_support import london, populate, run, state, step_status
 
@@ -268,4 +271,182 @@ def test_a_batch_with_a_failing_step_runs_again_each_alone(
     assert all(done[k].result in ("acted", "skipped") for k in due if k != due[1])
     events = _audited(people, _subjects(people, due))
     assert sum(n for (a, _), n in events.items() if a != "report.opened") == len(due) - 1
+    _chain_holds(people)
+
+
+def test_a_batch_remembers_role_holders_until_a_role_changes(
+    people: Engine, clock: FixedClock
+) -> None:
+    """A sweep's batch reads each role's holders once (no step kind changes a member or a
+    role); should its transaction change one after all, through the session or by a statement,
+    or roll a savepoint back, it reads them again."""
+    with Session(people) as session:
+        role_id, person_id = session.exec(
+            select(PersonRole.role_id, PersonRole.person_id)
+        ).first() or ("", 0)
+    assert role_id
+    seen = _reads_of(people, "personrole")
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        session = uow.session
+        remember_roles(session)
+        first = [p.id for p in role_holders(session, role_id)]
+        assert person_id in first
+        assert [p.id for p in role_holders(session, role_id)] == first and len(seen) == 1
+        session.exec(delete(PersonRole).where(col(PersonRole.person_id) == person_id))
+        assert person_id not in [p.id for p in role_holders(session, role_id)] and len(seen) == 2
+        session.add(PersonRole(person_id=person_id, role_id=role_id))
+        session.flush()
+        assert [p.id for p in role_holders(session, role_id)] == first and len(seen) == 3
+        with pytest.raises(RuntimeError), uow.savepoint():
+            session.exec(delete(PersonRole).where(col(PersonRole.person_id) == person_id))
+            assert person_id not in [p.id for p in role_holders(session, role_id)]
+            raise RuntimeError
+        assert [p.id for p in role_holders(session, role_id)] == first and len(seen) == 5
+    # Without `remember_roles`, each asks.
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        role_holders(uow.session, role_id)
+        role_holders(uow.session, role_id)
+    assert len(seen) == 7
+
+
+def _reads_of(engine: Engine, table: str) -> list[str]:
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and f"JOIN {table} " in statement:
+            seen.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_a_batch_mixing_skips_acts_failures_and_refusals_matches_one_step_a_transaction(
+    people: Engine, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch holds steps that act, steps skipped as superseded, a step that fails after it
+    changed things and one refused: the others end as when each runs in its own transaction
+    (results, audit actions, messages per recipient), the failed and refused stay pending, and
+    the chain verifies."""
+    _open(people, clock, "2027-Q1", "2027-Q2")
+    clock.set(london(2027, 8, 20, 12, 0))
+    q1 = [k for k in _keys(people, clock) if ":2027-Q1:" in k]
+    q2 = [k for k in _keys(people, clock) if ":2027-Q2:" in k]
+    by_one = {k.replace(":2027-Q1:", ":2027-Q2:"): run_step(people, clock, k).result for k in q1}
+    assert set(by_one.values()) == {"acted", "skipped"}
+    skipped = next(k for k in q2 if by_one[k] == "skipped")
+    acting = [k for k in q2 if by_one[k] == "acted"]
+    failing, refused = acting[1], acting[-1]
+    real = FireStep.run
+
+    def fails(self: FireStep, uow: UnitOfWork, actor: Any) -> Any:
+        if self.key == failing:
+            real(self, uow, actor)  # it acts (messages, audit, status), then fails
+            raise RuntimeError("boom")
+        if self.key == refused:
+            raise NotPermitted("refused")
+        return real(self, uow, actor)
+
+    monkeypatch.setattr(FireStep, "run", fails)
+    done = {d.key: d for d in run_due(people, clock, batch=len(q2))}
+    monkeypatch.setattr(FireStep, "run", real)
+    assert done[failing].result == "failed" and done[refused].result == "failed"
+    assert done[skipped].result == "skipped"
+    assert {k: d.result for k, d in done.items() if k not in (failing, refused)} == {
+        k: r for k, r in by_one.items() if k not in (failing, refused)
+    }
+    assert step_status(people, failing) == step_status(people, refused) == "pending"
+    _chain_holds(people)
+    # The next sweep acts on the two left, and all ends as one step a transaction did.
+    assert {d.key: d.result for d in run_due(people, clock)} == {failing: "acted", refused: "acted"}
+    assert _mail(people, ":2027-Q1:") == _mail(people, ":2027-Q2:")
+    q1_events = Counter(a for a, _ in _audited(people, _subjects(people, q1)).elements())
+    q2_events = Counter(a for a, _ in _audited(people, _subjects(people, q2)).elements())
+    assert q1_events == q2_events
+    _chain_holds(people)
+
+
+def test_a_core_read_sees_what_the_session_has_pending_for_its_tables(
+    people: Engine, clock: FixedClock
+) -> None:
+    """`read_rows` writes what the session has pending for the tables it reads first, as the
+    session's own queries autoflush, and leaves what it has for other tables to the next flush."""
+    _open(people, clock, "2027-Q1")
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        session = uow.session
+        step = session.exec(select(Step)).first()
+        report = session.exec(select(Report)).first()
+        assert step is not None and report is not None
+        status_read = sa.select(STEPS.c.status).where(STEPS.c.id == sa.bindparam("id"))
+        report.status = "overdue"
+        session.add(report)
+        assert read_rows(session, status_read, {"id": step.id}).scalar_one() == "pending"
+        assert report in session.dirty
+        step.status = "settled"
+        session.add(step)
+        assert read_rows(session, status_read, {"id": step.id}).scalar_one() == "settled"
+        assert not session.dirty
+
+
+def test_the_chain_head_is_written_once_a_transaction_and_a_savepoint_rolled_back_keeps_it(
+    people: Engine, clock: FixedClock
+) -> None:
+    """Events appended one after another write the head once, when the transaction commits; a
+    savepoint begun after some of them and rolled back leaves the head as they left it, so the
+    next event is chained after them, and the chain verifies."""
+    heads = _writes_of(people, "audit_head")
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        for n in range(3):
+            uow.record("test.kept", f"test:{n}", before=None, after={"n": n})
+        assert audit.checkpoint(uow.session) == (uow.recorded[-1].seq, uow.recorded[-1].hash)
+        with pytest.raises(RuntimeError), uow.savepoint():
+            uow.record("test.undone", "test:x", before=None, after={})
+            raise RuntimeError
+        uow.record("test.kept", "test:3", before=None, after={"n": 3})
+        last = uow.recorded[-1]
+        assert [e.action for e in uow.recorded] == ["test.kept"] * 4
+        uow.commit()
+    assert len(heads) == 2  # before the savepoint began, and at commit
+    with Session(people) as session:
+        assert audit.checkpoint(session) == (last.seq, last.hash)
+        assert "test.undone" not in session.exec(select(AuditEvent.action)).all()
+    _chain_holds(people)
+    # However the session commits, the head goes with it.
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        event = uow.record("test.kept", "test:4", before=None, after={})
+        uow.session.commit()
+    with Session(people) as session:
+        assert audit.checkpoint(session) == (event.seq, event.hash)
+    _chain_holds(people)
+
+
+def _writes_of(engine: Engine, table: str) -> list[str]:
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith(f"UPDATE {table} "):
+            seen.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_a_transaction_rolled_back_leaves_no_head_to_write(
+    people: Engine, clock: FixedClock
+) -> None:
+    """Events appended and rolled back leave the head as it was, whatever the session does next."""
+    with Session(people) as session:
+        before = audit.checkpoint(session)
+        audit.append(
+            session,
+            at=clock.now(),
+            actor="t",
+            action="test.undone",
+            subject="t",
+            before=None,
+            after={},
+        )
+        session.rollback()
+        session.commit()
+    with Session(people) as session:
+        assert audit.checkpoint(session) == before
     _chain_holds(people)

@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlmodel import Session, col, select
 from typing_extensions import override
 
@@ -36,7 +37,7 @@ from models.steps.kind import GRACE, Firing, StepKind, Subject
 from models.steps.planning import STEPS
 from models.steps.registry import KINDS, kind_of
 from models.tables import Step
-from models.uow import UnitOfWork, held, hold
+from models.uow import UnitOfWork, held, hold, remember_roles
 
 Fired = Literal["acted", "noop", "skipped"]
 
@@ -112,8 +113,25 @@ def fire(uow: UnitOfWork, kind: StepKind[Any], step: Step) -> Fired:
 
 
 def _finish(session: Session, step: Step, status: StepStatus, now: datetime) -> None:
-    step.status, step.done_at = status, now
-    session.add(step)
+    """The step (locked) marked `status` at `now`: one Core UPDATE now, in the caller's
+    transaction or savepoint (a savepoint rolled back reads it back as it is), the session's row
+    set as written, so there is nothing to flush. A row the session already has changes for
+    (its kind's action changed it) is written with them by the session, as any change is."""
+    if instance_state(step).modified or step.id is None:
+        step.status, step.done_at = status, now
+        session.add(step)
+        return
+    session.connection().execute(_FINISH, {"b_id": step.id, "b_status": status.value, "b_at": now})
+    set_committed_value(step, "status", status.value)
+    set_committed_value(step, "done_at", now)
+
+
+# Built once (its cache key too): every step fired is marked so.
+_FINISH = (
+    STEPS.update()
+    .where(STEPS.c.id == sa.bindparam("b_id"))
+    .values(status=sa.bindparam("b_status"), done_at=sa.bindparam("b_at"))
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,6 +231,10 @@ def claim_steps(uow: UnitOfWork, commands: Sequence[Command[StepRun]]) -> None:
     kind's lock, in subject order, then the steps): the order every command takes its locks in,
     so a batch never holds the audit head while waiting for a subject another transaction holds."""
     keys = [c.key for c in commands if isinstance(c, FireStep)]
+    # No step kind changes a member or a role (members are imported and erased by commands of
+    # their own, models/commands.py): the batch reads each role's holders once, each step asking
+    # for the same few (forgotten, should one change them after all).
+    remember_roles(uow.session)
     found = uow.session.exec(
         select(Step.kind, Step.subject_type, Step.subject_id).where(col(Step.key).in_(keys))
     ).all()

@@ -18,12 +18,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, select
 
 from models.casework import StepStatus
 from models.errors import InvalidInput
 from models.tables import Step
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, read_rows
 
 # A sweep every 15 minutes picks up a missed step well within this: only a real delay says "late".
 GRACE = timedelta(hours=1)
@@ -147,9 +147,10 @@ class SupersededBy:
     kinds: Sequence[StepSpec[Any]]
 
     def __call__(self, session: Session, step: Step, now: datetime) -> str | None:
-        later = session.exec(
+        later = read_rows(
+            session,
             _LATER,
-            params={
+            {
                 "subject_type": step.subject_type,
                 "subject_id": step.subject_id,
                 "kinds": [k.name for k in self.kinds],
@@ -163,19 +164,20 @@ class SupersededBy:
         return f"a later step of the same chain is due: {key} at {due_at.isoformat()}"
 
 
+_STEPS: sa.Table = SQLModel.metadata.tables["step"]  # Step, for Core statements
 # Built once (its cache key too): the sweep asks it for every reminder it finds due.
 _LATER = (
-    select(Step.key, Step.due_at)
+    sa.select(_STEPS.c.key, _STEPS.c.due_at)
     .where(
-        Step.subject_type == sa.bindparam("subject_type"),
-        Step.subject_id == sa.bindparam("subject_id"),
-        col(Step.kind).in_(sa.bindparam("kinds", expanding=True)),
-        col(Step.due_at) > sa.bindparam("after"),
-        col(Step.due_at) <= sa.bindparam("now"),
+        _STEPS.c.subject_type == sa.bindparam("subject_type"),
+        _STEPS.c.subject_id == sa.bindparam("subject_id"),
+        _STEPS.c.kind.in_(sa.bindparam("kinds", expanding=True)),
+        _STEPS.c.due_at > sa.bindparam("after"),
+        _STEPS.c.due_at <= sa.bindparam("now"),
         # A settled step belongs to a chain already answered, not to this one.
-        Step.status != StepStatus.SETTLED,
+        _STEPS.c.status != StepStatus.SETTLED.value,
     )
-    .order_by(col(Step.due_at).desc(), col(Step.id).desc())
+    .order_by(_STEPS.c.due_at.desc(), _STEPS.c.id.desc())
     .limit(1)
 )
 

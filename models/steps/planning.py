@@ -34,7 +34,7 @@ from models.steps.kind import (
     SupersededBy,
 )
 from models.tables import Person, PersonRole, Step
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, remembered
 
 START_OF_DAY = time(9, 0)
 STEPS: sa.Table = SQLModel.metadata.tables["step"]  # Step, for Core statements of columns
@@ -243,8 +243,14 @@ def body_members(session: Session, c: Constitution, body_id: str) -> list[Person
 
 
 def role_holders(session: Session, role_id: str) -> list[Person]:
-    """Active people holding a role."""
-    return list(session.exec(_ROLE_HOLDERS, params={"role_id": role_id}).all())
+    """Active people holding a role (read once in a transaction that remembers roles)."""
+    return list(
+        remembered(
+            session,
+            ("role_holders", role_id),
+            lambda: session.exec(_ROLE_HOLDERS, params={"role_id": role_id}).all(),
+        )
+    )
 
 
 # Built once (its cache key too): a sweep asks it for every message it sends.
