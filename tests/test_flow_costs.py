@@ -25,25 +25,25 @@ import flows.steps
 from flows.runtime import RESULT_STORAGE, _validator, wct_flow
 
 
-def test_every_flow_names_its_result_storage_and_keeps_no_result() -> None:
-    found = [
+def wct_flows() -> list[Flow[..., object]]:
+    """Every flow wct declares."""
+    return [
         value
         for module in (flows.cases, flows.cycles, flows.dispatch, flows.steps)
         for value in vars(module).values()
         if isinstance(value, Flow)
     ]
+
+
+def test_every_flow_names_its_result_storage_and_keeps_no_result() -> None:
+    found = wct_flows()
     assert len({f.name for f in found}) >= 12
     for f in found:
         assert f.result_storage == RESULT_STORAGE and f.persist_result is False, f.name
 
 
 def test_every_flow_checks_its_parameters_once_per_process_unless_its_name_reads_a_model() -> None:
-    found = [
-        value
-        for module in (flows.cases, flows.cycles, flows.dispatch, flows.steps)
-        for value in vars(module).values()
-        if isinstance(value, Flow)
-    ]
+    found = wct_flows()
     prefect_checks = {f.name for f in found if f.should_validate_parameters}
     # Their run names read a model's attribute (`dispute-{request.title}`).
     assert prefect_checks == {"dispute", "call-to-account", "risk", "approval", "record-meeting"}

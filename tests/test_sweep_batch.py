@@ -5,6 +5,7 @@ one transaction: acted on once, audited in the chain, its messages queued once p
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -205,17 +206,23 @@ def test_a_crash_inside_a_step_undoes_its_batch(
     _chain_holds(people)
 
 
-def _locks_of(engine: Engine, table: str) -> list[str]:
-    """Record the statements that read `table` for update (SQLite leaves out FOR UPDATE: every
-    SELECT of the table's rows by id stands for one)."""
+def _statements(engine: Engine, matching: Callable[[str], bool]) -> list[str]:
+    """From now on, the statements run on `engine` that `matching` picks."""
     seen: list[str] = []
 
     def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("SELECT") and f"FROM {table} \nWHERE {table}.id = " in statement:
+        if matching(statement):
             seen.append(statement)
 
     sa_event.listen(engine, "before_cursor_execute", note)
     return seen
+
+
+def _locks_of(engine: Engine, table: str) -> list[str]:
+    """Record the statements that read `table` for update (SQLite leaves out FOR UPDATE: every
+    SELECT of the table's rows by id stands for one)."""
+    by_id = f"FROM {table} \nWHERE {table}.id = "
+    return _statements(engine, lambda s: s.startswith("SELECT") and by_id in s)
 
 
 def test_one_step_locks_its_subject_once(people: Engine, clock: FixedClock) -> None:
@@ -310,14 +317,7 @@ def test_a_batch_remembers_role_holders_until_a_role_changes(
 
 
 def _reads_of(engine: Engine, table: str) -> list[str]:
-    seen: list[str] = []
-
-    def note(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("SELECT") and f"JOIN {table} " in statement:
-            seen.append(statement)
-
-    sa_event.listen(engine, "before_cursor_execute", note)
-    return seen
+    return _statements(engine, lambda s: s.startswith("SELECT") and f"JOIN {table} " in s)
 
 
 def test_a_batch_mixing_skips_acts_failures_and_refusals_matches_one_step_a_transaction(
