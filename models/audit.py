@@ -17,6 +17,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, func, select
 
+from models import deferred
 from models.errors import InvalidInput
 from models.tables import GENESIS, AuditEvent, AuditHead
 
@@ -121,13 +122,14 @@ def append(
     }
     # Hashed with `at` to the microsecond, as stored, so the hash survives the round trip.
     row["hash"] = chain_hash(head.hash, _content(**{k: row[k] for k in _HASHED}))
-    # The event is written now, by a Core statement in the caller's transaction (or savepoint:
-    # it rolls back with it), not by the session's flush: nothing else refers to it. The head
+    # The event is written by a Core statement in the caller's transaction (or savepoint: it
+    # rolls back with it), not by the session's flush (nothing else refers to it), deferred
+    # with the transaction's other events until one is read or it commits (`deferred`). The head
     # row (locked) is set in the session as it will be written, and written once for all the
     # events appended since it last was (`write_head`): before the transaction commits, before a
     # savepoint begins and when one is released, so a savepoint rolled back reads it back as it
     # was when the savepoint began (`UnitOfWork.savepoint`).
-    session.connection().execute(_ADD_EVENT, row)
+    deferred.defer(session, _ADD_EVENT, row)
     set_committed_value(head, "seq", row["seq"])
     set_committed_value(head, "hash", row["hash"])
     session.info[_HEAD_DUE] = head
@@ -167,7 +169,8 @@ def _head_settled(session: OrmSession, transaction: SessionTransaction) -> None:
 _HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")
 _EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
 _HEAD: sa.Table = SQLModel.metadata.tables["audit_head"]
-# Built once (their cache keys too): every audited change runs the first; `write_head` the other.
+# Built once (their cache keys too): every audited change runs the first (many rows at a time);
+# `write_head` the other.
 _ADD_EVENT = _EVENTS.insert()
 _ADVANCE = (
     _HEAD.update()

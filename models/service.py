@@ -201,7 +201,7 @@ def _batch(
             outcomes.append((command, result, first, len(uow.recorded)))
         if not alone:
             try:
-                uow.session.flush()  # a row the database refuses: as if its command failed
+                uow.flush()  # a row the database refuses: as if its command failed
             except SQLAlchemyError:
                 return None
         uow.commit()

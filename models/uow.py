@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import ORMExecuteState, object_mapper
+from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.sql.dml import UpdateBase
 from sqlmodel import Session, select
 
-from models import audit
+from models import audit, deferred
 from models.clock import Clock
 from models.tables import (
     ApprovalRequest,
@@ -57,13 +58,22 @@ def hold(session: Session, key: tuple[str, object], row: object) -> None:
 
 
 def read_rows(
-    session: Session, statement: sa.Select[Any], params: Mapping[str, Any]
+    session: Session,
+    statement: sa.Select[Any],
+    params: Mapping[str, Any],
+    *,
+    unseen: Collection[UpdateBase] = (),
 ) -> sa.CursorResult[Any]:
     """Columns read by a Core select in the session's transaction, once what the session has
     pending for the tables it reads is written (as its own queries autoflush; what it has for
-    other tables cannot change the rows read, and is written by the next flush): for a read every
-    step makes, without the ORM's cost a query."""
-    if session.autoflush and _pending_for(session, _tables_read(statement)):
+    other tables cannot change the rows read, and is written by the next flush), and the rows
+    the transaction deferred for them (`models.deferred`), but for those of the statements
+    `unseen` (the caller knows the read's answer is the same with or without them): for a read
+    every step makes, without the ORM's cost a query."""
+    tables = _tables_read(statement)
+    if deferred.pending(session):
+        deferred.written(session, tables, unseen=unseen)
+    if session.autoflush and _pending_for(session, tables):
         session.flush()
     return session.connection().execute(statement, params)
 
@@ -87,15 +97,9 @@ def _pending_for(session: Session, tables: frozenset[sa.FromClause] | None) -> b
         return bool(session.new or session.dirty or session.deleted)
     for rows in (session.new, session.dirty, session.deleted):
         for row in rows:
-            mapped = _MAPPED.get(type(row))
-            if mapped is None:
-                mapped = _MAPPED[type(row)] = frozenset(object_mapper(row).tables)
-            if not tables.isdisjoint(mapped):
+            if not tables.isdisjoint(deferred.mapped_tables(row)):
                 return True
     return False
-
-
-_MAPPED: dict[type[Any], frozenset[sa.FromClause]] = {}  # a mapped class: the tables it writes
 
 
 V = TypeVar("V")
@@ -217,6 +221,11 @@ class UnitOfWork:
         finally:
             session.close()
 
+    def flush(self) -> None:
+        """Write all this transaction has pending: the rows it deferred, then the session's."""
+        deferred.written(self.session)
+        self.session.flush()
+
     def commit(self) -> None:
         session = self.session
         session.info.pop(_LEDGER, None)  # the transaction's locks end with it
@@ -230,7 +239,10 @@ class UnitOfWork:
         its changes, its audit events (the chain's head reads back as it was) and its outbox rows
         vanish, and the exception propagates; otherwise it stays, to commit with the rest."""
         session, recorded = self.session, len(self.recorded)
-        audit.write_head(session)  # so that rolled back, it reads back as it is now
+        # Written before it begins, so that rolled back, it drops only the rows deferred in it,
+        # and the head reads back as it is now.
+        deferred.written(session)
+        audit.write_head(session)
         nested = session.begin_nested()
         taken: list[list[tuple[str, object]]] = session.info.setdefault(_TAKEN, [])
         taken.append([])
@@ -239,7 +251,8 @@ class UnitOfWork:
             nested.commit()  # flushes: a row refused by the database rolls back here too
         except BaseException:
             # SQLAlchemy expires what the savepoint changed through the session and drops what
-            # it added; rows written by Core statements (a fired step's status) or not yet
+            # it added; rows written by Core statements (a fired step's status), deferred (its
+            # audit events and steps marked: dropped with it, `models.deferred`) or not yet
             # written (the audit head, written when the savepoint began) it cannot know of: every
             # row is read back as it now is (nothing else is pending: the savepoint began with a
             # flush), so the next event is chained after the last one that stays.

@@ -15,8 +15,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select
 
-from models import audit, reports
+from models import audit, deferred, reports
+from models.calendar import in_partnership
 from models.clock import FixedClock
+from models.commands import current_constitution
 from models.permissions import SWEEP, NotPermitted, Outsider
 from models.service import Executed, Failed, execute_many
 from models.steps import role_holders
@@ -450,3 +452,132 @@ def test_a_transaction_rolled_back_leaves_no_head_to_write(
     with Session(people) as session:
         assert audit.checkpoint(session) == before
     _chain_holds(people)
+
+
+def _fire(uow: UnitOfWork, key: str) -> str:
+    """Fire one step in `uow`, as the sweep does (in the partnership's time)."""
+    with in_partnership(current_constitution(uow.session).partnership):
+        return FireStep(key=key).run(uow, SWEEP).result
+
+
+def _status(session: Session, key: str) -> str:
+    """A step's status as the transaction's own query reads it (from the database)."""
+    return session.exec(
+        select(Step.status).where(Step.key == key).execution_options(populate_existing=True)
+    ).one()
+
+
+def test_a_savepoint_rolled_back_drops_its_own_deferred_writes_and_keeps_earlier_ones(
+    people: Engine, clock: FixedClock
+) -> None:
+    """Steps fired in one transaction are marked, and audited, by deferred writes: a read in the
+    transaction sees them (a query of steps, a Core read, the chain's events); a savepoint rolled
+    back drops those deferred in it and keeps those deferred before it began."""
+    _open(people, clock, "2027-Q1")
+    clock.set(london(2027, 5, 20, 12, 0))
+    first, undone, last = _keys(people, clock)[:3]
+    status_read = sa.select(STEPS.c.status).where(STEPS.c.key == sa.bindparam("key"))
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        session = uow.session
+        assert _fire(uow, first) == "acted"
+        assert deferred.pending(session)  # not written yet
+        kept = [(e.seq, e.action) for e in uow.recorded]
+        with pytest.raises(RuntimeError), uow.savepoint():
+            assert not deferred.pending(session)  # written before it began
+            assert _fire(uow, undone) == "acted"
+            assert _status(session, undone) == "done"  # the query wrote it first
+            raise RuntimeError
+        assert _status(session, first) == "done" and _status(session, undone) == "pending"
+        assert [(e.seq, e.action) for e in uow.recorded] == kept
+        assert _fire(uow, last) == "acted"
+        assert read_rows(session, status_read, {"key": last}).scalar_one() == "done"
+        # The chain read in the transaction holds the events deferred, and none rolled back.
+        assert audit.verify(session) == []
+        assert [e.seq for e in uow.recorded] == list(
+            range(uow.recorded[0].seq, uow.recorded[-1].seq + 1)
+        )
+        uow.commit()
+    assert [step_status(people, k) for k in (first, undone, last)] == ["done", "pending", "done"]
+    with Session(people) as session:  # stored: the events of `first` and `last`, in order
+        stored = session.exec(
+            select(AuditEvent.seq, AuditEvent.action, AuditEvent.subject)
+            .where(col(AuditEvent.seq) >= uow.recorded[0].seq)
+            .order_by(col(AuditEvent.seq))
+        ).all()
+    assert [tuple(r) for r in stored] == [(e.seq, e.action, e.subject) for e in uow.recorded]
+    _chain_holds(people)
+    assert [d.key for d in run_due(people, clock) if d.result == "acted"][:1] == [undone]
+
+
+def test_a_transaction_rolled_back_writes_nothing_it_deferred(
+    people: Engine, clock: FixedClock
+) -> None:
+    _open(people, clock, "2027-Q1")
+    clock.set(london(2027, 5, 20, 12, 0))
+    key = _keys(people, clock)[0]
+    before = state(people)
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        assert _fire(uow, key) == "acted" and deferred.pending(uow.session)
+    assert state(people) == before and step_status(people, key) == "pending"
+    _chain_holds(people)
+
+
+def test_a_batch_writes_its_steps_and_events_in_a_few_statements(
+    people: Engine, clock: FixedClock
+) -> None:
+    """A batch of due steps (acting, and skipped as superseded) marks them and appends their
+    events in a few executemany statements, not one statement a step each; the later-step check
+    of each reminder runs without writing the steps fired before it."""
+    _open(people, clock, "2027-Q1", "2027-Q2")
+    clock.set(london(2027, 8, 20, 12, 0))
+    due = _keys(people, clock)
+    events = _statements(people, lambda s: s.startswith("INSERT INTO audit_event"))
+    marks = _statements(people, lambda s: s.startswith("UPDATE step SET status"))
+    everything = _statements(people, lambda _s: True)
+    done = run_due(people, clock, batch=len(due))
+    results = Counter(d.result for d in done)
+    assert (
+        results["acted"] > 4
+        and results["skipped"] > 4
+        and results.keys()
+        <= {
+            "acted",
+            "skipped",
+        }
+    )
+    assert len(events) == 1  # at commit: nothing in the batch reads the chain's events
+    assert len(marks) <= results["acted"] // 2
+    assert len(everything) <= 2.5 * len(due)  # 3.8 a step, one statement each
+    _chain_holds(people)
+
+
+def test_a_savepoint_begun_with_deferred_writes_is_refused(
+    people: Engine, clock: FixedClock
+) -> None:
+    """Deferred rows written inside a savepoint would vanish were it rolled back: a savepoint
+    must begin with none (`UnitOfWork.savepoint` writes them first)."""
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        uow.record("test.kept", "test:0", before=None, after={})
+        with pytest.raises(RuntimeError, match="deferred writes"):
+            uow.session.begin_nested()
+
+
+def test_a_change_the_session_makes_to_a_step_marked_is_written_after_the_mark(
+    people: Engine, clock: FixedClock
+) -> None:
+    """A step fired (its mark deferred), then changed through the session: the session's flush
+    writes the mark first, so the change made after it stays."""
+    _open(people, clock, "2027-Q1")
+    clock.set(london(2027, 5, 20, 12, 0))
+    key = _keys(people, clock)[0]
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        session = uow.session
+        claim_steps(uow, [FireStep(key=key)])  # held: the session keeps its row
+        step = held(session, ("step", key))
+        assert isinstance(step, Step)
+        assert _fire(uow, key) == "acted" and deferred.pending(session)
+        step.status = "settled"
+        session.add(step)
+        session.flush()
+        uow.commit()
+    assert step_status(people, key) == "settled"

@@ -26,6 +26,7 @@ from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlmodel import Session, col, select
 from typing_extensions import override
 
+from models import deferred
 from models.audit import STEP_SKIPPED
 from models.casework import StepStatus
 from models.clock import Clock
@@ -33,7 +34,7 @@ from models.constitution import Action
 from models.errors import InvalidInput, NotFound, WctError
 from models.permissions import SWEEP, TIMER, Principal, System
 from models.service import BATCH, Command, Executed, Failed, execute, execute_many
-from models.steps.kind import GRACE, Firing, StepKind, Subject
+from models.steps.kind import FIRED, GRACE, MARK_FIRED, Firing, StepKind, Subject
 from models.steps.planning import STEPS
 from models.steps.registry import KINDS, kind_of
 from models.tables import Step
@@ -113,25 +114,24 @@ def fire(uow: UnitOfWork, kind: StepKind[Any], step: Step) -> Fired:
 
 
 def _finish(session: Session, step: Step, status: StepStatus, now: datetime) -> None:
-    """The step (locked) marked `status` at `now`: one Core UPDATE now, in the caller's
-    transaction or savepoint (a savepoint rolled back reads it back as it is), the session's row
-    set as written, so there is nothing to flush. A row the session already has changes for
-    (its kind's action changed it) is written with them by the session, as any change is."""
+    """The step (locked) marked `status` at `now`: a Core UPDATE in the caller's transaction or
+    savepoint (a savepoint rolled back reads it back as it is), deferred with the other steps
+    marked until the table is read or it commits (`models.deferred`: one executemany), the
+    session's row set as written, so there is nothing to flush. A row the session already has
+    changes for (its kind's action changed it) is written with them by the session, as any
+    change is."""
     if instance_state(step).modified or step.id is None:
         step.status, step.done_at = status, now
         session.add(step)
         return
-    session.connection().execute(_FINISH, {"b_id": step.id, "b_status": status.value, "b_at": now})
+    row = {"b_id": step.id, "b_status": status.value, "b_at": now}
+    if status in FIRED and step.status == StepStatus.PENDING:
+        deferred.defer(session, MARK_FIRED, row)
+    else:  # its action settled it (written): not deferred, as readers of steps rely (`FIRED`)
+        deferred.written(session, (STEPS,))
+        session.connection().execute(MARK_FIRED, row)
     set_committed_value(step, "status", status.value)
     set_committed_value(step, "done_at", now)
-
-
-# Built once (its cache key too): every step fired is marked so.
-_FINISH = (
-    STEPS.update()
-    .where(STEPS.c.id == sa.bindparam("b_id"))
-    .values(status=sa.bindparam("b_status"), done_at=sa.bindparam("b_at"))
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,6 +218,7 @@ def overdue_steps(session: Session, *, now: datetime) -> list[DueStep]:
     """Pending steps of every registered kind whose due time has passed, oldest first: a range
     of the (status, due_at) index, so finding none among many not yet due costs a lookup."""
     t = STEPS.c
+    deferred.written(session, (STEPS,))
     rows = session.connection().execute(
         sa.select(t.key, t.kind, t.subject_type, t.subject_id, t.due_at)
         .where(t.status == StepStatus.PENDING.value, t.due_at <= now, t.kind.in_(list(KINDS)))

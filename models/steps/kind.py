@@ -157,6 +157,9 @@ class SupersededBy:
                 "after": step.due_at,
                 "now": now,
             },
+            # Steps this transaction fired and has yet to write as fired read the same: only a
+            # pending step's marking is deferred, to done or skipped (`FIRED`), never settled.
+            unseen=(MARK_FIRED,),
         ).first()
         if later is None:
             return None
@@ -179,6 +182,18 @@ _LATER = (
     )
     .order_by(_STEPS.c.due_at.desc(), _STEPS.c.id.desc())
     .limit(1)
+)
+
+
+#: What a fired step becomes (`models.steps.engine`). Marked so from pending, it is deferred
+#: (`models.deferred`) with the others its transaction fires, one executemany; from any other
+#: status (its own action settled it) it is written at once.
+FIRED = frozenset({StepStatus.DONE, StepStatus.SKIPPED})
+# Built once (its cache key too): every step fired is marked so by the engine.
+MARK_FIRED = (
+    _STEPS.update()
+    .where(_STEPS.c.id == sa.bindparam("b_id"))
+    .values(status=sa.bindparam("b_status"), done_at=sa.bindparam("b_at"))
 )
 
 

@@ -15,6 +15,7 @@ from datetime import date, datetime, time
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
+from models import deferred
 from models.calendar import add_working_days
 from models.casework import CLOSE_OF_BUSINESS, StepStatus, distinct
 from models.clock import local_zone
@@ -205,6 +206,7 @@ def pending_until(session: Session, until: datetime) -> list[PlannedStep]:
     """Every step still waiting to fire that is due before `until`, in due order: the timers a
     sweep makes sure of."""
     t = STEPS.c
+    deferred.written(session, (STEPS,))
     rows = session.connection().execute(
         sa.select(t.key, t.kind, t.subject, t.subject_type, t.due_at)
         .where(t.status == StepStatus.PENDING.value, t.due_at < until)
