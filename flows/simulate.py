@@ -13,10 +13,6 @@ granted and refused by the approving body's chair (11.3.5, 21.1.1). People are p
 roles in the constitution. A command the rules refuse is part of the story, counted, not a failure.
 Messages are delivered to the mail folder by the notifications dispatcher at the end of each day.
 Nothing here decides a governance question: every change is a command in `models/`.
-
-Each day's delivery runs in a delivery thread while the calendar goes on, as dispatch is its own
-run under `wct up`. What it sends was fixed when that day ended: a dispatcher takes only messages
-due by its moment, and every event after it is later.
 """
 
 from __future__ import annotations
@@ -28,7 +24,6 @@ import itertools
 import json
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -84,7 +79,7 @@ from models.tables import (
     Step,
 )
 from notifications.config import NotificationSettings
-from notifications.dispatch import Dispatcher, DrainResult
+from notifications.dispatch import Dispatcher
 
 Action = Callable[[datetime], Awaitable[None]]
 #: Told after each event of the simulation: the simulated moment and the summary so far.
@@ -223,9 +218,6 @@ class Simulation:
         self.delivery = NotificationSettings(home=home)
         self.delivery_clock = FixedClock(self.start)
         self.dispatcher: Dispatcher | None = None  # one for the whole run, as a served one is
-        # The day's delivery, one after another in the delivery thread, while the calendar goes on.
-        self.delivery_thread = ThreadPoolExecutor(1, thread_name_prefix="wct-simulated-delivery")
-        self.deliveries: list[Future[DrainResult]] = []
         self.progress = progress
         self.planned: dict[str, int] = {}  # meetings planned per body, as the cycles planned them
 
@@ -685,27 +677,14 @@ class Simulation:
             day += timedelta(days=1)
 
     async def _deliver(self, now: datetime) -> None:
-        """The day's delivery, handed to the delivery thread: what it sends is what is due by
-        `now`, all of it queued by the events before this one."""
-        self.deliveries.append(self.delivery_thread.submit(self._drain, now))
-        self.delivered(wait=False)
-
-    def _drain(self, now: datetime) -> DrainResult:
-        """In the delivery thread: deliver everything due by `now`, at `now`."""
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(
                 engine(), clock=self.delivery_clock, settings=self.delivery, jitter=lambda: 0.0
             )
         self.delivery_clock.set(now)
-        return self.dispatcher.drain(still_clock=True)
-
-    def delivered(self, *, wait: bool) -> None:
-        """Count the deliveries that finished, in order (all of them, with `wait`); a delivery
-        that raised raises here."""
-        while self.deliveries and (wait or self.deliveries[0].done()):
-            result = self.deliveries.pop(0).result()
-            self.summary.messages_delivered += result.sent
-            self.summary.messages_failed += result.failed + result.dead
+        result = self.dispatcher.drain(still_clock=True)
+        self.summary.messages_delivered += result.sent
+        self.summary.messages_failed += result.failed + result.dead
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -716,7 +695,6 @@ class Simulation:
                 async with one_client():
                     return await self._run()
             finally:
-                self.delivery_thread.shutdown(wait=True, cancel_futures=True)
                 if self.dispatcher is not None:
                     self.dispatcher.close()
 
@@ -732,7 +710,6 @@ class Simulation:
                 if self.progress is not None:
                     self.progress(event.when, self.summary)
         await self._deliver(self.end)
-        self.delivered(wait=True)
         self.count()
         async with get_client() as client:
             self.summary.flow_runs = await client.count_flow_runs(
