@@ -68,24 +68,18 @@ def wct_flow(
     `prefect_validates=True`: Prefect formats the name from the parameters as its own check
     leaves them, so those flows keep it."""
 
+    declared = {"name": name, "persist_result": False, "result_storage": RESULT_STORAGE, **options}
+
     def declare(fn: Callable[P, Coroutine[Any, Any, R]]) -> Flow[P, Coroutine[Any, Any, R]]:
         if prefect_validates:
-            return flow(name=name, persist_result=False, result_storage=RESULT_STORAGE, **options)(
-                fn
-            )
+            return flow(**declared)(fn)
 
         @wraps(fn)
         async def checked(*args: P.args, **kwargs: P.kwargs) -> R:
             run = cast(Callable[P, Coroutine[Any, Any, R]], _validator(fn))
             return await run(*args, **kwargs)
 
-        return flow(
-            name=name,
-            persist_result=False,
-            result_storage=RESULT_STORAGE,
-            validate_parameters=False,
-            **options,
-        )(checked)
+        return flow(validate_parameters=False, **declared)(checked)
 
     return declare
 

@@ -94,11 +94,11 @@ def _before_a_flush(session: OrmSession, _context: UOWTransaction, _instances: o
     """The session writes its changes to a table after the rows deferred for it, as they were
     made after them (a step marked, then changed again)."""
     if session.info.get(_DEFERRED):
-        written(session, _written_by(session))
+        written(session, flushed_tables(session))
 
 
-def _written_by(session: OrmSession) -> frozenset[sa.FromClause]:
-    """The tables the session's flush writes to (its new, changed and deleted rows')."""
+def flushed_tables(session: OrmSession) -> frozenset[sa.FromClause]:
+    """The tables the session's next flush writes to (its new, changed and deleted rows')."""
     tables: set[sa.FromClause] = set()
     for rows in (session.new, session.dirty, session.deleted):
         for row in rows:

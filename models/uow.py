@@ -95,11 +95,7 @@ def _pending_for(session: Session, tables: frozenset[sa.FromClause] | None) -> b
     """Has the session rows to write (new, changed or deleted) in any of `tables` (None: any)?"""
     if tables is None:
         return bool(session.new or session.dirty or session.deleted)
-    for rows in (session.new, session.dirty, session.deleted):
-        for row in rows:
-            if not tables.isdisjoint(deferred.mapped_tables(row)):
-                return True
-    return False
+    return not tables.isdisjoint(deferred.flushed_tables(session))
 
 
 V = TypeVar("V")
