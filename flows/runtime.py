@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from prefect import Flow, flow
 from prefect.context import AsyncClientContext, SyncClientContext
-from prefect.settings import get_current_settings
+from prefect.settings import get_current_settings, temporary_settings
 from pydantic import validate_call
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -143,10 +143,18 @@ async def one_client() -> AsyncIterator[None]:
     Prefect's own way to share a client: `get_client()` returns the client of the client
     context in force (prefect/client/orchestration/__init__.py `get_client`), and the flow
     engine enters `AsyncClientContext.get_or_create()` (flow_engine.py `initialize_run`).
-    A served run is its own process and builds its own."""
-    async with AsyncClientContext.get_or_create():
-        with SyncClientContext.get_or_create():
-            yield
+    A served run is its own process and builds its own.
+
+    Within, a flow run sends no heartbeats (`flows.heartbeat_frequency` unset, through Prefect's
+    `temporary_settings`): by default every run starts a thread that emits a heartbeat event at
+    once and then every 180 s, so that a server can tell a crashed run of a worker or a runner.
+    A run here lasts milliseconds inside its driver, whose own end ends the runs; the thread
+    and the event cost each run ~2.5 ms here (`bench/step_overhead.py`'s arms, 7%). A served
+    run keeps Prefect's heartbeats."""
+    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        async with AsyncClientContext.get_or_create():
+            with SyncClientContext.get_or_create():
+                yield
 
 
 def clock_at(as_of: datetime | None) -> Clock:

@@ -4,6 +4,7 @@ constitution's `permissions`, checked by `models.service.execute` for every comm
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
@@ -113,16 +114,35 @@ CaseScope = Scope  # the name before every command had a scope
 
 def find_actor(session: Session, who: str) -> Actor:
     """The active member with this email (any case) or pseudonym."""
-    key = who.strip().lower()
-    person = session.exec(
-        select(Person).where(
-            col(Person.active).is_(True), (Person.email == key) | (Person.pseudonym == key)
-        )
-    ).first()
-    if person is None or person.id is None:
-        raise UnknownMember(f"no active member '{who}' (see `wct members list`)")
+    (person,) = active_people(session, [who])
+    assert person.id is not None
     roles = session.exec(select(PersonRole.role_id).where(PersonRole.person_id == person.id)).all()
     return Actor(person.id, person.pseudonym, person.organisation_id, frozenset(roles))
+
+
+def active_people(session: Session, whos: Sequence[str]) -> list[Person]:
+    """The active members with these emails (any case) or pseudonyms, in the order named, read
+    in one query; the first named who is not one is the error."""
+    keys = [who.strip().lower() for who in whos]
+    if not keys:
+        return []
+    wanted = sorted(set(keys))
+    found: dict[str, Person] = {}
+    for person in session.exec(
+        select(Person).where(
+            col(Person.active).is_(True),
+            col(Person.email).in_(wanted) | col(Person.pseudonym).in_(wanted),
+        )
+    ):
+        found.setdefault(person.email, person)
+        found.setdefault(person.pseudonym, person)
+    people: list[Person] = []
+    for who, key in zip(whos, keys, strict=True):
+        named = found.get(key)
+        if named is None or named.id is None:
+            raise UnknownMember(f"no active member '{who}' (see `wct members list`)")
+        people.append(named)
+    return people
 
 
 def resolve(session: Session, c: Constitution, who: str | Principal, action: Action) -> Principal:

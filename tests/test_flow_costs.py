@@ -87,3 +87,25 @@ def test_a_pickled_flow_checks_its_parameters_in_a_new_process() -> None:
         [sys.executable, "-c", code, pickled], capture_output=True, text=True, timeout=120
     )
     assert done.stdout.strip() == "refused [('as_of',)]", done.stderr[-2000:]
+
+
+def test_runs_a_driver_starts_send_no_heartbeats_and_others_keep_prefects(
+    prefect_harness: str,  # noqa: ARG001  (the session's server)
+) -> None:
+    # Prefect's default: a heartbeat thread and event for every run (a served run keeps it).
+    from prefect.settings import get_current_settings
+
+    from flows.runtime import one_client
+
+    @wct_flow("heartbeat-probe")
+    async def probe() -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
+    async def driven() -> tuple[int | None, int | None]:
+        async with one_client():
+            inside = await probe()
+        return inside, await probe()
+
+    inside, outside = asyncio.run(driven())
+    assert inside is None
+    assert outside == 180

@@ -18,7 +18,7 @@ from models.decision import Decision, Vote, decide
 from models.errors import InvalidInput, Refused
 from models.meetings.agenda import item_at
 from models.meetings.plan import MeetingStatus, load_meeting, meeting_key, state_of, subject_of
-from models.permissions import Actor, find_actor
+from models.permissions import Actor, active_people
 from models.steps import body_members, role_holders
 from models.tables import (
     AgendaItem,
@@ -42,9 +42,7 @@ class AttendanceStatus(StrEnum):
 
 def find_person(session: Session, who: str) -> Person:
     """The active member with this email or pseudonym, or a clear error."""
-    actor = find_actor(session, who)
-    person = session.get(Person, actor.person_id)
-    assert person is not None
+    (person,) = active_people(session, [who])
     return person
 
 
@@ -92,8 +90,8 @@ def record_attendance(
         )
     if not present:
         raise InvalidInput("no one present: a meeting needs at least one person present")
-    people = [find_person(session, w) for w in present]
-    sorry = [find_person(session, w) for w in apologies]
+    people = active_people(session, present)
+    sorry = active_people(session, apologies)
     both = {p.pseudonym for p in people} & {p.pseudonym for p in sorry}
     if both:
         raise InvalidInput(f"recorded both present and with apologies: {', '.join(sorted(both))}")
@@ -105,6 +103,8 @@ def record_attendance(
     status: dict[int, AttendanceStatus] = {p.id or 0: AttendanceStatus.ABSENT for p in members}
     status.update({p.id or 0: AttendanceStatus.APOLOGIES for p in sorry})
     status.update({p.id or 0: AttendanceStatus.PRESENT for p in people})
+    # The meeting's apologies so far, read at once: each `get` below finds its row, or none.
+    session.exec(select(Attendance).where(Attendance.meeting_id == meeting_id)).all()
     for person_id, value in status.items():
         row = session.get(Attendance, (meeting_id, person_id))
         if row is None:
@@ -305,9 +305,9 @@ def record_motion(
     meeting = held_meeting(session, meeting_id)
     text = clean_text(text, what="motion", limit=2000)
     present = set(attendance(session, meeting_id)[AttendanceStatus.PRESENT])
-    by_pseudonym = {
-        find_person(session, who).pseudonym: vote for who, vote in (votes or {}).items()
-    }
+    votes = votes or {}
+    voters = active_people(session, list(votes))
+    by_pseudonym = {p.pseudonym: vote for p, vote in zip(voters, votes.values(), strict=True)}
     chair = _chairing(session, c, meeting, present, chaired_by)
     agenda_item = item_at(session, meeting_id, item) if item is not None else None
     if agenda_item is not None:  # 11.3.5, 21.1.1: an item awaiting another body's approval
@@ -334,7 +334,7 @@ def record_motion(
     session.add(motion)
     session.flush()
     assert motion.id is not None
-    ids = {p.pseudonym: p.id for p in (find_person(session, w) for w in by_pseudonym)}
+    ids = {p.pseudonym: p.id for p in voters}
     for pseudonym, vote in by_pseudonym.items():
         session.add(VoteRecord(motion_id=motion.id, person_id=ids[pseudonym] or 0, vote=vote.value))
     if casting_vote is not None:
