@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -586,3 +588,43 @@ def test_a_quorate_meeting_decides_as_6_2_says(people: Engine, clock: FixedClock
         Outcome.CARRIED,
         Method.MAJORITY,
     )
+
+
+def test_a_motion_reads_its_voters_at_once_and_names_the_first_unknown(
+    people: Engine, clock: FixedClock
+) -> None:
+    present = ["lead@council.example", "eve@council.example", "dcs@council.example"]
+    meeting_id = held(people, clock, [*present, "nina@nhs.example"])
+    with pytest.raises(WctError, match="no active member 'nobody@x.example'"):
+        run(
+            people,
+            clock,
+            lambda uow: meetings.record_motion(
+                uow,
+                meeting_id=meeting_id,
+                text="Adopt the plan",
+                votes={present[0]: Vote.FOR, "nobody@x.example": Vote.FOR, "x@y.example": Vote.FOR},
+            ),
+        )
+    reads: list[str] = []
+
+    def person_reads(*event_args: object) -> None:  # before_cursor_execute: its statement
+        statement = str(event_args[2])
+        if statement.lstrip().upper().startswith("SELECT") and "FROM person" in statement:
+            reads.append(statement)
+
+    def motion(votes: dict[str, Vote]) -> Callable[[UnitOfWork], meetings.MotionDecided]:
+        return lambda uow: meetings.record_motion(
+            uow, meeting_id=meeting_id, text="Adopt the plan", votes=votes
+        )
+
+    counts = []
+    for voters in (present[:1], present):
+        reads.clear()
+        event.listen(people, "before_cursor_execute", person_reads)
+        try:
+            run(people, clock, motion(dict.fromkeys(voters, Vote.FOR)))
+        finally:
+            event.remove(people, "before_cursor_execute", person_reads)
+        counts.append(len(reads))
+    assert counts[0] == counts[1]  # one read of the voters, however many
