@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, func, select
 
@@ -125,52 +123,23 @@ def append(
     # The event is written by a Core statement in the caller's transaction (or savepoint: it
     # rolls back with it), not by the session's flush (nothing else refers to it), deferred
     # with the transaction's other events until one is read or it commits (`deferred`). The head
-    # row (locked) is set in the session as it will be written, and written once for all the
-    # events appended since it last was (`write_head`): before the transaction commits, before a
-    # savepoint begins and when one is released, so a savepoint rolled back reads it back as it
-    # was when the savepoint began (`UnitOfWork.savepoint`).
+    # row (locked) is set in the session as it will be written, and its UPDATE deferred too, the
+    # latest in place of the one before: one UPDATE however many events were appended since the
+    # head was last written (before a read of it, before the transaction commits, before a
+    # savepoint begins and when one is released), so a savepoint rolled back drops it and the
+    # head reads back as it was when the savepoint began (`UnitOfWork.savepoint`).
     deferred.defer(session, _ADD_EVENT, row)
+    deferred.defer(session, _ADVANCE, {"b_seq": row["seq"], "b_hash": row["hash"]}, latest=True)
     set_committed_value(head, "seq", row["seq"])
     set_committed_value(head, "hash", row["hash"])
-    session.info[_HEAD_DUE] = head
     return Recorded(**row), head
-
-
-_HEAD_DUE = "wct.audit_head_due"  # session.info: the head row, when appended to since written
-
-
-def write_head(session: OrmSession) -> None:
-    """Write the chain's head row as this transaction's appends left it, if they changed it
-    since it was last written (one UPDATE however many events); else nothing."""
-    head: AuditHead | None = session.info.pop(_HEAD_DUE, None)
-    if head is not None:
-        session.connection().execute(_ADVANCE, {"b_seq": head.seq, "b_hash": head.hash})
-
-
-def forget_head(session: OrmSession) -> None:
-    """The appends not yet written to the head were rolled back (a savepoint): none to write."""
-    session.info.pop(_HEAD_DUE, None)
-
-
-@sa.event.listens_for(OrmSession, "before_commit")
-def _head_written(session: OrmSession) -> None:
-    """However a transaction (or savepoint) commits, the head it appended to is written first."""
-    write_head(session)
-
-
-@sa.event.listens_for(OrmSession, "after_transaction_end")
-def _head_settled(session: OrmSession, transaction: SessionTransaction) -> None:
-    """A transaction ended (committed: the head is written; rolled back: its appends vanished):
-    nothing is left to write."""
-    if transaction.parent is None:
-        forget_head(session)
 
 
 _HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")
 _EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
 _HEAD: sa.Table = SQLModel.metadata.tables["audit_head"]
-# Built once (their cache keys too): every audited change runs the first (many rows at a time);
-# `write_head` the other.
+# Built once (their cache keys too): every audited change defers both (`append`), the first
+# written many rows at a time, the other once with the last row.
 _ADD_EVENT = _EVENTS.insert()
 _ADVANCE = (
     _HEAD.update()

@@ -3,6 +3,7 @@ nothing in the transaction reads back at once, sent to the database together, on
 statement, when something could read them (or the transaction, or a savepoint, commits).
 
     defer(session, INSERT_EVENT, row)       # kept in the session, in order
+    defer(session, ADVANCE_HEAD, row, latest=True)  # kept in place of the one kept before
     written(session, tables)                # before a read of `tables`: their rows are written
 
 They are written, before the statement runs, for every read through the session that touches
@@ -29,14 +30,19 @@ _DEFERRED = "wct.deferred"  # session.info: statement -> the rows deferred for i
 Deferred = dict[UpdateBase, list[Mapping[str, Any]]]
 
 
-def defer(session: OrmSession, statement: UpdateBase, row: Mapping[str, Any]) -> None:
+def defer(
+    session: OrmSession, statement: UpdateBase, row: Mapping[str, Any], *, latest: bool = False
+) -> None:
     """Run `statement` (an INSERT or UPDATE of one table, built once) with `row` when its table is
     next read in this transaction, or when the transaction or savepoint commits: with every row
-    deferred for it since, in one executemany."""
+    deferred for it since, in one executemany; `latest`: with this row alone, in place of any
+    deferred for it before (an UPDATE of one row whose last value is the one that counts)."""
     deferred: Deferred = session.info.setdefault(_DEFERRED, {})
     rows = deferred.get(statement)
     if rows is None:
         rows = deferred[statement] = []
+    if latest:
+        rows.clear()
     rows.append(row)
 
 

@@ -235,10 +235,9 @@ class UnitOfWork:
         its changes, its audit events (the chain's head reads back as it was) and its outbox rows
         vanish, and the exception propagates; otherwise it stays, to commit with the rest."""
         session, recorded = self.session, len(self.recorded)
-        # Written before it begins, so that rolled back, it drops only the rows deferred in it,
-        # and the head reads back as it is now.
+        # Written before it begins, so that rolled back, it drops only the rows deferred in it
+        # (the chain's head among them), and the head reads back as it is now.
         deferred.written(session)
-        audit.write_head(session)
         nested = session.begin_nested()
         taken: list[list[tuple[str, object]]] = session.info.setdefault(_TAKEN, [])
         taken.append([])
@@ -254,7 +253,6 @@ class UnitOfWork:
             # flush), so the next event is chained after the last one that stays.
             if nested.is_active:
                 nested.rollback()
-            audit.forget_head(session)
             session.expire_all()
             _forget_roles(session)
             del self.recorded[recorded:]
