@@ -82,12 +82,11 @@ _TABLES_READ: dict[int, tuple[sa.Select[Any], frozenset[sa.FromClause] | None]] 
 
 
 def _tables_read(statement: sa.Select[Any]) -> frozenset[sa.FromClause] | None:
-    """The tables `statement` reads from (None: not only tables), found once a statement."""
+    """The tables `statement` reads (`deferred.read_by`), found once for a statement built once
+    (every `read_rows` caller's is)."""
     known = _TABLES_READ.get(id(statement))
     if known is None or known[0] is not statement:
-        froms = statement.get_final_froms()
-        tables = frozenset(froms) if all(isinstance(f, sa.Table) for f in froms) else None
-        known = _TABLES_READ[id(statement)] = (statement, tables)
+        known = _TABLES_READ[id(statement)] = (statement, deferred.read_by(statement))
     return known[1]
 
 
