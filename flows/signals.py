@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 from typing import TypeVar
 
+import sqlalchemy as sa
 from prefect.events import emit_event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import SQLModel
 
 from flows.runtime import engine as wct_engine
 from models.clock import Clock
 from models.permissions import Principal
 from models.service import Command, execute
-from models.tables import AuditEvent, SignalCursor
+from models.tables import SignalCursor
 
 T = TypeVar("T")
 
@@ -34,32 +35,35 @@ def resource_id(subject: str) -> str:
 
 def relay(engine: Engine) -> int:
     """Emit `wct.<action>` for each audit event not yet signalled; returns how many."""
-    with Session(engine) as session:
-        cursor = session.exec(
-            select(SignalCursor).where(SignalCursor.name == CURSOR).with_for_update()
-        ).first()
-        if cursor is None:
-            cursor = SignalCursor(name=CURSOR, seq=0)
-        events = session.exec(
-            select(AuditEvent)
-            .where(col(AuditEvent.seq) > cursor.seq)
-            .order_by(col(AuditEvent.seq))
-            .limit(BATCH)
-        ).all()
-        for event in events:
+    with engine.begin() as connection:  # after every command: Core statements, built once
+        at = connection.execute(_CURSOR_AT).scalar()
+        events = connection.execute(_UNSIGNALLED, {"after": at or 0}).all()
+        for seq, action, subject, actor, after in events:
             emit_event(
-                event=f"wct.{event.action}",
+                event=f"wct.{action}",
                 resource={
-                    "prefect.resource.id": resource_id(event.subject),
-                    "prefect.resource.name": event.subject,
+                    "prefect.resource.id": resource_id(subject),
+                    "prefect.resource.name": subject,
                 },
-                payload={"seq": event.seq, "actor": event.actor, "after": json.loads(event.after)},
+                payload={"seq": seq, "actor": actor, "after": json.loads(after)},
             )
         if events:
-            cursor.seq = events[-1].seq
-            session.add(cursor)
-            session.commit()
+            moved = {"b_seq": events[-1].seq}
+            connection.execute(_CURSOR_START if at is None else _CURSOR_MOVE, moved)
     return len(events)
+
+
+_CURSORS: sa.Table = SQLModel.metadata.tables[SignalCursor.__tablename__]
+_EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]
+_CURSOR_AT = sa.select(_CURSORS.c.seq).where(_CURSORS.c.name == CURSOR).with_for_update()
+_UNSIGNALLED = (
+    sa.select(_EVENTS.c.seq, _EVENTS.c.action, _EVENTS.c.subject, _EVENTS.c.actor, _EVENTS.c.after)
+    .where(_EVENTS.c.seq > sa.bindparam("after"))
+    .order_by(_EVENTS.c.seq)
+    .limit(BATCH)
+)
+_CURSOR_MOVE = _CURSORS.update().where(_CURSORS.c.name == CURSOR).values(seq=sa.bindparam("b_seq"))
+_CURSOR_START = _CURSORS.insert().values(name=CURSOR, seq=sa.bindparam("b_seq"))
 
 
 def act(clock: Clock, who: str | Principal, command: Command[T]) -> T:

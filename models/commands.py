@@ -17,7 +17,7 @@ from sqlmodel import Session, col, delete, select
 
 from models.calendar import in_partnership
 from models.constitution import Constitution
-from models.errors import NotFound, NotInitialised, Refused, WctError
+from models.errors import NotFound, NotInitialised, Refused
 from models.members import MemberRow
 from models.tables import (
     Body,
@@ -63,15 +63,20 @@ def partnership_of(engine: Engine) -> Iterator[None]:
     database holds are in force (its wall times, its days, its bank holidays); Europe/London
     and England before one is loaded."""
     try:
-        with Session(engine) as session:
-            partnership = current_constitution(session).partnership
-    except (WctError, DBAPIError):  # not initialised: the caller says so where it matters
-        partnership = None
-    if partnership is None:
+        with engine.connect() as connection:  # every flow run and page: one statement
+            document = connection.execute(_CURRENT_DOCUMENT).scalar()
+    except DBAPIError:  # not initialised: the caller says so where it matters
+        document = None
+    if document is None:
         yield
         return
-    with in_partnership(partnership):
+    with in_partnership(_parsed(document).partnership):
         yield
+
+
+_CURRENT_DOCUMENT = select(ConstitutionRecord.document).where(
+    col(ConstitutionRecord.current).is_(True)
+)
 
 
 @event.listens_for(OrmSession, "after_transaction_end")
