@@ -103,10 +103,13 @@ def record_attendance(
     status: dict[int, AttendanceStatus] = {p.id or 0: AttendanceStatus.ABSENT for p in members}
     status.update({p.id or 0: AttendanceStatus.APOLOGIES for p in sorry})
     status.update({p.id or 0: AttendanceStatus.PRESENT for p in people})
-    # The meeting's apologies so far, read at once: each `get` below finds its row, or none.
-    session.exec(select(Attendance).where(Attendance.meeting_id == meeting_id)).all()
+    # The meeting's rows so far (apologies sent before it), read at once.
+    rows = {
+        row.person_id: row
+        for row in session.exec(select(Attendance).where(Attendance.meeting_id == meeting_id))
+    }
     for person_id, value in status.items():
-        row = session.get(Attendance, (meeting_id, person_id))
+        row = rows.get(person_id)
         if row is None:
             row = Attendance(meeting_id=meeting_id, person_id=person_id, status=value)
         elif value != AttendanceStatus.ABSENT or row.status != AttendanceStatus.APOLOGIES:

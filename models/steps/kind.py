@@ -52,12 +52,6 @@ class Subject(StrEnum):
         """`meeting:17`: how audit events, steps and timers name one subject."""
         return f"{self.value}:{subject_id}"
 
-    @staticmethod
-    def parts(subject: str) -> tuple[str, int] | None:
-        """`meeting:17` -> (`meeting`, 17), as `of` names it; None for a name it does not make."""
-        kind, _, ref = subject.partition(":")
-        return (kind, int(ref)) if ref.isdigit() else None
-
 
 class StepParams(BaseModel):
     """The parameters a step carries beyond its subject (the `params` column), one model a kind."""

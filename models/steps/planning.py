@@ -193,13 +193,12 @@ def plan_deadline(
 
 
 def pending_steps(session: Session, subject: str) -> list[PlannedStep]:
-    """The steps of `subject` still waiting to fire, in due order: found by the subject's index
-    (its type and id), not by scanning every pending step."""
-    query = select(Step).where(Step.subject == subject, Step.status == StepStatus.PENDING)
-    parts = Subject.parts(subject)
-    if parts is not None:
-        query = query.where(Step.subject_type == parts[0], Step.subject_id == parts[1])
-    rows = session.exec(query.order_by(col(Step.due_at), col(Step.id))).all()
+    """The steps of `subject` still waiting to fire, in due order."""
+    rows = session.exec(
+        select(Step)
+        .where(Step.subject == subject, Step.status == StepStatus.PENDING)
+        .order_by(col(Step.due_at), col(Step.id))
+    ).all()
     return [as_planned(s) for s in rows]
 
 
