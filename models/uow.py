@@ -245,12 +245,14 @@ class UnitOfWork:
             nested.commit()  # flushes: a row refused by the database rolls back here too
         except BaseException:
             # SQLAlchemy expires what the savepoint changed through the session and drops what
-            # it added; rows written by Core statements (a fired step's status), deferred (its
-            # audit events and steps marked: dropped with it, `models.deferred`) or not yet
-            # written (the audit head, written when the savepoint began) it cannot know of: every
-            # row is read back as it now is (nothing else is pending: the savepoint began with a
-            # flush), so the next event is chained after the last one that stays.
-            if nested.is_active:
+            # it added; rows written by Core statements (a fired step's status) or deferred (its
+            # audit events, steps marked and the chain's head: dropped with it,
+            # `models.deferred`) it cannot know of: every row is read back as it now is (nothing
+            # else is pending: the savepoint began with a flush), so the next event is chained
+            # after the last one that stays. A flush the database refused inside it leaves it
+            # inactive but open: it is rolled back all the same, or the whole transaction would
+            # be refused from then on.
+            if session.get_nested_transaction() is nested:
                 nested.rollback()
             session.expire_all()
             _forget_roles(session)

@@ -581,3 +581,38 @@ def test_a_change_the_session_makes_to_a_step_marked_is_written_after_the_mark(
         session.flush()
         uow.commit()
     assert step_status(people, key) == "settled"
+
+
+@pytest.mark.parametrize("refused_at", ["release", "autoflush"])
+def test_a_savepoint_whose_row_the_database_refuses_rolls_back_alone(
+    people: Engine, clock: FixedClock, refused_at: str
+) -> None:
+    """A row refused by the database (a duplicate key) when the savepoint is released, or by an
+    autoflush inside it, rolls back that savepoint alone: the transaction goes on, its other
+    events commit, and the chain verifies."""
+    with Session(people) as session:
+        taken = session.exec(select(Person)).first()
+        assert taken is not None
+        duplicate = taken.email
+        session.expunge(taken)
+    with UnitOfWork(people, clock=clock, actor="operator:test") as uow:
+        uow.record("test.kept", "test:1", before=None, after={})
+        with pytest.raises(sa.exc.IntegrityError), uow.savepoint():
+            uow.record("test.undone", "test:x", before=None, after={})
+            twin = Person(
+                pseudonym="p-duplicate",
+                name="Twin",
+                email=duplicate,
+                organisation_id=taken.organisation_id,
+                updated_at=clock.now(),
+            )
+            uow.session.add(twin)
+            if refused_at == "autoflush":
+                uow.session.exec(select(Person)).all()
+        uow.record("test.kept", "test:2", before=None, after={})
+        uow.commit()
+    with Session(people) as session:
+        actions = session.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))).all()
+        assert actions[-2:] == ["test.kept", "test.kept"] and "test.undone" not in actions
+        assert session.exec(select(Person).where(Person.name == "Twin")).first() is None
+    _chain_holds(people)
