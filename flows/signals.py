@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from prefect.events import emit_event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -37,7 +38,10 @@ def relay(engine: Engine) -> int:
     """Emit `wct.<action>` for each audit event not yet signalled; returns how many."""
     with engine.begin() as connection:  # after every command: Core statements, built once
         at = connection.execute(_CURSOR_AT).scalar()
-        events = connection.execute(_UNSIGNALLED, {"after": at or 0}).all()
+        if at is None:  # the database's first relay: the cursor is made once, by whoever is first
+            connection.execute(_CURSOR_START[connection.dialect.name])
+            at = connection.execute(_CURSOR_AT).scalar()  # waits for a relay that made it
+        events = connection.execute(_UNSIGNALLED, {"after": at}).all()
         for seq, action, subject, actor, after in events:
             emit_event(
                 event=f"wct.{action}",
@@ -48,8 +52,7 @@ def relay(engine: Engine) -> int:
                 payload={"seq": seq, "actor": actor, "after": json.loads(after)},
             )
         if events:
-            moved = {"b_seq": events[-1].seq}
-            connection.execute(_CURSOR_START if at is None else _CURSOR_MOVE, moved)
+            connection.execute(_CURSOR_MOVE, {"b_seq": events[-1].seq})
     return len(events)
 
 
@@ -63,7 +66,13 @@ _UNSIGNALLED = (
     .limit(BATCH)
 )
 _CURSOR_MOVE = _CURSORS.update().where(_CURSORS.c.name == CURSOR).values(seq=sa.bindparam("b_seq"))
-_CURSOR_START = _CURSORS.insert().values(name=CURSOR, seq=sa.bindparam("b_seq"))
+#: Two first relays at once (PostgreSQL: `FOR UPDATE` locks no row that is not there yet): the
+#: second one's insert waits for the first to commit, does nothing, and its select then waits for
+#: the cursor the first moved, so no event is emitted twice and neither fails.
+_CURSOR_START = {
+    dialect: insert(_CURSORS).values(name=CURSOR, seq=0).on_conflict_do_nothing()
+    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 def act(clock: Clock, who: str | Principal, command: Command[T]) -> T:

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from deployments.cli_base import Runtime
 from deployments.server import Running
+from flows import signals
 from flows.cycles import quarterly_reports
 from models.clock import FixedClock
 from models.config import Settings
@@ -113,3 +117,57 @@ def test_a_cycle_flow_relays_what_it_changed(prefect_harness: str, cycle_db: Cyc
     until_relayed(
         prefect_harness, "wct.report.opened", "wct.report.1", "system:cycle", period="2031-Q3"
     )
+
+
+def test_two_first_relays_at_once_emit_each_event_once(
+    loaded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new database's first two relays at once (two commands in two processes): each event is
+    emitted once and neither relay fails. On PostgreSQL the first holds its transaction, inside
+    its first emit, until the second is waiting on it."""
+    with Session(loaded) as session:
+        head = session.exec(select(AuditHead)).one().seq
+        assert session.exec(select(SignalCursor)).first() is None
+    emitted: list[int] = []
+    first = threading.Event()
+
+    def emit(**event: Any) -> None:
+        emitted.append(event["payload"]["seq"])
+        if not first.is_set():
+            first.set()
+            if loaded.dialect.name == "postgresql":
+                until_another_waits(loaded)
+
+    monkeypatch.setattr(signals, "emit_event", emit)
+    relayed: list[int | str] = []
+
+    def relay() -> None:
+        try:
+            relayed.append(signals.relay(loaded))
+        except Exception as exc:  # noqa: BLE001  (the failure is the finding)
+            relayed.append(repr(exc))
+
+    threads = [threading.Thread(target=relay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(relayed, key=str) == [0, head]
+    assert sorted(emitted) == list(range(1, head + 1))
+
+
+def until_another_waits(engine: Engine) -> None:
+    """Until another PostgreSQL backend waits on a lock (the other relay, on this one's cursor)."""
+    deadline = time.monotonic() + WAIT
+    with engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar()
+            connection.commit()
+            if waiting:
+                return
+    raise AssertionError(f"the other relay did not wait within {WAIT} s")
