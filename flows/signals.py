@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from flows.runtime import engine as wct_engine
+from models.audit import EVENTS
 from models.clock import Clock
 from models.permissions import Principal
 from models.service import Command, execute
@@ -57,12 +58,11 @@ def relay(engine: Engine) -> int:
 
 
 _CURSORS: sa.Table = SQLModel.metadata.tables[SignalCursor.__tablename__]
-_EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]
 _CURSOR_AT = sa.select(_CURSORS.c.seq).where(_CURSORS.c.name == CURSOR).with_for_update()
 _UNSIGNALLED = (
-    sa.select(_EVENTS.c.seq, _EVENTS.c.action, _EVENTS.c.subject, _EVENTS.c.actor, _EVENTS.c.after)
-    .where(_EVENTS.c.seq > sa.bindparam("after"))
-    .order_by(_EVENTS.c.seq)
+    sa.select(EVENTS.c.seq, EVENTS.c.action, EVENTS.c.subject, EVENTS.c.actor, EVENTS.c.after)
+    .where(EVENTS.c.seq > sa.bindparam("after"))
+    .order_by(EVENTS.c.seq)
     .limit(BATCH)
 )
 _CURSOR_MOVE = _CURSORS.update().where(_CURSORS.c.name == CURSOR).values(seq=sa.bindparam("b_seq"))

@@ -136,11 +136,11 @@ def append(
 
 
 _HASHED = ("seq", "at", "actor", "action", "subject", "organisations", "before", "after")
-_EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
+EVENTS: sa.Table = SQLModel.metadata.tables["audit_event"]  # AuditEvent, for Core statements
 _HEAD: sa.Table = SQLModel.metadata.tables["audit_head"]
 # Built once (their cache keys too): every audited change defers both (`append`), the first
 # written many rows at a time, the other once with the last row.
-_ADD_EVENT = _EVENTS.insert()
+_ADD_EVENT = EVENTS.insert()
 _ADVANCE = (
     _HEAD.update()
     .where(_HEAD.c.id == 1)

@@ -41,9 +41,7 @@ def current_constitution(session: Session) -> Constitution:
     cached = session.info.get(_CONSTITUTION)
     if isinstance(cached, Constitution):
         return cached
-    document = session.exec(
-        select(ConstitutionRecord.document).where(col(ConstitutionRecord.current).is_(True))
-    ).first()
+    document = session.exec(_CURRENT_DOCUMENT).first()
     if document is None:
         raise NotInitialised()
     constitution = _parsed(document)
@@ -74,6 +72,8 @@ def partnership_of(engine: Engine) -> Iterator[None]:
         yield
 
 
+#: The constitution in force, as stored: read by a transaction (`current_constitution`) and by
+#: every flow run and page for its partnership's time (`partnership_of`). Built once.
 _CURRENT_DOCUMENT = select(ConstitutionRecord.document).where(
     col(ConstitutionRecord.current).is_(True)
 )
