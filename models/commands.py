@@ -17,6 +17,7 @@ from sqlmodel import Session, col, delete, select
 
 from models.calendar import in_partnership
 from models.constitution import Constitution
+from models.db import READS_ONLY
 from models.errors import NotFound, NotInitialised, Refused
 from models.members import MemberRow
 from models.tables import (
@@ -62,6 +63,7 @@ def partnership_of(engine: Engine) -> Iterator[None]:
     and England before one is loaded."""
     try:
         with engine.connect() as connection:  # every flow run and page: one statement
+            connection.execution_options(**READS_ONLY)  # not held up by a write in progress
             document = connection.execute(_CURRENT_DOCUMENT).scalar()
     except DBAPIError:  # not initialised: the caller says so where it matters
         document = None

@@ -14,6 +14,14 @@ from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: Execution options for a connection that only reads: on SQLite its transaction begins DEFERRED,
+#: a snapshot of the last commit (WAL), instead of IMMEDIATE, which takes the database's write
+#: lock. So a read made by every flow run and page (`models.commands.partnership_of`) neither
+#: waits for a write in progress (a sweep's batch, a member's command) nor holds one up. A
+#: connection with these options must not write: a deferred transaction that writes can fail to
+#: take the lock another writer took after its snapshot. PostgreSQL ignores them.
+READS_ONLY = {"wct_reads_only": True}
+
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets foreign keys, WAL and write transactions that lock early."""
@@ -29,7 +37,8 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_transactions(engine: Engine) -> None:
     # pysqlite's own transaction handling starts writes lazily, so two writers can both read the
-    # audit head and then fail to upgrade their locks; BEGIN IMMEDIATE takes the write lock first.
+    # audit head and then fail to upgrade their locks; BEGIN IMMEDIATE takes the write lock first
+    # (but for a connection that only reads: READS_ONLY).
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -42,7 +51,8 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reads_only = connection.get_execution_options().get("wct_reads_only", False)
+        connection.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

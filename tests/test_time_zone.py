@@ -19,12 +19,13 @@ from sqlmodel import Session, col, select
 from models import instructions, meetings
 from models.calendar import current_region, in_partnership, meeting_dates
 from models.clock import LONDON, FixedClock, SystemClock, local, local_day, local_zone
+from models.commands import partnership_of
 from models.constitution import Constitution, parse_constitution
 from models.meetings.kinds import AGENDA, CALL_FOR_ITEMS, ITEMS_DEADLINE, MINUTES_DUE, REMINDER
 from models.permissions import SYSTEM_CYCLE
 from models.steps import at_five, at_nine
 from models.steps.engine import run_due
-from models.tables import Meeting, Step
+from models.tables import ConstitutionRecord, Meeting, Step
 from models.upcoming import Due, upcoming
 from notifications.config import NotificationSettings
 from notifications.dispatch import drain
@@ -82,6 +83,20 @@ def test_london_is_the_zone_in_force_until_a_partnership_is_entered() -> None:
         assert SystemClock().now().tzinfo == ST_JOHNS
     assert local_zone() == LONDON  # the block's zone ends with it
     assert at_five(MEETING_DAY) == datetime(2027, 1, 4, 17, 0, tzinfo=LONDON)
+
+
+def test_the_partnerships_time_is_read_while_another_transaction_writes(
+    st_johns: tuple[Engine, Constitution],
+) -> None:
+    """Every flow run and page reads the partnership's time first (`partnership_of`). A write in
+    progress elsewhere (a sweep's batch, a member's command) neither holds that read up nor turns
+    it into London's: on SQLite the read takes no write lock, it reads the last commit."""
+    engine, _ = st_johns
+    with engine.begin() as writer:  # SQLite: BEGIN IMMEDIATE, the database's write lock
+        writer.execute(select(ConstitutionRecord.id).with_for_update())  # PostgreSQL: the row's
+        with partnership_of(engine):
+            assert local_zone() == ST_JOHNS
+            assert at_nine(MEETING_DAY) == datetime(2027, 1, 4, 9, 0, tzinfo=ST_JOHNS)
 
 
 def test_a_clock_reads_the_partnerships_day_and_advances_by_its_wall_time() -> None:
