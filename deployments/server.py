@@ -18,16 +18,29 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from models.clock import SystemClock
 from models.errors import WctError
 from models.redact import redact
 
+if TYPE_CHECKING:
+    from prefect.settings.legacy import Setting
+
 START_WAIT_SECONDS = 120.0
 LOG_BYTES = 5_000_000
 LOG_BACKUPS = 4
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 -- names of the wildcard, not a binding
+#: A CA bundle of one certificate whose key was discarded when it was made: it trusts nothing.
+#: Prefect's API clients build an SSL context from a CA bundle even for a plain-http API, which
+#: never uses it (client/orchestration `PrefectClient` and `SyncPrefectClient`, and the server
+#: version check, _internal/version_checking.py): from certifi's bundle that costs ~16 ms each,
+#: three times in every process that talks to the API, and so in every served flow run's
+#: process. From this file it costs ~0.3 ms. `api` points Prefect's PREFECT_API_SSL_CERT_FILE
+#: here for an http:// API only (whatever bundle was set, from SSL_CERT_FILE or by hand: it
+#: is only for the API, and an http:// API is never verified); an https:// one keeps it.
+UNUSED_CA = Path(__file__).with_name("unused-ca.pem")
 
 
 @dataclass(frozen=True)
@@ -195,10 +208,15 @@ def prefect_server(
 
 @contextmanager
 def api(api_url: str) -> Iterator[None]:
-    """Talk to this Prefect server, whatever the settings were when prefect was imported."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    """Talk to this Prefect server, whatever the settings were when prefect was imported; for a
+    plain-http one, without loading a CA bundle it never uses (UNUSED_CA). The flow runs a
+    runner serves within inherit both, as Prefect passes its settings to their processes."""
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+    updates: dict[Setting, str] = {PREFECT_API_URL: api_url}
+    if urlsplit(api_url).scheme == "http":
+        updates[PREFECT_API_SSL_CERT_FILE] = str(UNUSED_CA)
+    with temporary_settings(updates=updates):
         yield
 
 

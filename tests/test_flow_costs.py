@@ -109,3 +109,44 @@ def test_runs_a_driver_starts_send_no_heartbeats_and_others_keep_prefects(
     inside, outside = asyncio.run(driven())
     assert inside is None
     assert outside == 180
+
+
+def test_a_plain_http_api_loads_no_ca_bundle_and_an_https_one_keeps_prefects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prefect's API clients build an SSL context from a CA bundle even for a plain-http API,
+    which never uses it: within `api` for an http:// server they load wct's one unused
+    certificate instead of the bundle Prefect would load (SSL_CERT_FILE's, else certifi's); for
+    https:// they keep Prefect's choice, and a bundle someone set."""
+    import ssl
+
+    import certifi
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, temporary_settings
+
+    from deployments.server import api
+
+    built: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def spy(*args: object, **kwargs: object) -> ssl.SSLContext:  # the real one, counted
+        context = real(*args, **kwargs)  # type: ignore[arg-type]
+        built.append(context)
+        return context
+
+    monkeypatch.setattr(ssl, "create_default_context", spy)
+
+    def certificates_loaded(api_url: str) -> list[int]:
+        built.clear()
+        with api(api_url):
+            get_client()
+            get_client(sync_client=True)
+        return [len(context.get_ca_certs()) for context in built]
+
+    assert certificates_loaded("http://127.0.0.1:4200/api") == [1, 1]
+    bundle = len(real(cafile=certifi.where()).get_ca_certs())
+    assert bundle > 50
+    with temporary_settings(updates={PREFECT_API_SSL_CERT_FILE: certifi.where()}):
+        assert certificates_loaded("https://prefect.example.org/api") == [bundle, bundle]
+        assert certificates_loaded("http://127.0.0.1:4200/api") == [1, 1]
+    assert all(n > 50 for n in certificates_loaded("https://prefect.example.org/api"))
