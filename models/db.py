@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +22,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 #: waits for a write in progress (a sweep's batch, a member's command) nor holds one up. A
 #: connection with these options must not write: a deferred transaction that writes can fail to
 #: take the lock another writer took after its snapshot. PostgreSQL ignores them.
-READS_ONLY = {"wct_reads_only": True}
+_READS_ONLY = "wct_reads_only"
+READS_ONLY: Mapping[str, bool] = MappingProxyType({_READS_ONLY: True})
 
 
 def make_engine(url: str) -> Engine:
@@ -51,7 +54,7 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
-        reads_only = connection.get_execution_options().get("wct_reads_only", False)
+        reads_only = connection.get_execution_options().get(_READS_ONLY, False)
         connection.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from models import instructions, meetings
@@ -21,6 +22,7 @@ from models.calendar import current_region, in_partnership, meeting_dates
 from models.clock import LONDON, FixedClock, SystemClock, local, local_day, local_zone
 from models.commands import partnership_of
 from models.constitution import Constitution, parse_constitution
+from models.db import make_engine
 from models.meetings.kinds import AGENDA, CALL_FOR_ITEMS, ITEMS_DEADLINE, MINUTES_DUE, REMINDER
 from models.permissions import SYSTEM_CYCLE
 from models.steps import at_five, at_nine
@@ -97,6 +99,20 @@ def test_the_partnerships_time_is_read_while_another_transaction_writes(
         with partnership_of(engine):
             assert local_zone() == ST_JOHNS
             assert at_nine(MEETING_DAY) == datetime(2027, 1, 4, 9, 0, tzinfo=ST_JOHNS)
+
+
+def test_a_database_that_fails_is_an_error_and_one_not_initialised_is_londons_time(
+    tmp_path: Path,
+) -> None:
+    """Only a database without a constitution yet runs in London's time: one that cannot be
+    reached fails the flow run or page (which retries), instead of running it in the wrong zone
+    with the wrong bank holidays."""
+    unreachable = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test")  # refused
+    with pytest.raises(OperationalError), partnership_of(unreachable):
+        pass
+    empty = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with partnership_of(empty):
+        assert local_zone() == LONDON and current_region() == "england"
 
 
 def test_a_clock_reads_the_partnerships_day_and_advances_by_its_wall_time() -> None:
