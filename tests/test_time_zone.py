@@ -105,8 +105,8 @@ def test_a_database_that_fails_is_an_error_and_one_not_initialised_is_londons_ti
     tmp_path: Path,
 ) -> None:
     """Only a database without a constitution yet runs in London's time: one that cannot be
-    reached fails the flow run or page (which retries), instead of running it in the wrong zone
-    with the wrong bank holidays."""
+    reached fails the flow run (which Prefect retries) or the page, instead of running it in the
+    wrong zone with the wrong bank holidays."""
     unreachable = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test")  # refused
     with pytest.raises(OperationalError), partnership_of(unreachable):
         pass
