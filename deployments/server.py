@@ -38,9 +38,11 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 -- names of the wildcard, n
 #: version check, _internal/version_checking.py): from certifi's bundle that costs ~16 ms each,
 #: three times in every process that talks to the API, and so in every served flow run's
 #: process. From this file it costs ~0.3 ms. `api` points Prefect's PREFECT_API_SSL_CERT_FILE
-#: here for an http:// API only (whatever bundle was set, from SSL_CERT_FILE or by hand: it
-#: is only for the API, and an http:// API is never verified); an https:// one keeps it.
+#: here for an http:// API on this machine (`wct up`'s own server, and the runs it serves),
+#: unless a bundle was chosen for Prefect: not for another host, which may redirect to https
+#: (Prefect's client follows redirects and would then verify against this file).
 UNUSED_CA = Path(__file__).with_name("unused-ca.pem")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -209,12 +211,14 @@ def prefect_server(
 @contextmanager
 def api(api_url: str) -> Iterator[None]:
     """Talk to this Prefect server, whatever the settings were when prefect was imported; for a
-    plain-http one, without loading a CA bundle it never uses (UNUSED_CA). The flow runs a
-    runner serves within inherit both, as Prefect passes its settings to their processes."""
+    plain-http one on this machine, without loading a CA bundle it never uses (UNUSED_CA). The
+    flow runs a runner serves within inherit both, as Prefect passes its settings to them."""
     from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
 
     updates: dict[Setting, str] = {PREFECT_API_URL: api_url}
-    if urlsplit(api_url).scheme == "http":
+    url = urlsplit(api_url)
+    chosen = PREFECT_API_SSL_CERT_FILE.value() not in (None, os.environ.get("SSL_CERT_FILE"))
+    if url.scheme == "http" and url.hostname in LOOPBACK_HOSTS and not chosen:
         updates[PREFECT_API_SSL_CERT_FILE] = str(UNUSED_CA)
     with temporary_settings(updates=updates):
         yield

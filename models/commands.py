@@ -63,25 +63,20 @@ def partnership_of(engine: Engine) -> Iterator[None]:
     database holds are in force (its wall times, its days, its bank holidays); Europe/London
     and England before one is loaded. A database that fails to answer is an error here, not a
     reason to run in London's time."""
-    try:
-        with engine.connect() as connection:  # every flow run and page: one statement
-            connection.execution_options(**READS_ONLY)  # not held up by a write in progress
+    with engine.connect() as connection:  # every flow run and page: one statement
+        connection.execution_options(**READS_ONLY)  # not held up by a write in progress
+        try:
             document = connection.execute(_CURRENT_DOCUMENT).scalar()
-    except DBAPIError:
-        if _has_constitutions(engine):  # the database failed (or is unreachable): not London's
-            raise
-        document = None  # not initialised: the caller says so where it matters
+        except DBAPIError:
+            connection.rollback()  # PostgreSQL: a failed statement ends the transaction
+            if sa_inspect(connection).has_table(ConstitutionRecord.__tablename__):
+                raise  # the database failed to answer: not a reason for London's time
+            document = None  # not initialised: the caller says so where it matters
     if document is None:
         yield
         return
     with in_partnership(_parsed(document).partnership):
         yield
-
-
-def _has_constitutions(engine: Engine) -> bool:
-    """Whether the database has its constitution table (asked only when reading it failed)."""
-    with engine.connect() as connection:
-        return sa_inspect(connection).has_table(ConstitutionRecord.__tablename__)
 
 
 #: The constitution in force, as stored: read by a transaction (`current_constitution`) and by

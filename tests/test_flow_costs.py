@@ -111,14 +111,16 @@ def test_runs_a_driver_starts_send_no_heartbeats_and_others_keep_prefects(
     assert outside == 180
 
 
-def test_a_plain_http_api_loads_no_ca_bundle_and_an_https_one_keeps_prefects(
+def test_a_plain_http_api_on_this_machine_loads_no_ca_bundle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Prefect's API clients build an SSL context from a CA bundle even for a plain-http API,
-    which never uses it: within `api` for an http:// server they load wct's one unused
-    certificate instead of the bundle Prefect would load (SSL_CERT_FILE's, else certifi's); for
-    https:// they keep Prefect's choice, and a bundle someone set."""
+    which never uses it: within `api` for an http:// server on this machine (`wct up`'s) they
+    load wct's one unused certificate instead of the bundle Prefect would load (SSL_CERT_FILE's,
+    else certifi's). Another host (it may redirect to https), an https:// one, and a bundle
+    chosen for Prefect keep Prefect's choice."""
     import ssl
+    import threading
 
     import certifi
     from prefect.client.orchestration import get_client
@@ -128,10 +130,12 @@ def test_a_plain_http_api_loads_no_ca_bundle_and_an_https_one_keeps_prefects(
 
     built: list[ssl.SSLContext] = []
     real = ssl.create_default_context
+    here = threading.get_ident()  # not Prefect's own threads (its events worker checks too)
 
     def spy(*args: object, **kwargs: object) -> ssl.SSLContext:  # the real one, counted
         context = real(*args, **kwargs)  # type: ignore[arg-type]
-        built.append(context)
+        if threading.get_ident() == here:
+            built.append(context)
         return context
 
     monkeypatch.setattr(ssl, "create_default_context", spy)
@@ -144,9 +148,10 @@ def test_a_plain_http_api_loads_no_ca_bundle_and_an_https_one_keeps_prefects(
         return [len(context.get_ca_certs()) for context in built]
 
     assert certificates_loaded("http://127.0.0.1:4200/api") == [1, 1]
+    assert certificates_loaded("http://localhost:4200/api") == [1, 1]
+    for elsewhere in ("https://prefect.example.org/api", "http://prefect.example.org/api"):
+        assert all(n > 50 for n in certificates_loaded(elsewhere))
     bundle = len(real(cafile=certifi.where()).get_ca_certs())
     assert bundle > 50
     with temporary_settings(updates={PREFECT_API_SSL_CERT_FILE: certifi.where()}):
-        assert certificates_loaded("https://prefect.example.org/api") == [bundle, bundle]
-        assert certificates_loaded("http://127.0.0.1:4200/api") == [1, 1]
-    assert all(n > 50 for n in certificates_loaded("https://prefect.example.org/api"))
+        assert certificates_loaded("http://127.0.0.1:4200/api") == [bundle, bundle]

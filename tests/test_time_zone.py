@@ -110,6 +110,11 @@ def test_a_database_that_fails_is_an_error_and_one_not_initialised_is_londons_ti
     unreachable = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test")  # refused
     with pytest.raises(OperationalError), partnership_of(unreachable):
         pass
+    failing = make_engine(f"sqlite:///{tmp_path / 'failing.db'}")  # its table, but the read fails
+    with failing.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE constitution (id INTEGER PRIMARY KEY)")
+    with pytest.raises(OperationalError, match="current"), partnership_of(failing):
+        pass
     empty = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with partnership_of(empty):
         assert local_zone() == LONDON and current_region() == "england"

@@ -10,7 +10,7 @@ import re
 import socket
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -991,6 +991,17 @@ def test_a_change_made_on_the_served_pages_talks_to_the_prefect_server_wct_up_ch
     finally:
         running.stop()
     assert seen == [chosen]
+
+
+def test_a_page_says_so_when_the_database_does_not_answer(web: WebApp) -> None:
+    """Not a bare server error: a 503 page that asks to try again, with the usual headers."""
+    down = replace(web, engine=make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test"))
+    with TestClient(create_app(down), base_url=BASE, follow_redirects=False) as c:
+        r = c.get("/")
+    assert r.status_code == 503 and r.headers["retry-after"] == "60"
+    assert "Not available just now" in r.text
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "default-src 'self'" in r.headers["content-security-policy"]
 
 
 def test_the_health_check_and_stylesheet_read_nothing_a_page_reads_the_partnership(

@@ -8,12 +8,14 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -618,7 +620,8 @@ async def health(request: Request) -> Response:  # noqa: ARG001
 
 class InPartnership:
     """Each request is served in the partnership's time zone and region (its wall times), but
-    for those that show no time (`TIMELESS`), which are spared the database read it costs."""
+    for those that show no time (`TIMELESS`), which are spared the database read it costs. When
+    the database does not answer, a page says so (503), inside the security headers."""
 
     TIMELESS = frozenset({"/healthz", "/static/site.css"})
 
@@ -626,10 +629,20 @@ class InPartnership:
         self.app, self.engine = app, engine
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("path") in self.TIMELESS:
+        if scope["type"] != "http" or scope.get("path") in self.TIMELESS:
             await self.app(scope, receive, send)
             return
-        with partnership_of(self.engine):
+        with ExitStack() as partnership:
+            try:
+                partnership.enter_context(partnership_of(self.engine))
+            except DBAPIError:  # the database does not answer: say so, with the usual headers
+                log.exception("the database did not answer")
+                unavailable = message(
+                    503, "Not available just now", "Please try again in a few minutes."
+                )
+                unavailable.headers["retry-after"] = "60"
+                await unavailable(scope, receive, send)
+                return
             await self.app(scope, receive, send)
 
 
