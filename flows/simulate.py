@@ -23,6 +23,7 @@ import io
 import itertools
 import json
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -117,6 +118,7 @@ class Summary:
     messages_delivered: int = 0
     messages_failed: int = 0
     flow_runs: int = 0
+    prefect_tag: str = ""  # the tag of this simulation's flow runs, to filter them in the UI
     mail_folder: str = ""
     database: str = ""
 
@@ -214,7 +216,10 @@ class Simulation:
         self.seq = itertools.count()
         self.queued_steps: set[str] = set()
         self.seen_step_id = 0  # steps are only added: each look reads the new ones alone
-        self.tag = f"wct-simulation-{seed}-{start:%Y%m%d}"
+        # This simulation's runs and no other's: two of the same period and seed on one server
+        # (`wct up`'s) are told apart in the Prefect UI and counted apart in the summary.
+        self.tag = f"wct-simulation-{seed}-{start:%Y%m%d}-{secrets.token_hex(3)}"
+        self.summary.prefect_tag = self.tag
         self.delivery = NotificationSettings(home=home)
         self.delivery_clock = FixedClock(self.start)
         self.dispatcher: Dispatcher | None = None  # one for the whole run, as a served one is

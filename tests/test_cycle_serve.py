@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Scheduled
 from sqlmodel import Session, col, func, select
@@ -235,6 +236,37 @@ def test_simulate_plays_the_calendar_and_the_cases_and_summarises(
     for key in ("meetings_planned", "meetings_held", "reports_requested", "reports_submitted"):
         assert sum(b[key] for b in summary["bodies"].values()) == summary[key], key
     _case_mail_reached_its_recipients(tmp_path / "sim")
+
+
+def test_two_simulations_of_the_same_period_on_one_server_count_their_own_runs(
+    cycle_db: CycleDb, prefect_harness: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wct simulate` against `wct up`'s server, twice with the same seed: each summary counts
+    its own flow runs (the first used to be counted again in the second), under its own tag."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_harness)
+    args = ["simulate", "--from", "2027-03-01", "--to", "2027-03-12", "--seed", "5", "--json"]
+    summaries = []
+    for n in (1, 2):
+        result = CliRunner().invoke(
+            app,
+            [*args, "--home", str(tmp_path / f"sim{n}")],
+            obj=_runtime(cycle_db, tmp_path / "home"),
+        )
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads(result.output))
+    first, second = summaries
+    assert first["flow_runs"] > 0
+    assert second["flow_runs"] == first["flow_runs"]
+    assert first["prefect_tag"] != second["prefect_tag"]
+    assert all(s["prefect_tag"].startswith("wct-simulation-5-20270301-") for s in summaries)
+
+    async def tagged(tag: str) -> int:
+        async with get_client() as client:
+            return await client.count_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
+            )
+
+    assert [asyncio.run(tagged(s["prefect_tag"])) for s in summaries] == [first["flow_runs"]] * 2
 
 
 def _case_mail_reached_its_recipients(home: Path) -> None:
