@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
-from docx import Document
-from docx.shared import Pt
-
 from models.clock import wall
 from models.errors import InvalidInput, cited
 from models.meetings.papers import MeetingPapers, PaperAction, PaperItem, PapersStage
@@ -287,6 +284,11 @@ def papers_markdown(papers: MeetingPapers) -> str:
 
 def papers_docx(papers: MeetingPapers) -> bytes:
     """The papers as a Word document."""
+    # python-docx (and lxml) load here, for the one command that writes a document: not in
+    # every served flow run's process, which imports this module for the markdown and HTML.
+    from docx import Document
+    from docx.shared import Pt
+
     view = papers_view(papers)
     document = Document()
     document.core_properties.title = view.heading

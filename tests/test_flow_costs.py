@@ -89,6 +89,20 @@ def test_a_pickled_flow_checks_its_parameters_in_a_new_process() -> None:
     assert done.stdout.strip() == "refused [('as_of',)]", done.stderr[-2000:]
 
 
+def test_a_served_runs_process_loads_no_migration_tool_nor_word_writer() -> None:
+    # Every served flow run is a new process that imports its flow's module (a module path,
+    # deployments/common.py): Alembic (with Mako) and python-docx (with lxml) are ~0.3 s of its
+    # imports, for `wct` commands that migrate or write a Word document, not for a flow run.
+    code = (
+        "import sys\n"
+        "import flows.cases, flows.cycles, flows.dispatch, flows.steps\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "print(sorted(loaded & {'alembic', 'mako', 'docx', 'lxml'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
+
+
 def test_runs_a_driver_starts_send_no_heartbeats_and_others_keep_prefects(
     prefect_harness: str,  # noqa: ARG001  (the session's server)
 ) -> None:
