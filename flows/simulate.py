@@ -218,8 +218,7 @@ class Simulation:
         self.seen_step_id = 0  # steps are only added: each look reads the new ones alone
         # This simulation's runs and no other's: two of the same period and seed on one server
         # (`wct up`'s) are told apart in the Prefect UI and counted apart in the summary.
-        self.tag = f"wct-simulation-{seed}-{start:%Y%m%d}-{secrets.token_hex(3)}"
-        self.summary.prefect_tag = self.tag
+        self.summary.prefect_tag = f"wct-simulation-{seed}-{start:%Y%m%d}-{secrets.token_hex(3)}"
         self.delivery = NotificationSettings(home=home)
         self.delivery_clock = FixedClock(self.start)
         self.dispatcher: Dispatcher | None = None  # one for the whole run, as a served one is
@@ -707,7 +706,7 @@ class Simulation:
         self.schedule_cycles()
         self.schedule_cases()
         self.schedule_deliveries()
-        with tags(self.tag):
+        with tags(self.summary.prefect_tag):
             while self.queue:
                 event = heapq.heappop(self.queue)
                 await event.action(event.when)
@@ -718,7 +717,9 @@ class Simulation:
         self.count()
         async with get_client() as client:
             self.summary.flow_runs = await client.count_flow_runs(
-                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[self.tag]))
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[self.summary.prefect_tag])
+                )
             )
         return self.summary
 
