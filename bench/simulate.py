@@ -10,6 +10,13 @@ figures and, as its last lines,
     simulate ratio R            wall / (flow runs x wct no-op run median): the goal, <= 1.3
     simulate ratio (default) R  wall / (flow runs x default no-op run median)
 
+and, before them, where the time went when the bench runs its own server (a child process whose
+CPU time this process can read, on Linux): the CPU time of this process (the simulation: Prefect's
+client and wct) and of the Prefect server, for the simulation and for a block of wct no-op runs.
+The server's part of the simulation, `simulate ratio, server CPU alone S` = the server's CPU time
+for the simulation / (flow runs x wct no-op run median), is what the ratio would be if everything
+this process does cost nothing and the server never waited for it.
+
     python bench/simulate.py [--months 12] [--runs 30]
 
 wct's settings are in the environment before Prefect is imported. Uses PREFECT_API_URL when set,
@@ -24,6 +31,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -41,11 +49,64 @@ def period_end(months: int) -> date:
     return date.fromordinal(date(year, month, 1).toordinal() - 1)
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds so far of process `pid`, from /proc/PID/stat (utime, stime: fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu() -> float | None:
+    """CPU seconds so far of this process's child processes (the bench's own Prefect server and
+    its workers), or None where /proc cannot tell (not Linux, or the server is another's)."""
+    try:
+        children = [
+            int(pid)
+            for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+        return sum(_cpu_of(pid) for pid in children) if children else None
+    except OSError:
+        return None
+
+
+class CpuTimes:
+    """CPU seconds of this process and of its server over a block of work."""
+
+    def __init__(self) -> None:
+        self.client = self.server = 0.0
+        self.known = False
+
+    def __enter__(self) -> CpuTimes:
+        self._client, self._server = time.process_time(), server_cpu()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client = time.process_time() - self._client
+        after = server_cpu()
+        self.known = self._server is not None and after is not None
+        if self.known:
+            self.server = (after or 0.0) - (self._server or 0.0)
+
+
+async def noop_block(runs: int) -> CpuTimes:
+    """`runs` wct no-op runs one after another, with their CPU times."""
+    from step_overhead import noop_flows
+
+    from flows.runtime import one_client
+
+    wct_noop, _ = noop_flows()
+    async with one_client():
+        await wct_noop()
+        with CpuTimes() as times:
+            for _ in range(runs):
+                await wct_noop()
+    return times
+
+
 async def noop_medians(runs: int) -> tuple[float, float]:
     """Median wall time of a no-op flow run under wct's settings and under Prefect's defaults."""
     import contextvars
     import logging
-    import time
 
     from step_overhead import noop_flows
 
@@ -76,14 +137,16 @@ async def noop_medians(runs: int) -> tuple[float, float]:
     return statistics.median(wct), statistics.median(default)
 
 
-def bench(months: int, runs: int) -> tuple[dict[str, Any], float, float]:
+def bench(months: int, runs: int) -> tuple[dict[str, Any], float, float, CpuTimes, CpuTimes]:
     from deployments.cli_cycles import run_simulation
     from models.constitution import load_constitution
 
     with tempfile.TemporaryDirectory(prefix="wct-bench-simulate-") as tmp:
-        summary = run_simulation(load_constitution(), START, period_end(months), 7, Path(tmp))
+        with CpuTimes() as simulated:
+            summary = run_simulation(load_constitution(), START, period_end(months), 7, Path(tmp))
         wct, default = asyncio.run(noop_medians(runs))
-    return summary, wct, default
+        noop = asyncio.run(noop_block(runs))
+    return summary, wct, default, simulated, noop
 
 
 def main() -> None:
@@ -94,7 +157,7 @@ def main() -> None:
     for name, value in WCT_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     if os.environ.get("PREFECT_API_URL"):
-        summary, wct, default = bench(args.months, args.runs)
+        summary, wct, default, simulated, noop = bench(args.months, args.runs)
     else:
         from prefect.settings import PREFECT_API_URL
         from prefect.testing.utilities import prefect_test_harness
@@ -102,13 +165,23 @@ def main() -> None:
         with prefect_test_harness(server_startup_timeout=120):
             os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the simulation's server
             try:
-                summary, wct, default = bench(args.months, args.runs)
+                summary, wct, default, simulated, noop = bench(args.months, args.runs)
             finally:
                 os.environ.pop("PREFECT_API_URL", None)
     wall, runs = float(summary["wall_seconds"]), int(summary["flow_runs"])
     print(f"simulated {summary['start']}..{summary['end']}: {runs} flow runs in {wall:.1f} s")
     print(f"no-op flow run, wct settings: median {wct * 1000:.1f} ms")
     print(f"no-op flow run, Prefect defaults: median {default * 1000:.1f} ms")
+    print(
+        f"CPU per flow run, this process: simulation {simulated.client / runs * 1000:.1f} ms, "
+        f"wct no-op {noop.client / args.runs * 1000:.1f} ms"
+    )
+    if simulated.known and noop.known:
+        print(
+            f"CPU per flow run, Prefect server: simulation {simulated.server / runs * 1000:.1f} "
+            f"ms, wct no-op {noop.server / args.runs * 1000:.1f} ms"
+        )
+        print(f"simulate ratio, server CPU alone {simulated.server / (runs * wct):.2f}")
     print(f"simulate ratio (default) {wall / (runs * default):.2f}")
     print(f"simulate ratio {wall / (runs * wct):.2f}")
 
