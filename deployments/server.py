@@ -7,6 +7,7 @@ import json
 import logging
 import logging.handlers
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -180,32 +182,74 @@ def prefect_server(
         "PREFECT_UI_API_URL": browser_api,
     }
     log = server_log(home)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    pump = LogPump(process.stdout, log, on_error)
-    try:
-        deadline = time.monotonic() + START_WAIT_SECONDS
-        while not healthy(api_url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise WctError(f"the Prefect server did not start on {host}:{port}; see {log}")
-            time.sleep(0.5)
-        os.environ["PREFECT_API_URL"] = api_url
-        yield Server(api_url, browser_api.removesuffix("/api"), log)
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        process.terminate()
+    with sigterm_unwinds():
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert process.stdout is not None
+        pump = LogPump(process.stdout, log, on_error)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-        pump.join(timeout=5)
+            deadline = time.monotonic() + START_WAIT_SECONDS
+            while not healthy(api_url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise WctError(f"the Prefect server did not start on {host}:{port}; see {log}")
+                time.sleep(0.5)
+            os.environ["PREFECT_API_URL"] = api_url
+            yield Server(api_url, browser_api.removesuffix("/api"), log)
+        finally:
+            _sigterm(signal.SIG_IGN)  # stopping: the server's own stop is not cut short
+            os.environ.pop("PREFECT_API_URL", None)
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+            pump.join(timeout=5)
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (a service manager's stop, `kill`, `timeout`) unwinds this block as Ctrl-C does,
+    so that what it started is stopped on the way out, from its first moment. Prefect's runner
+    sets a handler of its own while it serves, which exits the same way (`Runner.handle_sigterm`:
+    `sys.exit(0)`); before it does, SIGTERM's default would end the process at once and leave the
+    Prefect server running, holding its port (the next `wct up` refuses it) and its database.
+    Ends with the handler there was before. Signal handlers are the main thread's: elsewhere
+    (a test runner's worker thread) this changes nothing."""
+
+    def unwind(_signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    previous = _sigterm(unwind)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            _sigterm(previous)
+
+
+def _sigterm(
+    handler: Callable[[int, FrameType | None], object] | int | None,
+) -> Callable[[int, FrameType | None], object] | int | None:
+    """Set SIGTERM's handler in the main thread; returns the one it replaced (None elsewhere)."""
+    if threading.current_thread() is not threading.main_thread() or handler is None:
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 @contextmanager

@@ -365,3 +365,48 @@ def test_status_reports_a_working_scheduler_and_memory_stays_bounded(up: Up) -> 
     print(f"wct up RSS (server and runs): peak {peak} MB, now {up.rss.samples[-1]} MB")  # noqa: T201
     after = up.notes.get("dispatch_completed_after_s")
     print(f"first auto-scheduled dispatch completed {after} s after start")  # noqa: T201
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def test_a_stop_while_starting_stops_the_prefect_server_it_started(tmp_path: Path) -> None:
+    """SIGTERM (a service manager's stop) while `wct up` is still starting, before Prefect's
+    runner serves and sets its own handler: `wct up` exits as stopped (0) and takes the Prefect
+    server it started with it, instead of dying at once and leaving the server running on its
+    port, where the next `wct up` refuses to start ("a Prefect server already answers")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WCT_"))}
+    env |= {
+        "WCT_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    _cli(env, "init")
+    process = subprocess.Popen(
+        [WCT, "up", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server: int | None = None
+    try:
+        deadline = time.monotonic() + WAIT
+        while server is None and process.poll() is None and time.monotonic() < deadline:
+            server = next(iter(_children(process.pid)), None)  # `prefect server start`, starting
+            time.sleep(0.05)
+        assert server is not None, "no Prefect server started:\n" + process.communicate()[0]
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+        assert process.returncode == 0, output
+        assert not Path(f"/proc/{server}").exists(), "the Prefect server outlived wct up"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if server is not None and Path(f"/proc/{server}").exists():
+            os.kill(server, signal.SIGKILL)
