@@ -182,19 +182,11 @@ def prefect_server(
         "PREFECT_UI_API_URL": browser_api,
     }
     log = server_log(home)
+    start = [sys.executable, "-m", "prefect", "server", "start"]
+    command = [*start, "--host", host, "--port", str(port)]
     with sigterm_unwinds():
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                host,
-                "--port",
-                str(port),
-            ],
+            command,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
