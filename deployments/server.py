@@ -205,13 +205,19 @@ def prefect_server(
         finally:
             _sigterm(signal.SIG_IGN)  # stopping: the server's own stop is not cut short
             os.environ.pop("PREFECT_API_URL", None)
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+            stop(process)
             pump.join(timeout=5)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a Prefect process as its own SIGTERM handling expects: terminate, wait up to 30 s for
+    it to finish, then kill."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
 
 
 @contextmanager

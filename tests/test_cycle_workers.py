@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from sqlmodel import Session, col, func, select
 from typer.testing import CliRunner
 
 from deployments.cli import Runtime, app
+from deployments.server import healthy, stop
 from flows.cycles import meeting_cycle
 from flows.timers import STEP_DEPLOYMENT
 from models.clock import FixedClock, SystemClock
@@ -83,24 +83,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _healthy(api_url: str) -> bool:
-    """The server answers (`/health` needs no credential)."""
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def _stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=30)
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -194,7 +176,7 @@ def cluster(postgres_available: None, tmp_path: Path) -> Iterator[Cluster]:  # n
     workers: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + WAIT
-        while not _healthy(api_url):
+        while not healthy(api_url):
             assert server.poll() is None, f"the Prefect server exited; see {log}"
             assert time.monotonic() < deadline, f"the Prefect server did not start; see {log}"
             time.sleep(0.5)
@@ -219,7 +201,7 @@ def cluster(postgres_available: None, tmp_path: Path) -> Iterator[Cluster]:  # n
     finally:
         for worker in workers:
             _stop_worker(worker)
-        _stop_server(server)
+        stop(server)
         with admin.connect() as connection:
             connection.execute(sa.text(f"DROP DATABASE IF EXISTS {prefect_db} WITH (FORCE)"))
             connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
