@@ -3,8 +3,8 @@ durable timer (a future-scheduled `step` run keyed by the step, flows/timers.py)
 re-plans (flows/steps.py).
 
 Flows orchestrate only: every rule is a command in `models/`; a flow calls it in one unit of work,
-turns the steps it returns into timer runs, and shows agendas, minutes drafts and overdue lists
-as markdown artifacts.
+turns the steps it returns into timer runs, and shows each body's meeting papers (the agenda pack,
+then the minutes) and the overdue list as markdown artifacts.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from flows.timers import schedule_timers
 from models import instructions, meetings, reports, reviews
 from models.clock import Clock, local
 from models.commands import current_constitution
-from models.constitution import Constitution
 from models.decision import Vote
-from models.errors import WctError, cited
+from models.errors import WctError
 from models.meetings.papers import meeting_papers
 from models.permissions import SYSTEM_CYCLE
 from models.queries import overdue_items
 from models.steps.engine import StepRun
-from models.tables import Meeting
 from notifications.papers import papers_markdown
 
 CYCLE_TAG = "wct-cycle"
@@ -44,41 +42,8 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def agenda_markdown(session: Session, meeting: Meeting) -> str:
-    c = current_constitution(session)
-    lines = [
-        f"# {c.body(meeting.body_id).name}: agenda",
-        f"{local(meeting.starts_at):%A %d %B %Y, %H:%M}, "
-        f"{meeting.location or 'location to follow'}",
-        "",
-        "| # | Item | Kind |",
-        "|---|------|------|",
-    ]
-    for line in meetings.agenda(session, meeting.id or 0):
-        lines.append(f"| {line.position} | {_cell(line.title)} | {line.kind} |")
-    return "\n".join(lines)
-
-
-def minutes_markdown(draft: meetings.MinutesDraft, c: Constitution) -> str:
-    """The draft minutes as an artifact, citing the clauses the constitution gives."""
-    out = [f"# {draft.body}: draft minutes", f"Meeting of {draft.starts_at}", ""]
-    for status in meetings.AttendanceStatus:
-        out.append(f"**{status.title()}:** {', '.join(draft.attendance[status]) or 'none'}")
-    out += ["", "## Agenda", *[f"- {_cell(a)}" for a in draft.agenda], ""]
-    out += [f"## {cited('Declarations of interest', c.cite('interests'))}"]
-    out += [f"- {_cell(d)}" for d in draft.declarations] or ["- none"]
-    out += ["", f"## {cited('Decisions', c.cite('decisions'))}"]
-    out += ["| Item | Motion | Outcome | How |", "|---|---|---|---|"]
-    for m in draft.motions:
-        out.append(
-            f"| {m['item'] or '-'} | {_cell(m['text'])} | {m['outcome']} | "
-            f"{_cell(m['explanation'])} |"
-        )
-    return "\n".join(out)
-
-
 def overdue_markdown(session: Session, now: datetime) -> tuple[str, int]:
-    rows = [f"| {i.what} | {i.key} | {i.due} |" for i in overdue_items(session, now)]
+    rows = [f"| {_cell(i.what)} | {_cell(i.key)} | {i.due} |" for i in overdue_items(session, now)]
     text = "\n".join(
         [
             f"# Overdue at {local(now):%d %B %Y %H:%M}",
@@ -95,48 +60,19 @@ def _slug(key: str) -> str:
     return key.replace(":", "-").lower()
 
 
-def artifact_key(body_id: str, what: str) -> str:
-    """`board-agenda`, `board-minutes`, `board-papers`: one key per body and kind of paper, so
-    the Artifacts page shows each body's latest, and its versions are the history."""
-    return _slug(f"{body_id}-{what}")
-
-
-def _describe(meeting: Meeting, what: str) -> str:
-    """What an artifact's card says: the meeting and which of its papers."""
-    when = local(meeting.starts_at)
-    return f"{meeting.body_id}: {what}, {when:%A} {when.day} {when:%B %Y at %H:%M}"
-
-
-async def publish_agenda_artifact(meeting_id: int) -> None:
-    with Session(engine()) as session:
-        meeting = session.get(Meeting, meeting_id)
-        assert meeting is not None
-        text = agenda_markdown(session, meeting)
-        key, description = artifact_key(meeting.body_id, "agenda"), _describe(meeting, "agenda")
-    await acreate_markdown_artifact(text, key=key, description=description)
-    await publish_papers_artifact(meeting_id)
-
-
-async def publish_minutes_artifact(meeting_id: int) -> None:
-    with Session(engine()) as session:
-        meeting = session.get(Meeting, meeting_id)
-        assert meeting is not None
-        text = minutes_markdown(
-            meetings.minutes_data(session, meeting_id), current_constitution(session)
-        )
-        key = artifact_key(meeting.body_id, "minutes")
-        description = _describe(meeting, "draft minutes")
-    await acreate_markdown_artifact(text, key=key, description=description)
-    await publish_papers_artifact(meeting_id)
-
-
 def papers_key(body_id: str) -> str:
-    """`board-papers`: the artifact of a body's latest papers (its history is their versions)."""
-    return artifact_key(body_id, "papers")
+    """`board-papers`: the one artifact of a body's meetings, whose latest version is the current
+    papers (the agenda pack, then the draft minutes, then the minutes) and whose versions are
+    their history."""
+    return _slug(f"{body_id}-papers")
 
 
 async def publish_papers_artifact(meeting_id: int) -> None:
-    """The meeting's papers (the agenda pack, then the minutes) as the body's papers artifact."""
+    """The meeting's papers as they stand, as the body's papers artifact: the agenda pack (the
+    agenda with its items, reports, apologies and open actions) before the meeting, the minutes
+    (attendance, declarations of interest, each decision and how 6.2 decided it, the actions)
+    once it is recorded. One artifact for all of them: a second and third artifact of the
+    agenda and the minutes alone would repeat what the papers say, at a request each."""
     with Session(engine()) as session:
         papers = meeting_papers(session, meeting_id)
     await acreate_markdown_artifact(
@@ -150,10 +86,10 @@ async def publish_papers_artifact(meeting_id: int) -> None:
 
 
 async def publish_step_artifacts(runs: Sequence[StepRun]) -> None:
-    """The agenda of a meeting whose items deadline or agenda step acted, as an artifact."""
+    """The papers of a meeting whose items deadline or agenda step acted, as its artifact."""
     for run in runs:
         if run.result == "acted" and run.kind in (meetings.AGENDA, meetings.ITEMS_DEADLINE):
-            await publish_agenda_artifact(run.subject_id)
+            await publish_papers_artifact(run.subject_id)
 
 
 async def publish_overdue_list(now: datetime) -> int:
@@ -234,16 +170,16 @@ async def meeting_cycle(
     body: str, day: date | None = None, as_of: datetime | None = None, timers: bool = True
 ) -> list[dict[str, Any]]:
     """20.4.1 / 21.4.1 / 22.4.1: plan the body's meeting on `day` (default: its next meetings by
-    its cadence), set a timer for each of its steps, and show the next meeting's agenda and
-    papers (artifacts `BODY-agenda`, `BODY-papers`)."""
+    its cadence), set a timer for each of its steps, and show the next meeting's papers (the
+    artifact `BODY-papers`)."""
     with partnership_time():
         clock = clock_at(as_of)
         planned = plan_meetings(clock, body) if day is None else [_plan(clock, body, day)]
         if timers:
             for p in planned:
                 await schedule_timers(p.steps, as_of=as_of)
-        if planned:  # the run shows the next meeting's agenda and papers as they stand
-            await publish_agenda_artifact(planned[0].meeting_id)
+        if planned:  # the run shows the next meeting's papers as they stand
+            await publish_papers_artifact(planned[0].meeting_id)
         return [p.as_dict() for p in planned]
 
 
@@ -358,10 +294,10 @@ def recording(record: MeetingRecord, meeting_id: int) -> instructions.RecordMeet
 )
 async def record_meeting(record: MeetingRecord, as_of: datetime | None = None) -> dict[str, Any]:
     """After a meeting, as the member who records it: attendance, declarations (18.1) and votes,
-    each motion decided by 6.2; the draft minutes become an artifact."""
+    each motion decided by 6.2; the papers artifact becomes the draft minutes."""
     with partnership_time():
         with Session(engine()) as session:
             meeting_id = meetings.find_meeting(session, record.body, record.day).id or 0
         draft = act(clock_at(as_of), record.recorded_by, recording(record, meeting_id))
-        await publish_minutes_artifact(draft.meeting_id)
+        await publish_papers_artifact(draft.meeting_id)
         return draft.as_dict()
