@@ -88,19 +88,23 @@ class CpuTimes:
             self.server = (after or 0.0) - (self._server or 0.0)
 
 
-async def noop_block(runs: int) -> CpuTimes:
-    """`runs` wct no-op runs one after another, with their CPU times."""
+async def noop_block(runs: int) -> tuple[float, CpuTimes]:
+    """`runs` wct no-op runs one after another, alone (no run of the other arm between them):
+    their median wall time, and their CPU times."""
     from step_overhead import noop_flows
 
     from flows.runtime import one_client
 
     wct_noop, _ = noop_flows()
+    walls: list[float] = []
     async with one_client():
         await wct_noop()
         with CpuTimes() as times:
             for _ in range(runs):
+                started = time.perf_counter()
                 await wct_noop()
-    return times
+                walls.append(time.perf_counter() - started)
+    return statistics.median(walls), times
 
 
 async def noop_medians(runs: int) -> tuple[float, float]:
@@ -137,7 +141,7 @@ async def noop_medians(runs: int) -> tuple[float, float]:
     return statistics.median(wct), statistics.median(default)
 
 
-def bench(months: int, runs: int) -> tuple[dict[str, Any], float, float, CpuTimes, CpuTimes]:
+def bench(months: int, runs: int) -> tuple[dict[str, Any], float, float, float, CpuTimes, CpuTimes]:
     from deployments.cli_cycles import run_simulation
     from models.constitution import load_constitution
 
@@ -145,8 +149,8 @@ def bench(months: int, runs: int) -> tuple[dict[str, Any], float, float, CpuTime
         with CpuTimes() as simulated:
             summary = run_simulation(load_constitution(), START, period_end(months), 7, Path(tmp))
         wct, default = asyncio.run(noop_medians(runs))
-        noop = asyncio.run(noop_block(runs))
-    return summary, wct, default, simulated, noop
+        alone, noop = asyncio.run(noop_block(runs))
+    return summary, wct, default, alone, simulated, noop
 
 
 def main() -> None:
@@ -157,7 +161,7 @@ def main() -> None:
     for name, value in WCT_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     if os.environ.get("PREFECT_API_URL"):
-        summary, wct, default, simulated, noop = bench(args.months, args.runs)
+        summary, wct, default, alone, simulated, noop = bench(args.months, args.runs)
     else:
         from prefect.settings import PREFECT_API_URL
         from prefect.testing.utilities import prefect_test_harness
@@ -165,13 +169,14 @@ def main() -> None:
         with prefect_test_harness(server_startup_timeout=120):
             os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the simulation's server
             try:
-                summary, wct, default, simulated, noop = bench(args.months, args.runs)
+                summary, wct, default, alone, simulated, noop = bench(args.months, args.runs)
             finally:
                 os.environ.pop("PREFECT_API_URL", None)
     wall, runs = float(summary["wall_seconds"]), int(summary["flow_runs"])
     print(f"simulated {summary['start']}..{summary['end']}: {runs} flow runs in {wall:.1f} s")
     print(f"no-op flow run, wct settings: median {wct * 1000:.1f} ms")
     print(f"no-op flow run, Prefect defaults: median {default * 1000:.1f} ms")
+    print(f"no-op flow run, wct settings, alone: median {alone * 1000:.1f} ms")
     print(
         f"CPU per flow run, this process: simulation {simulated.client / runs * 1000:.1f} ms, "
         f"wct no-op {noop.client / args.runs * 1000:.1f} ms"
@@ -183,6 +188,7 @@ def main() -> None:
         )
         print(f"simulate ratio, server CPU alone {simulated.server / (runs * wct):.2f}")
     print(f"simulate ratio (default) {wall / (runs * default):.2f}")
+    print(f"simulate ratio, against the no-op alone {wall / (runs * alone):.2f}")
     print(f"simulate ratio {wall / (runs * wct):.2f}")
 
 

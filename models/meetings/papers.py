@@ -21,6 +21,7 @@ from models.approvals import ApprovalStatus
 from models.commands import current_constitution
 from models.constitution import Constitution
 from models.errors import NotFound, Refused, cited
+from models.meetings.actions import ActionStatus
 from models.meetings.agenda import AgendaItemKind, composed, items_of, standing_items
 from models.meetings.kinds import ITEMS_DEADLINE
 from models.meetings.plan import MeetingStatus, meeting_clause, meeting_key, step_times
@@ -489,31 +490,30 @@ def _action(
 def _open_actions(
     session: Session, c: Constitution, meeting: Meeting, people: _People, *, public: bool
 ) -> tuple[PaperAction, ...]:
-    """Actions of the body's earlier meetings still open: the matters arising."""
-    earlier = {
-        m.id: m
-        for m in session.exec(
-            select(Meeting).where(
-                Meeting.body_id == meeting.body_id, col(Meeting.starts_at) < meeting.starts_at
-            )
+    """Actions of the body's earlier meetings still open: the matters arising. Reads the open
+    actions and their items alone, not every item of every earlier meeting: the papers of a
+    body's fortieth meeting cost what its fourth's do."""
+    open_actions = session.exec(
+        select(MeetingAction, Meeting.starts_at)
+        .join(Meeting, col(Meeting.id) == col(MeetingAction.meeting_id))
+        .where(
+            Meeting.body_id == meeting.body_id,
+            col(Meeting.starts_at) < meeting.starts_at,
+            MeetingAction.status == ActionStatus.OPEN.value,
         )
-        if m.id is not None
-    }
-    if not earlier:
-        return ()
-    items = {
-        i.id: i
-        for i in session.exec(
-            select(AgendaItem).where(col(AgendaItem.meeting_id).in_(list(earlier)))
-        )
-    }
+        .order_by(col(MeetingAction.due_on), col(MeetingAction.id))
+    ).all()
+    wanted = [a.agenda_item_id for a, _ in open_actions if a.agenda_item_id is not None]
+    items = (
+        {i.id: i for i in session.exec(select(AgendaItem).where(col(AgendaItem.id).in_(wanted)))}
+        if wanted
+        else {}
+    )
     found: list[PaperAction] = []
-    for a in _actions_of(session, list(earlier)):
+    for a, starts_at in open_actions:
         item = items.get(a.agenda_item_id)
-        if a.status != "open":
-            continue
         if public and item is not None and is_confidential(c, item.kind, item.confidential):
             continue
         positions: Positions = {item.id: (item.position, item.title)} if item else {}
-        found.append(_action(a, earlier[a.meeting_id].starts_at.date(), positions, people))
+        found.append(_action(a, starts_at.date(), positions, people))
     return tuple(found)
