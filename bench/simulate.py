@@ -1,14 +1,21 @@
 """What `wct simulate` costs against Prefect's own cost of the flow runs it makes.
 
-Runs the simulation of the shipped constitution over a period (default 2027-01-01..2027-12-31),
-then, in the same process and against the same Prefect server, times no-op async flow runs in
-turns: under wct's settings (as the simulation runs its flows: one client, its own result
-storage, no persisted result, Prefect's logs at WARNING) and under Prefect's defaults (a new
-client per run, the default result storage looked up, INFO logs). Prints the simulation's
-figures and, as its last lines,
+Runs the simulation of the shipped constitution over a period (default 2027-01-01..2027-12-31)
+and, every `--probe-every` events of it, one no-op async flow run under wct's settings (one
+client, its own result storage, no persisted result, Prefect's logs at WARNING) on a thread of its
+own while the simulation waits: the baseline, measured on the same server at the same moments as
+the simulation, because this machine's speed drifts by up to 2x over a minute (a block of no-op
+runs on one idle server went from 63 to 40 ms per run in four minutes). The probes' time is taken
+out of the simulation's wall time, their CPU out of its CPU times, and their runs are not the
+simulation's (not tagged with it, not counted). Then, in the same process and against the same
+server, no-op runs under wct's settings and under Prefect's defaults (a new client per run, the
+default result storage looked up, INFO logs) in turns. Prints the simulation's figures and, as its
+last lines,
 
-    simulate ratio R            wall / (flow runs x wct no-op run median): the goal, <= 1.3
-    simulate ratio (default) R  wall / (flow runs x default no-op run median)
+    simulate ratio (default) R          wall / (flow runs x default no-op run median, after it)
+    simulate ratio, after it R          wall / (flow runs x wct no-op run median, after it)
+    simulate ratio R                    wall / (flow runs x median of the wct no-op runs between
+                                        the simulation's events): the goal, <= 1.3
 
 and, before them, where the time went when the bench runs its own server (a child process whose
 CPU time this process can read, on Linux): the CPU time of this process (the simulation: Prefect's
@@ -17,7 +24,7 @@ The server's part of the simulation, `simulate ratio, server CPU alone S` = the 
 for the simulation / (flow runs x wct no-op run median), is what the ratio would be if everything
 this process does cost nothing and the server never waited for it.
 
-    python bench/simulate.py [--months 12] [--runs 30]
+    python bench/simulate.py [--months 12] [--runs 30] [--probe-every 10]
 
 wct's settings are in the environment before Prefect is imported. Uses PREFECT_API_URL when set,
 else a temporary local server for the whole bench.
@@ -27,11 +34,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -88,6 +99,66 @@ class CpuTimes:
             self.server = (after or 0.0) - (self._server or 0.0)
 
 
+class Probes:
+    """The simulation's `progress` callback: every `every` events, one wct no-op flow run on a
+    thread of its own (its own event loop and client) while the simulation waits for it; the
+    runs' wall times, and the wall and CPU time the simulation spent waiting for them."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.events = every, 0
+        self.walls: list[float] = []
+        self.wall = self.client = self.server = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[concurrent.futures.Future[float] | None] | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        from step_overhead import noop_flows
+
+        from flows.runtime import one_client
+
+        wct_noop, _ = noop_flows()
+        self._loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
+        async with one_client():
+            await wct_noop()  # warm: the probes' client, flow and storage
+            self._ready.set()
+            while (asked := await self._queue.get()) is not None:
+                started = time.perf_counter()
+                try:
+                    await wct_noop()
+                except BaseException as exc:  # told to the simulation's thread, which stops
+                    asked.set_exception(exc)
+                    raise
+                asked.set_result(time.perf_counter() - started)
+
+    @contextmanager
+    def running(self) -> Iterator[Probes]:
+        self._thread.start()
+        if not self._ready.wait(120):
+            raise SystemExit("the probes' thread did not start")
+        try:
+            yield self
+        finally:
+            assert self._loop is not None and self._queue is not None
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+            self._thread.join(60)
+
+    def __call__(self, _when: object, _summary: object) -> None:
+        self.events += 1
+        if self.events % self.every:
+            return
+        assert self._loop is not None and self._queue is not None
+        asked: concurrent.futures.Future[float] = concurrent.futures.Future()
+        with CpuTimes() as spent:
+            started = time.perf_counter()
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, asked)
+            self.walls.append(asked.result(timeout=120))
+            self.wall += time.perf_counter() - started
+        self.client += spent.client
+        self.server += spent.server
+
+
 async def noop_block(runs: int) -> tuple[float, CpuTimes]:
     """`runs` wct no-op runs one after another, alone (no run of the other arm between them):
     their median wall time, and their CPU times."""
@@ -141,27 +212,39 @@ async def noop_medians(runs: int) -> tuple[float, float]:
     return statistics.median(wct), statistics.median(default)
 
 
-def bench(months: int, runs: int) -> tuple[dict[str, Any], float, float, float, CpuTimes, CpuTimes]:
+def bench(
+    months: int, runs: int, every: int
+) -> tuple[dict[str, Any], float, Probes, float, float, CpuTimes, CpuTimes]:
     from deployments.cli_cycles import run_simulation
     from models.constitution import load_constitution
 
+    probes = Probes(every)
     with tempfile.TemporaryDirectory(prefix="wct-bench-simulate-") as tmp:
-        with CpuTimes() as simulated:
-            summary = run_simulation(load_constitution(), START, period_end(months), 7, Path(tmp))
+        with probes.running(), CpuTimes() as simulated:
+            started = time.perf_counter()
+            summary = run_simulation(
+                load_constitution(), START, period_end(months), 7, Path(tmp), progress=probes
+            )
+            wall = time.perf_counter() - started - probes.wall
+        simulated.client -= probes.client
+        simulated.server -= probes.server
         wct, default = asyncio.run(noop_medians(runs))
-        alone, noop = asyncio.run(noop_block(runs))
-    return summary, wct, default, alone, simulated, noop
+        _, noop = asyncio.run(noop_block(runs))
+    return summary, wall, probes, wct, default, simulated, noop
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--runs", type=int, default=30, help="no-op runs of each kind")
+    parser.add_argument("--runs", type=int, default=30, help="no-op runs of each kind after it")
+    parser.add_argument(
+        "--probe-every", type=int, default=10, help="a no-op run every N simulated events"
+    )
     args = parser.parse_args()
     for name, value in WCT_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     if os.environ.get("PREFECT_API_URL"):
-        summary, wct, default, alone, simulated, noop = bench(args.months, args.runs)
+        figures = bench(args.months, args.runs, args.probe_every)
     else:
         from prefect.settings import PREFECT_API_URL
         from prefect.testing.utilities import prefect_test_harness
@@ -169,14 +252,18 @@ def main() -> None:
         with prefect_test_harness(server_startup_timeout=120):
             os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the simulation's server
             try:
-                summary, wct, default, alone, simulated, noop = bench(args.months, args.runs)
+                figures = bench(args.months, args.runs, args.probe_every)
             finally:
                 os.environ.pop("PREFECT_API_URL", None)
-    wall, runs = float(summary["wall_seconds"]), int(summary["flow_runs"])
-    print(f"simulated {summary['start']}..{summary['end']}: {runs} flow runs in {wall:.1f} s")
-    print(f"no-op flow run, wct settings: median {wct * 1000:.1f} ms")
-    print(f"no-op flow run, Prefect defaults: median {default * 1000:.1f} ms")
-    print(f"no-op flow run, wct settings, alone: median {alone * 1000:.1f} ms")
+    summary, wall, probes, wct, default, simulated, noop = figures
+    runs, between = int(summary["flow_runs"]), statistics.median(probes.walls)
+    print(
+        f"simulated {summary['start']}..{summary['end']}: {runs} flow runs in {wall:.1f} s "
+        f"(without the {len(probes.walls)} no-op runs between its events, {probes.wall:.1f} s)"
+    )
+    print(f"no-op flow run, wct settings, between its events: median {between * 1000:.1f} ms")
+    print(f"no-op flow run, wct settings, after it: median {wct * 1000:.1f} ms")
+    print(f"no-op flow run, Prefect defaults, after it: median {default * 1000:.1f} ms")
     print(
         f"CPU per flow run, this process: simulation {simulated.client / runs * 1000:.1f} ms, "
         f"wct no-op {noop.client / args.runs * 1000:.1f} ms"
@@ -186,10 +273,10 @@ def main() -> None:
             f"CPU per flow run, Prefect server: simulation {simulated.server / runs * 1000:.1f} "
             f"ms, wct no-op {noop.server / args.runs * 1000:.1f} ms"
         )
-        print(f"simulate ratio, server CPU alone {simulated.server / (runs * wct):.2f}")
+        print(f"simulate ratio, server CPU alone {simulated.server / (runs * between):.2f}")
     print(f"simulate ratio (default) {wall / (runs * default):.2f}")
-    print(f"simulate ratio, against the no-op alone {wall / (runs * alone):.2f}")
-    print(f"simulate ratio {wall / (runs * wct):.2f}")
+    print(f"simulate ratio, after it {wall / (runs * wct):.2f}")
+    print(f"simulate ratio {wall / (runs * between):.2f}")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def prefect_server(
     command = [*start, "--host", host, "--port", str(port)]
     with sigterm_unwinds():
         process = subprocess.Popen(
-            command,
+            orphan_guarded(command),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -207,6 +207,29 @@ def prefect_server(
             os.environ.pop("PREFECT_API_URL", None)
             stop(process)
             pump.join(timeout=5)
+
+
+#: Run in the child before it becomes `prefect server start` (argv: the starter's pid, then the
+#: command): Linux's parent-death signal, so that the server gets SIGTERM, and stops as it does
+#: when stopped, if the process that started it dies without stopping it (SIGKILL, the kernel's
+#: out-of-memory killer). Set in the child's own interpreter, then exec: `preexec_fn` would do it
+#: between fork and exec, which is unsafe in a process with threads. A starter already gone by
+#: then leaves nothing to guard: the child exits.
+_ORPHAN_GUARD = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def orphan_guarded(command: list[str]) -> list[str]:
+    """`command`, to be started so that it ends with the thread that starts it (Linux, and only
+    from the main thread, whose end is the process's: the signal follows the starting thread)."""
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return command
+    return [sys.executable, "-c", _ORPHAN_GUARD, str(os.getpid()), *command]
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

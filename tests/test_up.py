@@ -43,6 +43,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 from sqlmodel import Session, select
 
+from deployments.server import healthy
 from models.calendar import add_working_days
 from models.clock import LONDON
 from models.constitution import default_constitution_path
@@ -405,6 +406,47 @@ def test_a_stop_while_starting_stops_the_prefect_server_it_started(tmp_path: Pat
         output = process.communicate(timeout=120)[0]
         assert process.returncode == 0, output
         assert not Path(f"/proc/{server}").exists(), "the Prefect server outlived wct up"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if server is not None and Path(f"/proc/{server}").exists():
+            os.kill(server, signal.SIGKILL)
+
+
+def test_a_killed_wct_up_takes_its_prefect_server_with_it(tmp_path: Path) -> None:
+    """`wct up` killed outright (SIGKILL, the kernel's out-of-memory killer), so that nothing of
+    it runs on the way out: the Prefect server it started still stops (Linux's parent-death
+    signal), instead of holding its port and its database until someone finds it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WCT_"))}
+    env |= {
+        "WCT_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    _cli(env, "init")
+    port = free_port()
+    process = subprocess.Popen(
+        [WCT, "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server: int | None = None
+    try:
+        deadline = time.monotonic() + WAIT
+        while process.poll() is None and time.monotonic() < deadline:
+            server = next(iter(_children(process.pid)), None)
+            if server is not None and healthy(f"http://127.0.0.1:{port}/api"):
+                break
+            time.sleep(0.2)
+        assert server is not None and process.poll() is None, "no Prefect server started"
+        process.kill()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + WAIT
+        while Path(f"/proc/{server}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{server}").exists(), "the Prefect server outlived a killed wct up"
+        assert not healthy(f"http://127.0.0.1:{port}/api")
     finally:
         if process.poll() is None:
             process.kill()
