@@ -141,7 +141,8 @@ class Probes:
             yield self
         finally:
             assert self._loop is not None and self._queue is not None
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+            if self._thread.is_alive():  # not after a failed probe, which ended it
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
             self._thread.join(60)
 
     def __call__(self, _when: object, _summary: object) -> None:
