@@ -160,23 +160,19 @@ class Probes:
         self.server += spent.server
 
 
-async def noop_block(runs: int) -> tuple[float, CpuTimes]:
-    """`runs` wct no-op runs one after another, alone (no run of the other arm between them):
-    their median wall time, and their CPU times."""
+async def noop_block(runs: int) -> CpuTimes:
+    """`runs` wct no-op runs one after another, with their CPU times."""
     from step_overhead import noop_flows
 
     from flows.runtime import one_client
 
     wct_noop, _ = noop_flows()
-    walls: list[float] = []
     async with one_client():
         await wct_noop()
         with CpuTimes() as times:
             for _ in range(runs):
-                started = time.perf_counter()
                 await wct_noop()
-                walls.append(time.perf_counter() - started)
-    return statistics.median(walls), times
+    return times
 
 
 async def noop_medians(runs: int) -> tuple[float, float]:
@@ -230,7 +226,7 @@ def bench(
         simulated.client -= probes.client
         simulated.server -= probes.server
         wct, default = asyncio.run(noop_medians(runs))
-        _, noop = asyncio.run(noop_block(runs))
+        noop = asyncio.run(noop_block(runs))
     return summary, wall, probes, wct, default, simulated, noop
 
 

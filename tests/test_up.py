@@ -164,6 +164,17 @@ class Up:
             engine.dispose()
 
 
+def user_env(root: Path) -> dict[str, str]:
+    """The environment of a user with a wct home and a Prefect home of their own under `root`
+    (`home`, `prefect`), and nothing of this session's Prefect or wct settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WCT_"))}
+    return env | {
+        "WCT_HOME": str(root / "home"),
+        "PREFECT_HOME": str(root / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+
 def _cli(env: dict[str, str], *args: str) -> None:
     done = subprocess.run(
         [WCT, *args],
@@ -181,12 +192,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     home = root / "home"
     constitution = root / "daily-wscb.yaml"
     daily_safeguarding_board(constitution)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WCT_"))}
-    env |= {
-        "WCT_HOME": str(home),
-        "PREFECT_HOME": str(root / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
+    env = user_env(root)
     _cli(env, "init", "--constitution", str(constitution))
     _cli(env, "members", "import", str(DATA / "cycles-members.csv"))
     today = datetime.now(LONDON).date()
@@ -381,12 +387,7 @@ def test_a_stop_while_starting_stops_the_prefect_server_it_started(tmp_path: Pat
     runner serves and sets its own handler: `wct up` exits as stopped (0) and takes the Prefect
     server it started with it, instead of dying at once and leaving the server running on its
     port, where the next `wct up` refuses to start ("a Prefect server already answers")."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WCT_"))}
-    env |= {
-        "WCT_HOME": str(tmp_path / "home"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
+    env = user_env(tmp_path)
     _cli(env, "init")
     process = subprocess.Popen(
         [WCT, "up", "--port", str(free_port())],
@@ -417,12 +418,7 @@ def test_a_killed_wct_up_takes_its_prefect_server_with_it(tmp_path: Path) -> Non
     """`wct up` killed outright (SIGKILL, the kernel's out-of-memory killer), so that nothing of
     it runs on the way out: the Prefect server it started still stops (Linux's parent-death
     signal), instead of holding its port and its database until someone finds it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WCT_"))}
-    env |= {
-        "WCT_HOME": str(tmp_path / "home"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
+    env = user_env(tmp_path)
     _cli(env, "init")
     port = free_port()
     process = subprocess.Popen(
