@@ -1,9 +1,12 @@
-"""Helpers for the cycle tests: a partnership with people in it, runs, and state snapshots."""
+"""Helpers for the cycle tests: a partnership with people in it, runs, state snapshots, and the
+artifacts the flows publish."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from prefect.client.orchestration import PrefectClient, get_client
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -49,3 +52,21 @@ def fire(engine: Engine, clock: FixedClock, key: str) -> str:
     if clock.now() < step.due_at:
         clock.set(step.due_at)
     return run_step(engine, clock, key).result
+
+
+async def latest_artifact(client: PrefectClient, key: str) -> dict[str, Any]:
+    """The latest artifact with `key`, as the API gives it (the client's filter drops flow-level
+    artifacts: it always joins task runs, so ask the API directly)."""
+    response = await client._client.post(
+        "/artifacts/filter",
+        json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
+    )
+    found = response.json()
+    assert found, f"no artifact {key}"
+    return dict(found[0])
+
+
+async def artifact(key: str) -> str:
+    """The text of the latest artifact with `key`."""
+    async with get_client() as client:
+        return str((await latest_artifact(client, key))["data"])

@@ -29,7 +29,7 @@ from models.instructions import SubmitReport
 from models.tables import OutboxMessage, Step
 
 from .cases_support import act
-from .cycles_support import london, state
+from .cycles_support import artifact, latest_artifact, london, state
 from .flows_harness import CycleDb
 
 NOV = london(2026, 11, 23, 9, 0)
@@ -47,27 +47,10 @@ async def runs_named(*names: str, timers: bool = True) -> list[FlowRun]:
         )
 
 
-async def artifact(key: str) -> str:
-    """The latest artifact with `key` (the client's filter drops flow-level artifacts: it always
-    joins task runs, so ask the API directly)."""
-    async with get_client() as client:
-        response = await client._client.post(
-            "/artifacts/filter",
-            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 5},
-        )
-    found = response.json()
-    assert found, f"no artifact {key}"
-    return str(found[0]["data"])
-
-
 async def artifact_card(key: str) -> tuple[str, str]:
     """The latest artifact with `key`: the name of the run that made it, and its card's text."""
     async with get_client() as client:
-        response = await client._client.post(
-            "/artifacts/filter",
-            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
-        )
-        [found] = response.json()
+        found = await latest_artifact(client, key)
         run = await client.read_flow_run(found["flow_run_id"])
     return run.name, str(found["description"])
 
@@ -75,11 +58,7 @@ async def artifact_card(key: str) -> tuple[str, str]:
 async def keys_beside(key: str) -> list[str]:
     """The keys of every artifact of the run that made the latest artifact with `key`."""
     async with get_client() as client:
-        latest = await client._client.post(
-            "/artifacts/filter",
-            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
-        )
-        [found] = latest.json()
+        found = await latest_artifact(client, key)
         response = await client._client.post(
             "/artifacts/filter",
             json={"flow_runs": {"id": {"any_": [found["flow_run_id"]]}}, "limit": 20},

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from docx import Document
-from prefect.client.orchestration import get_client
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -47,7 +46,7 @@ from notifications.render import HeaderInjection, Rendered
 
 from .cases_support import act
 from .conftest import DATA, Cli
-from .cycles_support import london, populate, run, state
+from .cycles_support import artifact, london, populate, run, state
 from .flows_harness import CycleDb
 
 BOARD_DAY = date(2027, 3, 9)
@@ -549,17 +548,6 @@ def test_papers_too_large_are_left_off_and_the_agenda_still_goes(
 
 
 # --- the papers artifact ----------------------------------------------------------------------
-
-
-async def artifact(key: str) -> str:
-    async with get_client() as client:
-        response = await client._client.post(
-            "/artifacts/filter",
-            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
-        )
-    found = response.json()
-    assert found, f"no artifact {key}"
-    return str(found[0]["data"])
 
 
 def test_publishing_the_agenda_publishes_the_bodys_papers(cycle_db: CycleDb) -> None:

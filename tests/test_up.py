@@ -382,6 +382,14 @@ def _children(pid: int) -> list[int]:
     ]
 
 
+def _reap(process: subprocess.Popen[Any], server: int | None) -> None:
+    """Whatever a failed test left running: `wct up`, and the Prefect server it started."""
+    if process.poll() is None:
+        process.kill()
+    if server is not None and Path(f"/proc/{server}").exists():
+        os.kill(server, signal.SIGKILL)
+
+
 def test_a_stop_while_starting_stops_the_prefect_server_it_started(tmp_path: Path) -> None:
     """SIGTERM (a service manager's stop) while `wct up` is still starting, before Prefect's
     runner serves and sets its own handler: `wct up` exits as stopped (0) and takes the Prefect
@@ -408,10 +416,7 @@ def test_a_stop_while_starting_stops_the_prefect_server_it_started(tmp_path: Pat
         assert process.returncode == 0, output
         assert not Path(f"/proc/{server}").exists(), "the Prefect server outlived wct up"
     finally:
-        if process.poll() is None:
-            process.kill()
-        if server is not None and Path(f"/proc/{server}").exists():
-            os.kill(server, signal.SIGKILL)
+        _reap(process, server)
 
 
 def test_a_killed_wct_up_takes_its_prefect_server_with_it(tmp_path: Path) -> None:
@@ -444,7 +449,4 @@ def test_a_killed_wct_up_takes_its_prefect_server_with_it(tmp_path: Path) -> Non
         assert not Path(f"/proc/{server}").exists(), "the Prefect server outlived a killed wct up"
         assert not healthy(f"http://127.0.0.1:{port}/api")
     finally:
-        if process.poll() is None:
-            process.kill()
-        if server is not None and Path(f"/proc/{server}").exists():
-            os.kill(server, signal.SIGKILL)
+        _reap(process, server)

@@ -8,7 +8,6 @@ import json
 from datetime import date
 
 import pytest
-from prefect.client.orchestration import get_client
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -32,23 +31,10 @@ from models.upcoming import Due, Upcoming, display_day, upcoming
 
 from .cases_support import act
 from .conftest import DATA, Cli
-from .cycles_support import london, populate, run, state
+from .cycles_support import artifact, london, populate, run, state
 from .flows_harness import CycleDb
 
 MONDAY = london(2027, 2, 22, 9, 0)
-
-
-async def artifact(key: str) -> str:
-    """The latest artifact with `key`, asked of the API directly (the client's filter joins task
-    runs, and these artifacts belong to the flow run)."""
-    async with get_client() as client:
-        response = await client._client.post(
-            "/artifacts/filter",
-            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
-        )
-    found = response.json()
-    assert found, f"no artifact {key}"
-    return str(found[0]["data"])
 
 
 @pytest.fixture
