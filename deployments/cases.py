@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
-from deployments.common import deployment
+from deployments.common import deployment, serve_until_stopped
 from deployments.steps import step_deployments
 from flows.cases import (
     CASE_TAG,
@@ -33,7 +32,7 @@ def case_deployments(*, for_workers: bool = False) -> list[RunnerDeployment]:
 
 def main() -> None:
     """Serve the case deployments with the step timer and the sweep (until stopped)."""
-    serve(*case_deployments(), *step_deployments(), pause_on_shutdown=False)  # timers outlive it
+    serve_until_stopped([*case_deployments(), *step_deployments()])  # timers outlive it
 
 
 if __name__ == "__main__":

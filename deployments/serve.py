@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from prefect import Flow, serve
+from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.schedules import RRuleSchedule
@@ -16,6 +16,7 @@ from prefect.exceptions import ObjectNotFound
 
 from deployments.cases import case_deployments
 from deployments.common import deployment as common_deployment
+from deployments.common import serve_until_stopped
 from deployments.dispatch import dispatch_deployments
 from deployments.steps import retire_old_deployments, step_deployments
 from flows.cycles import (
@@ -172,7 +173,7 @@ async def register_on_pool(deployments: list[RunnerDeployment], pool: str) -> bo
 def serve_limited(deployments: list[RunnerDeployment], *, limit: int) -> None:
     """Serve until stopped, at most `limit` flow runs at once (each run is its own process, so
     this bounds memory; the rest wait as Scheduled). A stop leaves schedules and timers in place."""
-    serve(*deployments, pause_on_shutdown=False, limit=limit)
+    serve_until_stopped(deployments, limit=limit)
 
 
 def main() -> None:

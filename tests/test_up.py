@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -41,7 +42,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from deployments.server import healthy
 from models.calendar import add_working_days
@@ -296,6 +297,39 @@ def test_the_scheduler_runs_dispatch_and_mail_arrives_without_anyone(up: Up) -> 
     assert f"meeting:wscb:{up.meeting.isoformat()}:call_for_items" in keys
 
 
+def _move_step(up: Up, when: datetime, key: str | None = None) -> str:
+    """Give step `key` (by default the last step still to come of the planted meeting) the due
+    time `when`, as the passing of time would bring it near; returns its key."""
+    engine = make_engine(f"sqlite:///{up.home / 'wct.db'}")
+    try:
+        with Session(engine) as session:
+            planted = f"meeting:wscb:{up.meeting.isoformat()}:"
+            step = session.exec(
+                select(Step)
+                .where(
+                    Step.key == key
+                    if key is not None
+                    else col(Step.key).startswith(planted) & (Step.status == "pending")
+                )
+                .order_by(col(Step.due_at).desc())
+            ).first()
+            assert step is not None, f"no step {key or 'of the planted meeting still to come'}"
+            assert step.status == "pending", step
+            step.due_at = when
+            session.add(step)
+            session.commit()
+            return step.key
+    finally:
+        engine.dispose()
+
+
+async def _run_state(up: Up, run: FlowRun) -> StateType | None:
+    with temporary_settings({PREFECT_API_URL: up.api_url}):
+        async with get_client() as client:
+            current = await client.read_flow_run(run.id)
+    return current.state.type if current.state else None
+
+
 def test_a_timer_set_seconds_ahead_fires(up: Up) -> None:
     """The reminder of the planted meeting is due tomorrow at 09:00; move its time (the step and
     its timer run, as the passing of time would) to a few seconds from now: it fires by itself,
@@ -303,16 +337,7 @@ def test_a_timer_set_seconds_ahead_fires(up: Up) -> None:
     key = f"meeting:wscb:{up.meeting.isoformat()}:reminder"
     name = f"wscb-{up.meeting.isoformat()}-reminder"
     soon = datetime.now(UTC) + timedelta(seconds=5)
-    engine = make_engine(f"sqlite:///{up.home / 'wct.db'}")
-    try:
-        with Session(engine) as session:
-            step = session.exec(select(Step).where(Step.key == key)).one()
-            assert step.status == "pending"
-            step.due_at = soon
-            session.add(step)
-            session.commit()
-    finally:
-        engine.dispose()
+    _move_step(up, soon, key)
 
     async def reschedule() -> FlowRun:
         with temporary_settings({PREFECT_API_URL: up.api_url}):
@@ -327,12 +352,6 @@ def test_a_timer_set_seconds_ahead_fires(up: Up) -> None:
 
     timer = asyncio.run(reschedule())
 
-    async def state() -> StateType | None:
-        with temporary_settings({PREFECT_API_URL: up.api_url}):
-            async with get_client() as client:
-                current = await client.read_flow_run(timer.id)
-        return current.state.type if current.state else None
-
     def step_state() -> str:
         engine = make_engine(f"sqlite:///{up.home / 'wct.db'}")
         try:
@@ -342,7 +361,7 @@ def test_a_timer_set_seconds_ahead_fires(up: Up) -> None:
             engine.dispose()
 
     def completed() -> bool:
-        seen = asyncio.run(state())
+        seen = asyncio.run(_run_state(up, timer))
         up.notes["timer"] = f"timer run {seen}, step {step_state()}"
         return seen is StateType.COMPLETED
 
@@ -372,6 +391,43 @@ def test_status_reports_a_working_scheduler_and_memory_stays_bounded(up: Up) -> 
     print(f"wct up RSS (server and runs): peak {peak} MB, now {up.rss.samples[-1]} MB")  # noqa: T201
     after = up.notes.get("dispatch_completed_after_s")
     print(f"first auto-scheduled dispatch completed {after} s after start")  # noqa: T201
+
+
+def test_a_stop_cancels_the_run_in_flight_and_says_nothing_alarming(up: Up) -> None:
+    """Last of the tests on `up`: SIGTERM (a service manager's stop) while a step's run is in
+    flight (its timer fired early, and it waits for its time). `wct up` stops Prefect's runner as
+    the runner means to be stopped: the run is Cancelled, not left Running in the UI; the console
+    has neither Prefect's "coroutine 'Runner.astop' was never awaited" nor "Error logging to API";
+    `wct up` exits 0 and nothing answers on its port."""
+    key = _move_step(up, datetime.now(UTC) + timedelta(minutes=4))  # within the early limit
+
+    async def start() -> FlowRun:
+        with temporary_settings({PREFECT_API_URL: up.api_url}):
+            async with get_client() as client:
+                made = await client.read_deployment_by_name("step/step")
+                return await client.create_flow_run_from_deployment(
+                    made.id, parameters={"key": key}, name="stop-test-step"
+                )
+
+    run = asyncio.run(start())
+
+    def running() -> bool:
+        return asyncio.run(_run_state(up, run)) is StateType.RUNNING
+
+    until("the step's run is running", running, up)
+    before = len(up.console.read_text())
+    up.process.send_signal(signal.SIGTERM)
+    code = up.process.wait(timeout=120)
+    said = up.console.read_text()[before:]
+    assert not healthy(up.api_url)
+    with sqlite3.connect(up.env["PREFECT_HOME"] + "/prefect.db") as prefect_db:
+        [(state_type,)] = prefect_db.execute(
+            "SELECT state_type FROM flow_run WHERE name = 'stop-test-step'"
+        ).fetchall()
+    # The run's own process, cancelled, prints Prefect's TerminationSignal traceback (as on a
+    # cancel from the UI); what `wct up` itself says must not alarm.
+    alarming = [a for a in ("never awaited", "Error logging to API") if a in said]
+    assert (code, state_type, alarming) == (0, "CANCELLED", []), said
 
 
 def _children(pid: int) -> list[int]:
