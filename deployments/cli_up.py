@@ -206,6 +206,7 @@ def _serve(
         f"{len(deployments)} deployments registered; cycles caught up; "
         f"at most {rt.settings.run_limit} run(s) at a time; `wct status` says how it is going"
     )
+    typer.echo(f"Deployments: {server.ui_url}/deployments (a run of one can be started there)")
     if register_only:
         return
     members = _start_members_pages(rt, engine)

@@ -174,6 +174,7 @@ def test_up_registers_every_cycle_on_the_constitutions_schedule(
     )
     assert result.exit_code == 0, result.output
     assert f"Prefect UI: {prefect_harness.removesuffix('/api')}" in result.output
+    assert f"Deployments: {prefect_harness.removesuffix('/api')}/deployments" in result.output
 
     async def check() -> None:
         async with get_client() as client:
