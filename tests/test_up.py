@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -393,12 +392,11 @@ def test_status_reports_a_working_scheduler_and_memory_stays_bounded(up: Up) -> 
     print(f"first auto-scheduled dispatch completed {after} s after start")  # noqa: T201
 
 
-def test_a_stop_cancels_the_run_in_flight_and_says_nothing_alarming(up: Up) -> None:
+def test_a_stop_with_a_run_in_flight_is_quiet_and_leaves_no_process(up: Up) -> None:
     """Last of the tests on `up`: SIGTERM (a service manager's stop) while a step's run is in
-    flight (its timer fired early, and it waits for its time). `wct up` stops Prefect's runner as
-    the runner means to be stopped: the run is Cancelled, not left Running in the UI; the console
-    has neither Prefect's "coroutine 'Runner.astop' was never awaited" nor "Error logging to API";
-    `wct up` exits 0 and nothing answers on its port."""
+    flight (its timer fired early, and it waits for its time). `wct up` exits 0 without Prefect's
+    "coroutine 'Runner.astop' was never awaited", an asyncio traceback or "Error logging to API",
+    the run's process goes with it, and nothing answers on its port."""
     key = _move_step(up, datetime.now(UTC) + timedelta(minutes=4))  # within the early limit
 
     async def start() -> FlowRun:
@@ -415,19 +413,15 @@ def test_a_stop_cancels_the_run_in_flight_and_says_nothing_alarming(up: Up) -> N
         return asyncio.run(_run_state(up, run)) is StateType.RUNNING
 
     until("the step's run is running", running, up)
+    processes = _descendants(up.process.pid)
     before = len(up.console.read_text())
     up.process.send_signal(signal.SIGTERM)
     code = up.process.wait(timeout=120)
     said = up.console.read_text()[before:]
+    alarming = [a for a in ("never awaited", "Traceback", "Error logging to API") if a in said]
+    left = [pid for pid in processes if Path(f"/proc/{pid}").exists()]
+    assert (code, alarming, left) == (0, [], []), said
     assert not healthy(up.api_url)
-    with sqlite3.connect(up.env["PREFECT_HOME"] + "/prefect.db") as prefect_db:
-        [(state_type,)] = prefect_db.execute(
-            "SELECT state_type FROM flow_run WHERE name = 'stop-test-step'"
-        ).fetchall()
-    # The run's own process, cancelled, prints Prefect's TerminationSignal traceback (as on a
-    # cancel from the UI); what `wct up` itself says must not alarm.
-    alarming = [a for a in ("never awaited", "Error logging to API") if a in said]
-    assert (code, state_type, alarming) == (0, "CANCELLED", []), said
 
 
 def _children(pid: int) -> list[int]:
@@ -436,6 +430,19 @@ def _children(pid: int) -> list[int]:
         for task in Path(f"/proc/{pid}/task").iterdir()
         for child in (task / "children").read_text().split()
     ]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid`: the Prefect server and the flow runs' processes."""
+    found, todo = [], [pid]
+    while todo:
+        try:
+            children = _children(todo.pop())
+        except OSError:  # gone meanwhile
+            continue
+        found += children
+        todo += children
+    return found
 
 
 def _reap(process: subprocess.Popen[Any], server: int | None) -> None:
