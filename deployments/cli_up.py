@@ -191,7 +191,8 @@ def up(
 def _serve(
     rt: Runtime, c: Constitution, engine: Engine, server: Server, *, register_only: bool
 ) -> None:
-    from deployments.serve import all_deployments, catch_up, serve_limited
+    from deployments.common import serve_until_stopped
+    from deployments.serve import all_deployments, catch_up
 
     deployments = all_deployments(c)
     typer.echo(f"Prefect UI: {server.ui_url}")
@@ -213,7 +214,7 @@ def _serve(
     watchdog = Watchdog(rt, engine, lambda line: typer.echo(line, err=True))
     watchdog.start()
     try:
-        serve_limited(deployments, limit=rt.settings.run_limit)
+        serve_until_stopped(deployments, limit=rt.settings.run_limit)
     finally:
         watchdog.stop()
         if members is not None:

@@ -33,8 +33,9 @@ def deployment(
 
 def serve_until_stopped(deployments: list[RunnerDeployment], *, limit: int | None = None) -> None:
     """`prefect.serve`, leaving schedules and timers in place on a stop (no pause on shutdown),
-    at most `limit` runs at once, until Ctrl-C or SIGTERM (a service manager's stop), which ends
-    it quietly (`until_stopped`)."""
+    at most `limit` flow runs at once (each run is its own process, so this bounds memory; the
+    rest wait as Scheduled), until Ctrl-C or SIGTERM (a service manager's stop), which ends it
+    quietly (`until_stopped`)."""
     runner = Runner(pause_on_shutdown=False, limit=limit)
     for made in deployments:
         runner.add_deployment(made)

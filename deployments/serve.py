@@ -170,17 +170,11 @@ async def register_on_pool(deployments: list[RunnerDeployment], pool: str) -> bo
     return created
 
 
-def serve_limited(deployments: list[RunnerDeployment], *, limit: int) -> None:
-    """Serve until stopped, at most `limit` flow runs at once (each run is its own process, so
-    this bounds memory; the rest wait as Scheduled). A stop leaves schedules and timers in place."""
-    serve_until_stopped(deployments, limit=limit)
-
-
 def main() -> None:
     """Serve every deployment of the shipped constitution (`python -m deployments.serve`)."""
     from models.config import get_settings
 
-    serve_limited(all_deployments(), limit=get_settings().run_limit)
+    serve_until_stopped(all_deployments(), limit=get_settings().run_limit)
 
 
 if __name__ == "__main__":

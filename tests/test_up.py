@@ -96,23 +96,14 @@ class Rss:
         self._thread.start()
 
     def _tree(self) -> int:
-        parents: dict[int, int] = {}
-        rss: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        total = 0
+        for pid in [self.pid, *_descendants(self.pid)]:
             try:
-                status = (entry / "status").read_text()
-            except OSError:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:  # gone meanwhile
                 continue
             fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            parents[int(entry.name)] = int(fields["PPid"])
-            rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
-        total, todo = 0, [self.pid]
-        while todo:
-            pid = todo.pop()
-            total += rss.get(pid, 0)
-            todo += [child for child, parent in parents.items() if parent == pid]
+            total += int(fields.get("VmRSS", "0 kB").split()[0])
         return total // 1024
 
     def _run(self) -> None:
