@@ -27,7 +27,9 @@ this process does cost nothing and the server never waited for it.
     python bench/simulate.py [--months 12] [--runs 30] [--probe-every 10]
 
 wct's settings are in the environment before Prefect is imported. Uses PREFECT_API_URL when set,
-else a temporary local server for the whole bench.
+else, for the whole bench, the server `wct simulate` makes for itself when it is not given one
+(deployments.server.throwaway_server: Prefect's test harness without the services nobody can
+watch on it).
 """
 
 from __future__ import annotations
@@ -243,11 +245,10 @@ def main() -> None:
     if os.environ.get("PREFECT_API_URL"):
         figures = bench(args.months, args.runs, args.probe_every)
     else:
-        from prefect.settings import PREFECT_API_URL
-        from prefect.testing.utilities import prefect_test_harness
+        from deployments.server import throwaway_server
 
-        with prefect_test_harness(server_startup_timeout=120):
-            os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the simulation's server
+        with throwaway_server() as api_url:  # the server `wct simulate` makes for itself
+            os.environ["PREFECT_API_URL"] = api_url  # the simulation's server
             try:
                 figures = bench(args.months, args.runs, args.probe_every)
             finally:

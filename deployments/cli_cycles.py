@@ -718,9 +718,7 @@ def _simulation_server() -> Iterator[None]:
         with api(given):
             yield
         return
-    from prefect.testing.utilities import prefect_test_harness
+    from deployments.server import throwaway_server
 
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-    with prefect_test_harness(server_startup_timeout=120):  # a throwaway server and database
+    with throwaway_server():  # its own server and database, without what nobody can watch
         yield

@@ -14,22 +14,26 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, date, datetime
 from email import message_from_bytes
 from email import policy as email_policy
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.settings import PREFECT_API_URL
 from prefect.states import Scheduled
 from sqlmodel import Session, col, func, select
 from typer.testing import CliRunner
 
 from deployments.cli import Runtime, app
+from deployments.cli_cycles import run_simulation
 from flows.cycles import meeting_cycle
 from models.calendar import add_working_days
 from models.clock import LONDON, FixedClock
@@ -237,6 +241,47 @@ def test_simulate_plays_the_calendar_and_the_cases_and_summarises(
     for key in ("meetings_planned", "meetings_held", "reports_requested", "reports_submitted"):
         assert sum(b[key] for b in summary["bodies"].values()) == summary[key], key
     _case_mail_reached_its_recipients(tmp_path / "sim")
+
+
+def test_simulate_without_a_server_makes_its_own_without_the_services_nobody_watches(
+    cycle_db: CycleDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wct simulate` given no PREFECT_API_URL (the README's first command) runs on a Prefect
+    server of its own, which keeps no event, evaluates no trigger, records no task run and
+    streams nothing (deployments.server.UNWATCHED), and still plays the calendar and delivers."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    (tmp_path / "sim").mkdir()
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def progress(_when: datetime, _summary: object) -> None:
+        if not seen:  # the simulation's server, as Prefect's settings name it within
+            url = str(PREFECT_API_URL.value())
+            with urllib.request.urlopen(f"{url}/admin/settings", timeout=30) as response:
+                seen.append((url, json.loads(response.read())))
+
+    summary = run_simulation(
+        load_constitution(),
+        date(2027, 3, 1),
+        date(2027, 3, 10),
+        3,
+        tmp_path / "sim",
+        progress=progress,
+    )
+    assert summary["flow_runs"] > 5 and summary["messages_delivered"] > 0
+    url, settings = seen[0]
+    assert url != os.environ.get("PREFECT_API_URL")  # not the session's server
+    server = settings["server"]
+    assert [
+        server["services"]["event_persister"]["enabled"],
+        server["services"]["triggers"]["enabled"],
+        server["services"]["task_run_recorder"]["enabled"],
+        server["events"]["stream_out_enabled"],
+        server["logs"]["stream_out_enabled"],
+        server["analytics_enabled"],
+    ] == [False] * 6
+    mails = list((tmp_path / "sim" / "mail").rglob("*.eml"))
+    assert len(mails) == summary["messages_delivered"]
+    assert count(cycle_db, "meeting.planned") == 0  # the caller's database was not touched
 
 
 def test_two_simulations_of_the_same_period_on_one_server_count_their_own_runs(
