@@ -1,5 +1,6 @@
-"""The local Prefect server `wct up` runs: started with its UI pointed at the right API, its output
-kept in a rotated log under WCT_HOME, and a small runtime file so `wct status` can find it."""
+"""The local Prefect servers: the one `wct up` runs, started with its UI pointed at the right API,
+its output kept in a rotated log under WCT_HOME, and a small runtime file so `wct status` can find
+it; and the throwaway one `wct simulate` makes for itself when it is given none."""
 
 from __future__ import annotations
 
@@ -294,9 +295,9 @@ def api(api_url: str) -> Iterator[None]:
 #: it keeps no event, evaluates no trigger, records no task run, streams no event or log to a
 #: watcher and sends no telemetry. Those services work on every event of every run in the
 #: server's one process, and their writes meet the API's in its SQLite database: with them, a
-#: simulated year (590 flow runs) took ~70 s here, and 3 to 9 of its flow runs' creations were
-#: answered 503 ("database is locked"), each followed by Prefect's client's 2 s wait; without
-#: them, ~55 s and none (`bench/simulate.py`).
+#: simulated year (590 flow runs) took 70 s here (`bench/simulate.py`), and 3 to 9 of its flow
+#: runs' creations were answered 503 ("database is locked", counted on the client), each followed
+#: by Prefect's client's 2 s wait; without them, 56 s and none.
 UNWATCHED: Mapping[str, bool] = MappingProxyType(
     {
         "server.services.event_persister.enabled": False,
