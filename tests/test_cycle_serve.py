@@ -244,7 +244,7 @@ def test_simulate_plays_the_calendar_and_the_cases_and_summarises(
 
 
 def test_simulate_without_a_server_makes_its_own_without_the_services_nobody_watches(
-    cycle_db: CycleDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cycle_db: CycleDb, prefect_harness: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`wct simulate` given no PREFECT_API_URL (the README's first command) runs on a Prefect
     server of its own, which keeps no event, evaluates no trigger, records no task run and
@@ -269,7 +269,7 @@ def test_simulate_without_a_server_makes_its_own_without_the_services_nobody_wat
     )
     assert summary["flow_runs"] > 5 and summary["messages_delivered"] > 0
     url, settings = seen[0]
-    assert url != os.environ.get("PREFECT_API_URL")  # not the session's server
+    assert url != prefect_harness  # a server of its own, not the session's
     server = settings["server"]
     assert [
         server["services"]["event_persister"]["enabled"],
