@@ -27,13 +27,14 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL
 from prefect.states import Scheduled
 from sqlmodel import Session, col, func, select
 from typer.testing import CliRunner
 
 from deployments.cli import Runtime, app
 from deployments.cli_cycles import run_simulation
+from deployments.server import UNUSED_CA
 from flows.cycles import meeting_cycle
 from models.calendar import add_working_days
 from models.clock import LONDON, FixedClock
@@ -251,13 +252,14 @@ def test_simulate_without_a_server_makes_its_own_without_the_services_nobody_wat
     streams nothing (deployments.server.UNWATCHED), and still plays the calendar and delivers."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     (tmp_path / "sim").mkdir()
-    seen: list[tuple[str, dict[str, Any]]] = []
+    seen: list[tuple[str, str, dict[str, Any]]] = []
 
     def progress(_when: datetime, _summary: object) -> None:
         if not seen:  # the simulation's server, as Prefect's settings name it within
             url = str(PREFECT_API_URL.value())
+            bundle = str(PREFECT_API_SSL_CERT_FILE.value())
             with urllib.request.urlopen(f"{url}/admin/settings", timeout=30) as response:
-                seen.append((url, json.loads(response.read())))
+                seen.append((url, bundle, json.loads(response.read())))
 
     summary = run_simulation(
         load_constitution(),
@@ -268,8 +270,9 @@ def test_simulate_without_a_server_makes_its_own_without_the_services_nobody_wat
         progress=progress,
     )
     assert summary["flow_runs"] > 5 and summary["messages_delivered"] > 0
-    url, settings = seen[0]
+    url, bundle, settings = seen[0]
     assert url != prefect_harness  # a server of its own, not the session's
+    assert bundle == str(UNUSED_CA)  # plain http on this machine: no CA bundle loaded for it
     server = settings["server"]
     assert [
         server["services"]["event_persister"]["enabled"],
