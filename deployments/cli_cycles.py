@@ -720,5 +720,6 @@ def _simulation_server() -> Iterator[None]:
         return
     from deployments.server import throwaway_server
 
-    with throwaway_server():  # its own server and database, without what nobody can watch
+    # its own server and database, without what nobody can watch, talked to as a given one is
+    with throwaway_server() as url, api(url):
         yield

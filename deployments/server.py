@@ -314,15 +314,12 @@ UNWATCHED: Mapping[str, bool] = MappingProxyType(
 def throwaway_server() -> Iterator[str]:
     """A Prefect server and database of this process's own for the length of the block (Prefect's
     test harness: a subprocess, a temporary SQLite file), without the services nobody can use
-    (UNWATCHED); yields its API URL, which Prefect's settings name within, talked to as every
-    plain-http server on this machine is (`api`: no CA bundle loaded for it)."""
+    (UNWATCHED); yields its API URL, which Prefect's settings name within."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
     with temporary_settings(updates=dict(UNWATCHED)), prefect_test_harness(int(START_WAIT_SECONDS)):
-        url = str(PREFECT_API_URL.value())
-        with api(url):
-            yield url
+        yield str(PREFECT_API_URL.value())
 
 
 @contextmanager
